@@ -1,0 +1,1 @@
+"""ConvNeXtPose Live: the application around the models in `models/`."""

@@ -1,0 +1,93 @@
+"""Small dataclasses that cross module lines. Arrays are numpy, float32 unless said."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class Box:
+    """A person box in image pixels, (x, y) its top-left corner."""
+    x: float
+    y: float
+    w: float
+    h: float
+    score: float = 1.0
+
+    def as_xywh(self) -> tuple[float, float, float, float]:
+        return (self.x, self.y, self.w, self.h)
+
+    @property
+    def area(self) -> float:
+        return max(0.0, self.w) * max(0.0, self.h)
+
+    def iou(self, other: "Box") -> float:
+        x1, y1 = max(self.x, other.x), max(self.y, other.y)
+        x2 = min(self.x + self.w, other.x + other.w)
+        y2 = min(self.y + self.h, other.y + other.h)
+        inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
+        union = self.area + other.area - inter
+        return inter / union if union > 0 else 0.0
+
+
+@dataclass
+class Camera:
+    """Pinhole intrinsics in pixels."""
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+
+    @classmethod
+    def from_fov(cls, width: int, height: int, fov_deg: float) -> "Camera":
+        """Horizontal field of view in degrees; principal point at the image centre."""
+        f = (width / 2.0) / np.tan(np.radians(fov_deg) / 2.0)
+        return cls(f, f, width / 2.0, height / 2.0)
+
+    @classmethod
+    def from_focal(cls, width: int, height: int, focal: float) -> "Camera":
+        return cls(focal, focal, width / 2.0, height / 2.0)
+
+
+@dataclass
+class Person:
+    """One person in one frame, as every pose backend reports it."""
+    box: Box                     # the box the pose was estimated in
+    joints_2d: np.ndarray        # (J, 2) image pixels
+    joints_3d: np.ndarray        # (J, 3) mm, root-relative; x right, y down, z away from camera
+    confidence: np.ndarray       # (J,) in [0, 1]
+    root_cam: np.ndarray | None = None  # (3,) mm, the root joint in camera coordinates
+    track_id: int = -1
+
+    @property
+    def score(self) -> float:
+        return float(np.mean(self.confidence)) if self.confidence.size else 0.0
+
+
+@dataclass
+class Frame:
+    """A frame as read from a source."""
+    index: int
+    time: float                 # seconds: media time for files, wall time since start for cameras
+    image: np.ndarray           # BGR uint8, H x W x 3
+
+
+@dataclass
+class FrameResult:
+    """What the frame loop hands to renderers and sinks."""
+    frame: Frame
+    people: list[Person] = field(default_factory=list)
+    stages_ms: dict[str, float] = field(default_factory=dict)
+
+
+class PoseBackend:
+    """What the frame loop needs of a pose model; ConvNeXtPose and the BlazePose fallback both
+    implement it, so the loop does not care which one runs."""
+
+    name: str = "?"       # e.g. "ConvNeXtPose-L" or "BlazePose GHUM (fallback)"
+    device: str = "cpu"
+
+    def estimate(self, image_bgr: np.ndarray, boxes: list[Box], camera: Camera) -> list[Person | None]:
+        """One Person per box (None where nothing could be estimated), aligned with `boxes`."""
+        raise NotImplementedError
