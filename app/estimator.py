@@ -1,0 +1,111 @@
+"""ConvNeXtPose backend: person boxes -> crops -> one batched network pass -> 3D joints.
+
+`estimate_poses` is the authors' demo pipeline (SPEC.md) for all boxes of a frame at once;
+`ConvNeXtPoseBackend` wraps it as the frame loop's pose backend.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from models.convnextpose import HEATMAP_SIZE
+
+from . import geometry
+from .skeleton import ROOT
+from .types import Box, Camera, Person, PoseBackend
+
+PIXEL_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+PIXEL_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+
+
+@dataclass
+class PoseEstimate:
+    """One person's result in every unit the pipeline produces."""
+    bbox: np.ndarray         # (4,) processed box (clipped, squared, x1.25), x y w h pixels
+    transform: np.ndarray    # (2, 3) image -> crop affine map
+    coord: np.ndarray        # (J, 3) heatmap units: x, y in [0, 32), z in [0, D)
+    pose_2d: np.ndarray      # (J, 2) image pixels
+    pose_3d_cam: np.ndarray  # (J, 3) camera coordinates, mm
+    pose_3d_rel: np.ndarray  # (J, 3) mm, Pelvis subtracted
+    confidence: np.ndarray   # (J,) heatmap confidence in [0, 1]
+    root_depth: float        # mm, given or from the RootNet prior
+
+
+def normalize_crops(crops_bgr: list[np.ndarray]) -> torch.Tensor:
+    """BGR uint8 crops -> (N, 3, 256, 256) float32: RGB, scaled to [0, 1], ImageNet-normalized."""
+    batch = np.stack(crops_bgr)[..., ::-1].astype(np.float32) * (1.0 / 255.0)
+    batch = (batch - PIXEL_MEAN) / PIXEL_STD
+    return torch.from_numpy(np.ascontiguousarray(batch.transpose(0, 3, 1, 2)))
+
+
+def run_network(model, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """(coords (N, J, 3), confidence (N, J)) as float64 numpy, on whatever device the model is."""
+    device = next(model.parameters()).device
+    with torch.inference_mode():
+        if hasattr(model, "forward_with_confidence"):
+            coords, confidence = model.forward_with_confidence(images.to(device))
+        else:
+            coords = model(images.to(device))
+            confidence = torch.full(coords.shape[:2], float("nan"))
+    return coords.float().cpu().numpy().astype(np.float64), confidence.float().cpu().numpy().astype(np.float64)
+
+
+def estimate_poses(model, frame_bgr: np.ndarray, boxes, focal, principal_point,
+                   root_depths=None) -> list[PoseEstimate | None]:
+    """The authors' crop and back-projection for every box of a frame, in one batch.
+
+    boxes: (x, y, w, h) pixels; focal: (fx, fy); principal_point: (cx, cy); root_depths: mm per
+    box, or None for RootNet's distance prior. Returns one PoseEstimate per box, None where the
+    box is empty after clipping, so the list stays aligned with `boxes`.
+    """
+    camera = Camera(float(focal[0]), float(focal[1]), float(principal_point[0]), float(principal_point[1]))
+    height, width = frame_bgr.shape[:2]
+    results: list[PoseEstimate | None] = [None] * len(boxes)
+    kept, bboxes, transforms, crops = [], [], [], []
+    for i, box in enumerate(boxes):
+        bbox = geometry.process_box(box, width, height)
+        if bbox is None:
+            continue
+        transform = geometry.crop_transform(bbox)
+        kept.append(i)
+        bboxes.append(bbox)
+        transforms.append(transform)
+        crops.append(geometry.crop(frame_bgr, transform))
+    if not kept:
+        return results
+    coords, confidences = run_network(model, normalize_crops(crops))
+    depth_bins = model.config.depth_bins
+    for k, i in enumerate(kept):
+        root_depth = (float(root_depths[i]) if root_depths is not None
+                      else geometry.root_depth_prior(bboxes[k], camera))
+        pose_2d = geometry.heatmap_to_image(coords[k], transforms[k], HEATMAP_SIZE)
+        depth = geometry.bins_to_depth(coords[k][:, 2], depth_bins, root_depth)
+        pose_3d_cam = geometry.pixels_to_camera(pose_2d, depth, camera)
+        results[i] = PoseEstimate(bboxes[k], transforms[k], coords[k], pose_2d, pose_3d_cam,
+                                  pose_3d_cam - pose_3d_cam[ROOT], confidences[k], root_depth)
+    return results
+
+
+class ConvNeXtPoseBackend(PoseBackend):
+    """The frame loop's pose backend around a loaded ConvNeXtPose network."""
+
+    def __init__(self, model, name: str | None = None):
+        self.model = model
+        self.name = name or getattr(model, "display_name", "ConvNeXtPose")
+        self.device = str(next(model.parameters()).device)
+
+    def estimate(self, image_bgr: np.ndarray, boxes: list[Box], camera: Camera) -> list[Person | None]:
+        estimates = estimate_poses(self.model, image_bgr, [b.as_xywh() for b in boxes],
+                                   (camera.fx, camera.fy), (camera.cx, camera.cy))
+        people: list[Person | None] = []
+        for box, est in zip(boxes, estimates):
+            if est is None:
+                people.append(None)
+                continue
+            people.append(Person(box=box, joints_2d=est.pose_2d.astype(np.float32),
+                                 joints_3d=est.pose_3d_rel.astype(np.float32),
+                                 confidence=est.confidence.astype(np.float32),
+                                 root_cam=est.pose_3d_cam[ROOT].astype(np.float32)))
+        return people

@@ -1,0 +1,86 @@
+"""Box processing, the affine crop, back-projection and the root-depth prior (SPEC.md, as the
+authors' demo does them). All float64, as the authors compute after the network."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from .types import Box, Camera
+
+CROP_SIZE = 256          # the network's input, pixels
+BOX_ENLARGE = 1.25       # context around the person
+DEPTH_RANGE_MM = 2000.0  # the depth bins span 2 m centred on the root
+ROOT_AREA_MM2 = 2000.0 * 2000.0  # RootNet's prior: a person's box covers about 2 m x 2 m
+
+
+def process_box(box: tuple[float, float, float, float], width: int, height: int) -> np.ndarray | None:
+    """Clip (x, y, w, h) to the image, square it about its centre and scale it by 1.25.
+    None when nothing of the box is inside the image."""
+    x, y, w, h = (float(v) for v in box)
+    x1, y1 = max(0.0, x), max(0.0, y)
+    x2 = min(width - 1.0, x1 + max(0.0, w - 1.0))
+    y2 = min(height - 1.0, y1 + max(0.0, h - 1.0))
+    if not (w * h > 0 and x2 >= x1 and y2 >= y1):
+        return None
+    w, h = x2 - x1, y2 - y1
+    if w <= 0 or h <= 0:
+        return None
+    cx, cy = x1 + w / 2.0, y1 + h / 2.0
+    side = max(w, h) * BOX_ENLARGE
+    return np.array([cx - side / 2.0, cy - side / 2.0, side, side], dtype=np.float64)
+
+
+def crop_transform(bbox: np.ndarray, size: int = CROP_SIZE) -> np.ndarray:
+    """2x3 affine map from the image to the size x size crop of a processed box: the box centre
+    goes to the crop centre, half a box-height below it to the bottom edge's centre, half a
+    box-width right of it to the right edge's centre."""
+    x, y, w, h = bbox
+    cx, cy = x + 0.5 * w, y + 0.5 * h
+    src = np.float32([[cx, cy], [cx, cy + 0.5 * h], [cx + 0.5 * w, cy]])
+    half = size * 0.5
+    dst = np.float32([[half, half], [half, size], [size, half]])
+    return cv2.getAffineTransform(src, dst)
+
+
+def crop(image_bgr: np.ndarray, transform: np.ndarray, size: int = CROP_SIZE) -> np.ndarray:
+    """The size x size BGR crop (bilinear, black outside the image)."""
+    return cv2.warpAffine(image_bgr, transform, (size, size), flags=cv2.INTER_LINEAR)
+
+
+def crop_to_image(points_xy: np.ndarray, transform: np.ndarray) -> np.ndarray:
+    """Crop pixels (..., 2) back to image pixels through the inverse of the crop's affine map."""
+    full = np.vstack([transform, [0.0, 0.0, 1.0]])
+    inverse = np.linalg.inv(full)[:2]
+    return points_xy @ inverse[:, :2].T + inverse[:, 2]
+
+
+def heatmap_to_image(coord: np.ndarray, transform: np.ndarray, heatmap_size: int) -> np.ndarray:
+    """(J, >=2) heatmap units -> (J, 2) image pixels."""
+    crop_xy = coord[:, :2].astype(np.float64) / heatmap_size * CROP_SIZE
+    return crop_to_image(crop_xy, transform)
+
+
+def bins_to_depth(z_bins: np.ndarray, depth_bins: int, root_depth: float = 0.0) -> np.ndarray:
+    """Depth bins -> mm: the bins span 2 m centred on the root."""
+    return (np.asarray(z_bins, dtype=np.float64) / depth_bins * 2.0 - 1.0) * (DEPTH_RANGE_MM / 2.0) + root_depth
+
+
+def pixels_to_camera(pixels_xy: np.ndarray, depth_mm: np.ndarray, camera: Camera) -> np.ndarray:
+    """(J, 2) pixels and (J,) depths -> (J, 3) camera coordinates in mm."""
+    x = (pixels_xy[:, 0] - camera.cx) / camera.fx * depth_mm
+    y = (pixels_xy[:, 1] - camera.cy) / camera.fy * depth_mm
+    return np.stack([x, y, depth_mm], axis=1)
+
+
+def root_depth_prior(bbox: np.ndarray, camera: Camera) -> float:
+    """RootNet's distance prior: a processed box of area A px^2 is sqrt(fx fy 2m x 2m / A) away."""
+    area = float(bbox[2] * bbox[3])
+    return float(np.sqrt(camera.fx * camera.fy * ROOT_AREA_MM2 / area))
+
+
+def box_around(points_xy: np.ndarray, margin: float = 0.15, score: float = 1.0) -> Box:
+    """The tight box around 2D points, grown by `margin` of its size on every side."""
+    lo, hi = points_xy.min(axis=0), points_xy.max(axis=0)
+    w, h = hi - lo
+    return Box(float(lo[0] - margin * w), float(lo[1] - margin * h),
+               float(w * (1 + 2 * margin)), float(h * (1 + 2 * margin)), score)

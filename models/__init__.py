@@ -1,0 +1,13 @@
+"""ConvNeXtPose networks. Knows nothing of the application."""
+from .checkpoint import (CheckpointError, CheckpointNotFoundError, CorruptCheckpointError,
+                         InconsistentShapesError, NotACheckpointError, NotConvNeXtPoseError,
+                         UnsafeCheckpointError, infer_config, load_convnextpose, read_state_dict,
+                         resolve_device)
+from .convnextpose import VARIANTS, ConvNeXtPose, ConvNeXtPoseConfig, build_convnextpose
+
+__all__ = [
+    "build_convnextpose", "load_convnextpose", "read_state_dict", "infer_config", "resolve_device",
+    "ConvNeXtPose", "ConvNeXtPoseConfig", "VARIANTS",
+    "CheckpointError", "CheckpointNotFoundError", "NotACheckpointError", "CorruptCheckpointError",
+    "UnsafeCheckpointError", "NotConvNeXtPoseError", "InconsistentShapesError",
+]

@@ -1,0 +1,30 @@
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+DATA = ROOT / "tests" / "data"
+# The conformance data for XS and L is large and lives beside the project, not in it.
+SHARED = Path(os.environ.get("CONVNEXTPOSE_SHARED", ROOT.parent / "shared"))
+SHARED_CONVNEXTPOSE = SHARED / "convnextpose"
+
+
+@pytest.fixture(scope="session")
+def group_photo_path():
+    return DATA / "group.jpg"
+
+
+@pytest.fixture(scope="session")
+def group_boxes():
+    with open(DATA / "boxes.json") as f:
+        return json.load(f)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint():
+    return DATA / "ConvNeXtPose_TINY.tar"
