@@ -1,0 +1,224 @@
+"""Fallback pose backend: MediaPipe BlazePose GHUM (pose_landmark_full, mediapipe 0.10.21) mapped
+onto ConvNeXtPose's 18-joint skeleton, used when no ConvNeXtPose checkpoint exists.
+
+Why not `mp.solutions.pose.Pose` on a crop: that solution first runs its own person detector on
+the crop and keeps one detection. In a crowd (tests/data/group.jpg) it can pick the neighbour
+or find nobody, and the detector costs time we already spent. Instead we run MediaPipe's own
+"PoseLandmarkByRoiCpu" subgraph (the landmark half of the same Pose solution, same model,
+model_complexity=1, shipped in the wheel) with a region of interest built from OUR box. It is
+stateless (no smoothing between calls, the tracker smooths), so it is correct for changing
+crops and for several people per frame; the region may extend past the image border, MediaPipe
+pads it, so people at the edge work.
+
+Conventions, checked on real photos (tests/test_blazepose.py): world landmarks are metres,
+origin between the hips, x towards image right, y down, z away from the camera, which is the
+project's camera convention, so mapping is a scale to mm plus a root shift.
+"""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from app.errors import UserError
+from app.skeleton import JOINT_INDEX, NUM_JOINTS, ROOT
+from app.types import Box, Camera, Person, PoseBackend
+
+_GRAPH = """
+input_stream: "image"
+input_stream: "roi"
+input_side_packet: "model_complexity"
+output_stream: "landmarks"
+output_stream: "world_landmarks"
+node {
+  calculator: "PoseLandmarkByRoiCpu"
+  input_stream: "IMAGE:image"
+  input_stream: "ROI:roi"
+  input_side_packet: "MODEL_COMPLEXITY:model_complexity"
+  output_stream: "LANDMARKS:landmarks"
+  output_stream: "WORLD_LANDMARKS:world_landmarks"
+}
+"""
+
+# BlazePose's 33 landmark indices that we use.
+_NOSE, _L_EYE, _R_EYE, _L_EAR, _R_EAR = 0, 2, 5, 7, 8
+_L_SHOULDER, _R_SHOULDER, _L_ELBOW, _R_ELBOW, _L_WRIST, _R_WRIST = 11, 12, 13, 14, 15, 16
+_L_HIP, _R_HIP, _L_KNEE, _R_KNEE, _L_ANKLE, _R_ANKLE = 23, 24, 25, 26, 27, 28
+
+# Our joints that are single BlazePose landmarks.
+_DIRECT = {
+    "R_Hip": _R_HIP, "R_Knee": _R_KNEE, "R_Ankle": _R_ANKLE,
+    "L_Hip": _L_HIP, "L_Knee": _L_KNEE, "L_Ankle": _L_ANKLE,
+    "Nose": _NOSE,
+    "L_Shoulder": _L_SHOULDER, "L_Elbow": _L_ELBOW, "L_Wrist": _L_WRIST,
+    "R_Shoulder": _R_SHOULDER, "R_Elbow": _R_ELBOW, "R_Wrist": _R_WRIST,
+}
+
+# Top of the head above the mid-ear point, along the neck -> mid-ear direction. An adult's
+# ear canal sits ~12-13 cm below the vertex; Human3.6M's "Head" marker sits a bit below it.
+_EAR_TO_HEAD_TOP_M = 0.11
+# The Pose model wants the region a bit larger than a snug body box (it was trained on crops
+# 1.25x the full-body circle). A snug box is ~0.9 of that circle's diameter: 1.25 / 0.9 ~ 1.4.
+_ROI_SCALE = 1.4
+_MIN_BOX_SIDE_PX = 24.0     # smaller than this the landmark model sees only a blur
+_MIN_JOINTS_FOR_SCALE = 4
+
+
+class BlazePoseBackend(PoseBackend):
+    """BlazePose GHUM 3D landmarks per person box, as 18 Human3.6M-style joints."""
+
+    name = "BlazePose GHUM (fallback)"
+    device = "cpu"
+
+    def __init__(self, roi_scale: float = _ROI_SCALE, min_box_side: float = _MIN_BOX_SIDE_PX):
+        self.roi_scale = roi_scale
+        self.min_box_side = min_box_side
+        try:
+            from google.protobuf import text_format
+            from mediapipe.framework import calculator_pb2
+            from mediapipe.framework.formats import rect_pb2
+            from mediapipe.python.solution_base import SolutionBase
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise UserError(
+                f"the BlazePose fallback needs mediapipe==0.10.21 ({exc}); "
+                "install it with: pip install mediapipe==0.10.21") from exc
+        self._rect_type = rect_pb2.NormalizedRect
+        graph = text_format.Parse(_GRAPH, calculator_pb2.CalculatorGraphConfig())
+        # model_complexity=1 is pose_landmark_full.tflite, inside the wheel. 0 and 2 would
+        # trigger a download at run time: never use them.
+        self._graph = SolutionBase(graph_config=graph, side_inputs={"model_complexity": 1})
+        self._lock = threading.Lock()
+
+    def estimate(self, image_bgr: np.ndarray, boxes: list[Box],
+                 camera: Camera) -> list[Person | None]:
+        if not boxes:
+            return []
+        rgb = np.ascontiguousarray(image_bgr[:, :, ::-1])
+        with self._lock:
+            if self._graph is None:
+                raise RuntimeError("BlazePoseBackend used after close()")
+            return [self._estimate_one(rgb, box, camera) for box in boxes]
+
+    def close(self) -> None:
+        with self._lock:
+            if self._graph is not None:
+                self._graph.close()
+                self._graph = None
+
+    def __enter__(self) -> "BlazePoseBackend":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ---- one person -------------------------------------------------------------------------
+
+    def _estimate_one(self, rgb: np.ndarray, box: Box, camera: Camera) -> Person | None:
+        height, width = rgb.shape[:2]
+        clipped = _clip_box(box, width, height)
+        if clipped is None or max(clipped.w, clipped.h) < self.min_box_side:
+            return None
+        # Square region about the box centre, in the image's normalized coordinates (so its
+        # normalized width and height differ when the image is not square).
+        side = max(clipped.w, clipped.h) * self.roi_scale
+        cx, cy = clipped.x + clipped.w / 2.0, clipped.y + clipped.h / 2.0
+        roi = self._rect_type(x_center=cx / width, y_center=cy / height,
+                              width=side / width, height=side / height, rotation=0.0)
+        result = self._graph.process({"image": rgb, "roi": roi})
+        if result.landmarks is None or result.world_landmarks is None:
+            return None   # the model's own presence score said: nobody in this region
+        image_lm = np.array([(p.x * width, p.y * height) for p in result.landmarks.landmark],
+                            dtype=np.float64)
+        # Visibility: "is this landmark visible (not occluded)"; presence: "is it inside the
+        # image". A joint outside the frame or hidden is not one to trust.
+        vis = np.array([min(p.visibility, p.presence) if p.HasField("presence") else p.visibility
+                        for p in result.landmarks.landmark], dtype=np.float64)
+        world_lm = np.array([(p.x, p.y, p.z) for p in result.world_landmarks.landmark],
+                            dtype=np.float64) * 1000.0   # metres -> mm
+        joints_2d, joints_3d, confidence = _to_skeleton(image_lm, world_lm, vis)
+        root_2d = joints_2d[ROOT].copy()
+        joints_3d = joints_3d - joints_3d[ROOT]
+        return Person(
+            box=box,
+            joints_2d=joints_2d.astype(np.float32),
+            joints_3d=joints_3d.astype(np.float32),
+            confidence=np.clip(confidence, 0.0, 1.0).astype(np.float32),
+            root_cam=_root_in_camera(joints_2d, joints_3d, confidence, root_2d, camera),
+        )
+
+
+def _clip_box(box: Box, width: int, height: int) -> Box | None:
+    x0, y0 = max(0.0, box.x), max(0.0, box.y)
+    x1, y1 = min(float(width), box.x + box.w), min(float(height), box.y + box.h)
+    if x1 - x0 <= 1 or y1 - y0 <= 1:
+        return None
+    return Box(x0, y0, x1 - x0, y1 - y0, box.score)
+
+
+def _to_skeleton(image_lm: np.ndarray, world_lm: np.ndarray,
+                 vis: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """33 BlazePose landmarks -> 18 joints: 2D px, 3D mm (not yet root-relative), confidence."""
+    j2 = np.zeros((NUM_JOINTS, 2))
+    j3 = np.zeros((NUM_JOINTS, 3))
+    conf = np.zeros(NUM_JOINTS)
+
+    def put(name: str, p2: np.ndarray, p3: np.ndarray, c: float) -> None:
+        i = JOINT_INDEX[name]
+        j2[i], j3[i], conf[i] = p2, p3, c
+
+    def mid(a: int, b: int) -> tuple[np.ndarray, np.ndarray, float]:
+        return ((image_lm[a] + image_lm[b]) / 2, (world_lm[a] + world_lm[b]) / 2,
+                min(vis[a], vis[b]))
+
+    for name, k in _DIRECT.items():
+        put(name, image_lm[k], world_lm[k], vis[k])
+    pelvis = mid(_L_HIP, _R_HIP)
+    neck = mid(_L_SHOULDER, _R_SHOULDER)
+    put("Pelvis", *pelvis)
+    put("Neck", *neck)
+    # Thorax (not in the bone list) is also placed at mid-shoulders: BlazePose has no landmark
+    # that distinguishes the two.
+    put("Thorax", *neck)
+    put("Torso", (pelvis[0] + neck[0]) / 2, (pelvis[1] + neck[1]) / 2, min(pelvis[2], neck[2]))
+
+    # Head top: from the mid-ear point, continue "up" along the neck -> mid-ear direction.
+    ears_2d, ears_3d, ears_c = mid(_L_EAR, _R_EAR)
+    up_3d = ears_3d - neck[1]
+    up_len_3d = float(np.linalg.norm(up_3d))
+    up_2d = ears_2d - neck[0]
+    if up_len_3d > 1e-6:
+        head_3d = ears_3d + up_3d / up_len_3d * _EAR_TO_HEAD_TOP_M * 1000.0
+        # The same offset in pixels, using this person's own 2D/3D ratio along the neck.
+        head_2d = ears_2d + up_2d * (_EAR_TO_HEAD_TOP_M * 1000.0 / up_len_3d)
+    else:
+        head_3d, head_2d = ears_3d, ears_2d
+    eyes_c = min(vis[_L_EYE], vis[_R_EYE])
+    put("Head", head_2d, head_3d, max(ears_c, eyes_c, vis[_NOSE]) * min(1.0, neck[2] + 0.5))
+    return j2, j3, conf
+
+
+def _root_in_camera(joints_2d: np.ndarray, joints_3d: np.ndarray, confidence: np.ndarray,
+                    root_2d: np.ndarray, camera: Camera) -> np.ndarray | None:
+    """The root (Pelvis) in camera mm from the ratio of the 2D to the 3D skeleton's size.
+
+    Under weak perspective at the root's depth Z, a root-relative 3D offset (X, Y) mm appears as
+    (fx X / Z, fy Y / Z) px. A least-squares fit of that scale over confident joints gives Z.
+    """
+    use = confidence >= 0.5
+    use[ROOT] = False
+    if use.sum() < _MIN_JOINTS_FOR_SCALE:
+        use = confidence >= 0.0
+        use[ROOT] = False
+    d2 = joints_2d[use] - root_2d
+    d3 = joints_3d[use, :2]
+    d3_scaled = d3 * np.array([camera.fx, camera.fy])   # mm x px
+    if float(np.sum(d2 * d2)) < 1e-6 or float(np.sum(d3_scaled * d3_scaled)) < 1e-6:
+        return None
+    # d2 ~ d3_scaled * (1 / Z): least squares for the slope 1 / Z.
+    inv_z = float(np.sum(d2 * d3_scaled)) / float(np.sum(d3_scaled * d3_scaled))
+    if inv_z <= 0:
+        return None
+    z = 1.0 / inv_z
+    x = (root_2d[0] - camera.cx) / camera.fx * z
+    y = (root_2d[1] - camera.cy) / camera.fy * z
+    return np.array([x, y, z], dtype=np.float32)

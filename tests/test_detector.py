@@ -1,0 +1,104 @@
+"""PersonDetector on real photos: tests/data/group.jpg (ground-truth boxes in boxes.json) and
+photos from Debian's opencv-doc examples (basketball1, messi5; fruits, home have nobody)."""
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from app.detector import PersonDetector, _Candidate
+from app.types import Box
+
+DATA = Path(__file__).parent / "data"
+
+
+def load(name):
+    image = cv2.imread(str(DATA / name))
+    assert image is not None, name
+    return image
+
+
+@pytest.fixture(scope="module")
+def detector():
+    det = PersonDetector()
+    yield det
+    det.close()
+
+
+@pytest.fixture(scope="module")
+def group_truth():
+    meta = json.loads((DATA / "boxes.json").read_text())
+    return [Box(*b) for b in meta["bboxes"]]
+
+
+def best_ious(truth, boxes):
+    return [max((t.iou(b) for b in boxes), default=0.0) for t in truth]
+
+
+def test_fast_mode_finds_the_near_skier_snugly(detector, group_truth):
+    boxes = detector.detect(load("group.jpg"), mode="fast")
+    assert len(boxes) == 1
+    # The one person a whole-image pass finds is the nearest skier (ground-truth box 3).
+    assert group_truth[3].iou(boxes[0]) > 0.6
+    assert 0.5 <= boxes[0].score <= 1.0
+
+
+def test_tiled_mode_recall_on_group(detector, group_truth):
+    boxes = detector.detect(load("group.jpg"), mode="tiled")
+    ious = best_ious(group_truth, boxes)
+    # Measured: 4 of 5 people with IoU > 0.5 (the fifth, the blue skier, only gets poorer boxes).
+    assert sum(iou > 0.5 for iou in ious) >= 4, ious
+    # Nothing in the snow: every box overlaps a real person.
+    for b in boxes:
+        assert max(t.iou(b) for t in group_truth) > 0.15, b
+    # NMS left no near-duplicates.
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            assert a.iou(b) <= detector.config.nms_iou
+    h, w = load("group.jpg").shape[:2]
+    for b in boxes:   # clipped to the image
+        assert b.x >= 0 and b.y >= 0 and b.x + b.w <= w + 1e-3 and b.y + b.h <= h + 1e-3
+
+
+def test_basketball_player_found(detector):
+    boxes = detector.detect(load("basketball1.jpg"))
+    # Hand-measured box of the man on the left (head to shoes).
+    truth = Box(35, 80, 125, 400)
+    assert max(truth.iou(b) for b in boxes) > 0.5
+
+
+def test_footballer_found_around_his_torso(detector):
+    boxes = detector.detect(load("messi5.jpg"))
+    assert len(boxes) == 1
+    b = boxes[0]
+    torso = (250, 170)   # the shirt's centre, hand-measured
+    assert b.x < torso[0] < b.x + b.w and b.y < torso[1] < b.y + b.h
+
+
+@pytest.mark.parametrize("name", ["fruits.jpg", "home.jpg"])
+@pytest.mark.parametrize("mode", ["fast", "tiled"])
+def test_nobody_gives_empty_list(detector, name, mode):
+    assert detector.detect(load(name), mode=mode) == []
+
+
+def test_tiny_or_blank_image(detector):
+    assert detector.detect(np.zeros((4, 4, 3), np.uint8)) == []
+    assert detector.detect(np.full((480, 640, 3), 128, np.uint8)) == []
+
+
+def test_nms_merges_duplicates_and_body_parts(detector):
+    whole = Box(100, 100, 100, 300, 0.9)
+    shifted = Box(105, 95, 100, 300, 0.7)        # the same person from another tile
+    leg = Box(120, 250, 50, 140, 0.6)            # a part of the person, inside the box
+    other = Box(300, 100, 100, 300, 0.55)        # somebody else
+    merged = detector._merge([_Candidate(b, b.score) for b in (leg, shifted, other, whole)])
+    assert merged == [whole, other]
+
+
+def test_close_then_detect_raises():
+    det = PersonDetector()
+    det.close()
+    det.close()   # idempotent
+    with pytest.raises(RuntimeError):
+        det.detect(load("group.jpg"))
