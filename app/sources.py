@@ -1,0 +1,582 @@
+"""Input sources: camera, stream URL, video file, single image, folder of images.
+
+`open_source(spec)` picks the kind from the spec, opens it and reads the first frame right away,
+so every "cannot read this" problem becomes a UserError before the frame loop starts.
+
+Every source is an iterable of `Frame` with the same small surface (fps, is_live, is_still,
+frame_count, size, description, close()). Two reading disciplines:
+
+* live (camera, stream URL): a daemon thread reads as fast as the device delivers and keeps only
+  the newest frame; iteration yields the newest frame not yet yielded. A slow consumer therefore
+  skips frames instead of building up lag.
+* files (video, images): every frame in order, none dropped. A video is decoded on a small
+  read-ahead thread with a bounded queue so decoding overlaps the consumer's work.
+
+A source is iterated once; iterating again continues where the last iteration stopped.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import re
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Iterator, Protocol
+from urllib.parse import urlsplit, urlunsplit
+
+import cv2
+import numpy as np
+
+from app.errors import UserError
+from app.types import Frame
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = frozenset({
+    ".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".dib", ".tif", ".tiff", ".webp", ".jp2",
+    ".pbm", ".pgm", ".ppm", ".pnm", ".pxm", ".sr", ".ras", ".exr", ".hdr", ".pic",
+})
+VIDEO_EXTENSIONS = frozenset({
+    ".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".ts",
+    ".mts", ".m2ts", ".3gp", ".ogv", ".gif", ".mjpeg", ".mjpg", ".h264", ".264", ".hevc",
+})
+
+FALLBACK_FPS = 30.0          # when a camera or file reports no usable frame rate
+STILL_FPS = 30.0             # nominal rate of image inputs: frame time = index / STILL_FPS
+CAMERA_FIRST_FRAME_TIMEOUT_S = 5.0
+STREAM_OPEN_TIMEOUT_S = 10.0
+READ_AHEAD_FRAMES = 8        # bounded: decoding may run ahead of the consumer by this much
+LIVE_READ_FAILURES_TO_END = 10  # consecutive failed reads before a live source counts as gone
+
+
+class Capture(Protocol):
+    """The part of cv2.VideoCapture the readers use; tests inject fakes with this shape."""
+
+    def read(self) -> tuple[bool, np.ndarray | None]: ...
+    def get(self, prop_id: int) -> float: ...
+    def release(self) -> None: ...
+
+
+class Source:
+    """Base class: what the frame loop may rely on for every kind of input."""
+
+    fps: float
+    is_live: bool = False
+    is_still: bool = False
+    frame_count: int | None = None
+    size: tuple[int, int]          # (width, height) of the first frame
+    description: str
+
+    def __iter__(self) -> Iterator[Frame]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Stop reading and release the device or file; safe to call more than once."""
+
+    def __enter__(self) -> "Source":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.description!r} {self.size[0]}x{self.size[1]} @ {self.fps:g} fps>"
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers
+
+def _usable_fps(value: float) -> float:
+    """A capture's reported rate, or the fallback when it reports 0, NaN or nonsense."""
+    if value is None or not np.isfinite(value) or value <= 0 or value > 1000:
+        return FALLBACK_FPS
+    return float(value)
+
+
+def _as_bgr(image: np.ndarray) -> np.ndarray:
+    """Frames are promised as H x W x 3 uint8; some decoders hand back gray or BGRA."""
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    if image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    return image
+
+
+def _image_size(image: np.ndarray) -> tuple[int, int]:
+    return int(image.shape[1]), int(image.shape[0])
+
+
+def read_image(path: Path) -> np.ndarray | None:
+    """Decode an image file as BGR uint8, or None when it cannot be decoded.
+
+    np.fromfile + imdecode instead of cv2.imread: imread cannot open non-ASCII paths on Windows.
+    IMREAD_COLOR also applies the EXIF orientation, so phone photos come out upright.
+    """
+    try:
+        data = np.fromfile(str(path), dtype=np.uint8)
+    except OSError:
+        return None
+    if data.size == 0:
+        return None
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    return None if image is None else _as_bgr(image)
+
+
+@contextlib.contextmanager
+def _quiet_opencv() -> Iterator[None]:
+    """Silence OpenCV's own WARN lines while probing: the user gets our one-sentence error
+    instead of backend chatter. cv2 log level 2 = errors only."""
+    previous = cv2.getLogLevel()
+    cv2.setLogLevel(2)
+    try:
+        yield
+    finally:
+        cv2.setLogLevel(previous)
+
+
+def _natural_key(name: str) -> list:
+    """Sort "frame2.jpg" before "frame10.jpg", as people expect of numbered frames."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
+
+
+def _looks_like_text(path: Path) -> bool:
+    """True for files whose first 4 KB are NUL-free UTF-8 (text, JSON, CSV, scripts)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError:
+        return False
+    if b"\0" in head:
+        return False
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return exc.start >= len(head) - 3   # only a multi-byte character cut at the end
+    return True
+
+
+def _redact_url(url: str) -> str:
+    """Hide a password in rtsp://user:pass@host URLs: the description is printed and exported."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host += f":{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+
+
+# --------------------------------------------------------------------------------------------
+# Live sources: camera and stream URL
+
+class LatestFrameReader:
+    """Reads a capture on a daemon thread and keeps only the newest frame.
+
+    `next_frame()` blocks until a frame newer than the last one it returned exists, so the same
+    frame is never returned twice and frames that arrive while the consumer is busy are dropped.
+    The reader thread owns the capture once started and releases it when it exits; releasing it
+    from another thread while read() is blocked inside the driver can crash the process.
+    """
+
+    def __init__(self, capture: Capture, name: str = "capture"):
+        self._capture = capture
+        self._cond = threading.Condition()
+        self._newest: np.ndarray | None = None
+        self._newest_seq = 0          # 1-based count of frames read from the device
+        self._newest_time = 0.0       # time.monotonic() when the newest frame arrived
+        self._returned_seq = 0
+        self._ended = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"reader {name}", daemon=True)
+        self._thread.start()
+
+    @property
+    def frames_read(self) -> int:
+        return self._newest_seq
+
+    @property
+    def ended(self) -> bool:
+        return self._ended
+
+    def _run(self) -> None:
+        failures = 0
+        try:
+            while not self._stop.is_set():
+                ok, image = self._capture.read()
+                if not ok or image is None:
+                    # Cameras and network streams hiccup; only a run of failures means "gone".
+                    failures += 1
+                    if failures >= LIVE_READ_FAILURES_TO_END:
+                        break
+                    time.sleep(0.01)
+                    continue
+                failures = 0
+                now = time.monotonic()
+                with self._cond:
+                    self._newest = _as_bgr(image)
+                    self._newest_seq += 1
+                    self._newest_time = now
+                    self._cond.notify_all()
+        except Exception:  # a driver error ends the stream; the consumer sees a clean end
+            log.exception("live capture failed")
+        finally:
+            with self._cond:
+                self._ended = True
+                self._cond.notify_all()
+            try:
+                self._capture.release()
+            except Exception:
+                pass
+
+    def wait_first(self, timeout: float) -> bool:
+        """True once at least one frame has arrived; False on timeout or if the source ended."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._newest_seq > 0 or self._ended, timeout)
+            return self._newest_seq > 0
+
+    def peek_newest(self) -> np.ndarray | None:
+        with self._cond:
+            return self._newest
+
+    def next_frame(self) -> tuple[np.ndarray, int, float] | None:
+        """(image, device sequence number, arrival time) of the newest unseen frame, or None at
+        the end of the stream."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._newest_seq > self._returned_seq or self._ended)
+            if self._newest_seq <= self._returned_seq:
+                return None   # ended and nothing new left
+            self._returned_seq = self._newest_seq
+            return self._newest, self._newest_seq, self._newest_time
+
+    def stop(self, timeout: float = 2.0) -> None:
+        self._stop.set()
+        with self._cond:   # wake a consumer blocked in next_frame()
+            self._cond.notify_all()
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+
+
+class LiveSource(Source):
+    """A camera or stream: yields the newest frame; time is wall time since the first frame.
+
+    `index` counts yielded frames (0, 1, 2, ...); `frames_dropped` says how many device frames
+    were skipped because the consumer was busy.
+    """
+
+    is_live = True
+
+    def __init__(self, capture: Capture, description: str,
+                 first_frame_timeout: float = CAMERA_FIRST_FRAME_TIMEOUT_S):
+        self.description = description
+        self.fps = _usable_fps(capture.get(cv2.CAP_PROP_FPS))
+        self.frame_count = None
+        self._reader = LatestFrameReader(capture, description)
+        if not self._reader.wait_first(first_frame_timeout):
+            self._reader.stop()
+            if self._reader.ended:
+                raise UserError(f"{description} opened but no picture could be read from it.")
+            raise UserError(f"{description} opened but sent no picture within "
+                            f"{first_frame_timeout:g} s.")
+        self.size = _image_size(self._reader.peek_newest())
+        self._yielded = 0
+        self._t0: float | None = None
+
+    @property
+    def frames_dropped(self) -> int:
+        return max(0, self._reader.frames_read - self._yielded)
+
+    def __iter__(self) -> Iterator[Frame]:
+        while True:
+            item = self._reader.next_frame()
+            if item is None:
+                return
+            image, _seq, arrived = item
+            if self._t0 is None:
+                self._t0 = arrived
+            frame = Frame(index=self._yielded, time=arrived - self._t0, image=image)
+            self._yielded += 1
+            yield frame
+
+    def close(self) -> None:
+        self._reader.stop()
+
+
+# --------------------------------------------------------------------------------------------
+# Video file: every frame, in order
+
+_END = object()  # read-ahead queue sentinel
+
+
+class VideoFileSource(Source):
+    """Every frame of a video file, in order; time = index / fps (media time).
+
+    The first frame is decoded in the constructor (a corrupt file fails at open, not in the
+    loop) and kept. The rest is decoded on a read-ahead thread into a bounded queue. A frame
+    that fails to decode ends the stream cleanly; `ended_early` then says so when the container
+    announced more frames.
+    """
+
+    def __init__(self, capture: Capture, description: str):
+        self.description = description
+        self._capture = capture
+        ok, first = capture.read()
+        if not ok or first is None:
+            capture.release()
+            raise UserError(f"cannot decode the first frame of video '{description}': "
+                            "the file is corrupt, truncated or uses an unsupported codec.")
+        self._first = _as_bgr(first)
+        self.size = _image_size(self._first)
+        self.fps = _usable_fps(capture.get(cv2.CAP_PROP_FPS))
+        count = capture.get(cv2.CAP_PROP_FRAME_COUNT)
+        self.frame_count = int(count) if np.isfinite(count) and count > 0 else None
+        self.frames_read = 0
+        self._queue: queue.Queue = queue.Queue(maxsize=READ_AHEAD_FRAMES)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._released = False
+        self._decoder_done = False
+
+    @property
+    def ended_early(self) -> bool:
+        """After iteration: True when decoding stopped before the announced frame count (a
+        truncated or damaged file)."""
+        return self._decoder_done and self.frame_count is not None \
+            and self.frames_read < self.frame_count
+
+    def _put(self, item) -> bool:
+        """Blocking put that still notices close(); False when asked to stop."""
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _read_ahead(self) -> None:
+        try:
+            while not self._stop.is_set():
+                ok, image = self._capture.read()
+                if not ok or image is None:
+                    break   # end of file, or an undecodable frame: either way a clean end
+                if not self._put(_as_bgr(image)):
+                    break
+        except Exception:
+            log.exception("video decoding failed in '%s'", self.description)
+        finally:
+            self._capture.release()
+            self._released = True
+            self._decoder_done = True
+            self._put(_END)
+
+    def __iter__(self) -> Iterator[Frame]:
+        if self._first is not None:
+            first, self._first = self._first, None
+            self._thread = threading.Thread(target=self._read_ahead,
+                                             name=f"decode {self.description}", daemon=True)
+            self._thread.start()
+            yield self._frame(first)
+        if self._thread is None:
+            return
+        while True:
+            try:
+                item = self._queue.get(timeout=0.1)
+            except queue.Empty:
+                if self._stop.is_set() and not self._thread.is_alive():
+                    return   # closed while iterating: the decoder will not send _END
+                continue
+            if item is _END:
+                self._queue.put(_END)  # a later iteration ends at once too
+                return
+            yield self._frame(item)
+
+    def _frame(self, image: np.ndarray) -> Frame:
+        index = self.frames_read
+        self.frames_read += 1
+        return Frame(index=index, time=index / self.fps, image=image)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._first = None
+        if self._thread is None:
+            if not self._released:
+                self._capture.release()
+                self._released = True
+            return
+        # Unblock the decoder if it waits on a full queue, then let it release the capture.
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+        if threading.current_thread() is not self._thread:
+            self._thread.join(2.0)
+
+
+# --------------------------------------------------------------------------------------------
+# Images
+
+class ImageFilesSource(Source):
+    """One image, or the images of a folder sorted by name; time = index / STILL_FPS.
+
+    Files that fail to decode in the middle of a folder are skipped with a warning, since one
+    bad photo should not end a batch. `frame_count` counts the image files found, so it can be
+    larger than the number of frames yielded when some are skipped.
+    """
+
+    is_still = True
+
+    def __init__(self, paths: list[Path], description: str, fps: float = STILL_FPS):
+        self.description = description
+        self.fps = fps
+        first = None
+        skipped = 0
+        for path in paths:
+            first = read_image(path)
+            if first is not None:
+                break
+            skipped += 1
+        if first is None:
+            if len(paths) == 1:
+                raise UserError(f"cannot decode image '{paths[0]}': the file is corrupt or not "
+                                "an image.")
+            raise UserError(f"none of the {len(paths)} image files in '{description}' can be "
+                            "decoded.")
+        if skipped:
+            log.warning("skipped %d undecodable image(s) at the start of %s", skipped, description)
+        self._first = first
+        self.paths = paths[skipped:]   # the files behind the frames, in order
+        self._next_path = 1            # paths[0] is the first frame, already decoded
+        self.frame_count = len(self.paths)
+        self.size = _image_size(first)
+        self._closed = False
+        self._frame_paths: dict[int, Path] = {0: self.paths[0]}
+
+    def path_of(self, index: int) -> Path:
+        """The image file behind the frame with this index (for naming per-frame outputs)."""
+        return self._frame_paths[index]
+
+    def __iter__(self) -> Iterator[Frame]:
+        index = 0
+        if self._first is not None:
+            first, self._first = self._first, None
+            yield Frame(index=0, time=0.0, image=first)
+            index = 1
+        while self._next_path < len(self.paths) and not self._closed:
+            path = self.paths[self._next_path]
+            self._next_path += 1
+            image = read_image(path)
+            if image is None:
+                log.warning("skipping '%s': cannot decode it as an image", path)
+                continue
+            self._frame_paths[index] = path
+            yield Frame(index=index, time=index / self.fps, image=image)
+            index += 1
+
+    def close(self) -> None:
+        self._closed = True
+        self._first = None
+
+
+# --------------------------------------------------------------------------------------------
+# Opening by spec
+
+def _open_camera(index: int, description: str) -> LiveSource:
+    # On Linux a V4L2 camera N is /dev/videoN: checking first answers at once and spares the
+    # user OpenCV's warnings about a missing device.
+    if sys.platform.startswith("linux") and not os.path.exists(f"/dev/video{index}"):
+        raise UserError(f"no camera with index {index} (there is no /dev/video{index}).")
+    capture = cv2.VideoCapture(index)
+    if not capture.isOpened():
+        capture.release()
+        raise UserError(f"cannot open camera {index}: it is missing or used by another program.")
+    capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # a deep driver buffer would add lag
+    return LiveSource(capture, description)
+
+
+def _open_stream(url: str) -> LiveSource:
+    description = _redact_url(url)
+    timeout_ms = int(STREAM_OPEN_TIMEOUT_S * 1000)
+    capture = cv2.VideoCapture(url, cv2.CAP_FFMPEG, [
+        cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms])
+    if not capture.isOpened():
+        capture.release()
+        raise UserError(f"cannot open stream '{description}': check the address and that the "
+                        "stream is running.")
+    return LiveSource(capture, description, first_frame_timeout=STREAM_OPEN_TIMEOUT_S)
+
+
+def _open_video(path: Path) -> VideoFileSource:
+    # CAP_FFMPEG explicitly: CAP_ANY may hand a name with "%" or digits to the image-sequence
+    # backend, which reads something else entirely.
+    capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    if not capture.isOpened():
+        capture.release()
+        raise UserError(f"cannot open video '{path}': the file is corrupt, truncated or not a "
+                        "video.")
+    return VideoFileSource(capture, str(path))
+
+
+def _open_folder(folder: Path, still_fps: float) -> ImageFilesSource:
+    images = sorted((p for p in folder.iterdir()
+                     if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+                     and not p.name.startswith(".")),
+                    key=lambda p: _natural_key(p.name))
+    if not images:
+        raise UserError(f"folder '{folder}' holds no image files (.jpg, .png, .bmp, .tif, "
+                        ".webp, ...).")
+    return ImageFilesSource(images, str(folder), fps=still_fps)
+
+
+def _open_file(path: Path, still_fps: float) -> Source:
+    ext = path.suffix.lower()
+    if ext in IMAGE_EXTENSIONS:
+        return ImageFilesSource([path], str(path), fps=still_fps)
+    if ext in VIDEO_EXTENSIONS:
+        return _open_video(path)
+    # Unknown extension: sniff the content, image first (cheap), then video. Text is refused
+    # before FFmpeg sees it: its "tty" demuxer would happily render a .txt as ANSI art.
+    if path.stat().st_size == 0:
+        raise UserError(f"cannot read '{path}': the file is empty.")
+    if _looks_like_text(path):
+        raise UserError(f"cannot read '{path}': it is a text file, not an image or a video.")
+    if read_image(path) is not None:
+        return ImageFilesSource([path], str(path), fps=still_fps)
+    capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    if capture.isOpened():
+        ok, _ = capture.read()
+        capture.release()
+        if ok:
+            return _open_video(path)
+    else:
+        capture.release()
+    raise UserError(f"cannot read '{path}': it is neither an image nor a video this program can "
+                    "decode.")
+
+
+def open_source(spec: str, *, still_fps: float = STILL_FPS) -> Source:
+    """Open a camera index ("0"), a stream URL ("rtsp://..."), a video file, an image file or a
+    folder of images. Reads the first frame before returning; raises UserError when the input
+    cannot be used."""
+    spec = str(spec).strip()
+    if not spec:
+        raise UserError("no input given: pass a camera index, a video, an image or a folder.")
+    if spec.isdigit():
+        with _quiet_opencv():
+            return _open_camera(int(spec), f"camera {int(spec)}")
+    if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", spec) and not spec.lower().startswith("file://"):
+        with _quiet_opencv():
+            return _open_stream(spec)
+    path = Path(spec[len("file://"):] if spec.lower().startswith("file://") else spec).expanduser()
+    if not path.exists():
+        raise UserError(f"input '{spec}' does not exist.")
+    if path.is_dir():
+        return _open_folder(path, still_fps)
+    if not os.access(path, os.R_OK):
+        raise UserError(f"input '{spec}' is not readable (permission denied).")
+    with _quiet_opencv():
+        return _open_file(path, still_fps)

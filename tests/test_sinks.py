@@ -1,0 +1,583 @@
+"""Output sinks: playable H.264 video, images, exact JSON/CSV/NPZ exports, complete files after
+any interruption, nothing left behind when nothing was written. Also the progress bar."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from app.errors import UserError
+from app.progress import ProgressBar, format_duration, format_summary
+from app.sinks import (CSV_COLUMNS, CsvExporter, ExportMeta, FileSink, ImageSink, JsonExporter,
+                       NpzExporter, SinkGroup, VideoSink, check_output_path, make_exporter, make_media_sink)
+from app.skeleton import BONES, JOINT_NAMES
+from app.types import Box, Frame, FrameResult, Person
+
+DATA = Path(__file__).parent / "data"
+REPO = Path(__file__).parent.parent
+
+
+@pytest.fixture(scope="module")
+def group() -> np.ndarray:
+    image = cv2.imread(str(DATA / "group.jpg"))
+    assert image is not None
+    return image
+
+
+def pan(group: np.ndarray, n: int, w: int = 321, h: int = 201, fps: float = 12.5) -> list:
+    """FrameResults over real image content: a pan across the group photo. Odd size on purpose."""
+    return [FrameResult(Frame(i, i / fps, np.ascontiguousarray(group[30:30 + h, i * 10:i * 10 + w])))
+            for i in range(n)]
+
+
+def decode_all(path: Path) -> tuple[list, cv2.VideoCapture]:
+    capture = cv2.VideoCapture(str(path))
+    assert capture.isOpened(), f"{path} does not open"
+    frames = []
+    while True:
+        ok, image = capture.read()
+        if not ok:
+            break
+        frames.append(image)
+    return frames, capture
+
+
+def leftovers(folder: Path) -> list:
+    """Temporary files a sink may have left (hidden .part files)."""
+    return sorted(p.name for p in folder.iterdir() if ".part-" in p.name)
+
+
+def fourcc(capture: cv2.VideoCapture) -> str:
+    return int(capture.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little").decode(errors="replace")
+
+
+# --------------------------------------------------------------------------------------------
+# Video
+
+def test_video_is_h264_faststart_with_every_frame_and_the_fps(tmp_path, group):
+    results = pan(group, 15)
+    path = tmp_path / "out.mp4"
+    sink = VideoSink(path, fps=12.5)
+    for r in results:
+        sink.write(r, None)
+    sink.close()
+    assert sink.codec == "h264"
+    frames, capture = decode_all(path)
+    assert len(frames) == 15
+    assert frames[0].shape == (202, 322, 3)   # padded to even for yuv420p
+    assert capture.get(cv2.CAP_PROP_FPS) == pytest.approx(12.5)
+    assert fourcc(capture).lower() in ("h264", "avc1")
+    data = path.read_bytes()
+    assert b"avc1" in data[:4096]
+    assert data.index(b"moov") < data.index(b"mdat"), "index first (+faststart)"
+    # Content survives (lossy, so compare loosely) and the padding is black.
+    for decoded, r in zip(frames, results):
+        assert np.mean(np.abs(decoded[:201, :321].astype(int) - r.frame.image.astype(int))) < 8
+    assert leftovers(tmp_path) == []
+
+
+def test_video_uses_composed_image_and_resizes_to_the_first_size(tmp_path, group):
+    path = tmp_path / "composed.mp4"
+    sink = VideoSink(path, fps=10)
+    frame = Frame(0, 0.0, group)
+    sink.write(FrameResult(frame), np.hstack([group, group]))          # 1280x392 composed
+    sink.write(FrameResult(Frame(1, 0.1, group)), group[:200, :300])  # other size: resized
+    sink.write(FrameResult(Frame(2, 0.2, group)), None)               # no composed: the frame
+    sink.close()
+    frames, _ = decode_all(path)
+    assert len(frames) == 3 and frames[0].shape == (392, 1280, 3)
+
+
+def test_video_interrupted_by_exception_keeps_frames_so_far(tmp_path, group):
+    path = tmp_path / "cut.mp4"
+    sink = VideoSink(path, fps=25)
+    with pytest.raises(KeyboardInterrupt):
+        try:
+            for r in pan(group, 20):
+                if r.frame.index == 7:
+                    raise KeyboardInterrupt   # as if Ctrl-C arrived in the detector
+                sink.write(r, None)
+        finally:
+            sink.close()
+    sink.close()   # twice is fine
+    frames, _ = decode_all(path)
+    assert len(frames) == 7
+    assert leftovers(tmp_path) == []
+
+
+def test_video_zero_frames_leaves_nothing(tmp_path):
+    for name in ("none.mp4", "none.avi"):
+        sink = VideoSink(tmp_path / name, fps=30)
+        sink.close()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_target_is_replaced_only_on_close(tmp_path, group):
+    path = tmp_path / "out.mp4"
+    path.write_bytes(b"previous run")
+    sink = VideoSink(path, fps=10)
+    for r in pan(group, 3):
+        sink.write(r, None)
+        assert path.read_bytes() == b"previous run"   # never a half-written target
+    sink.close()
+    assert len(decode_all(path)[0]) == 3
+
+
+def test_video_encoder_failure_removes_the_temp_file(tmp_path, group):
+    path = tmp_path / "broken.mp4"
+    sink = VideoSink(path, fps=10)
+    results = pan(group, 30)
+    sink.write(results[0], None)
+    sink._encoder._process.kill()   # the encoder dies (disk full, crash...)
+    sink._encoder._process.wait()
+    with pytest.raises(UserError, match="encoder"):
+        for r in results[1:]:
+            sink.write(r, None)
+    sink.close()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_avi_is_mjpg(tmp_path, group):
+    path = tmp_path / "out.avi"
+    with VideoSink(path, fps=15) as sink:
+        for r in pan(group, 6):
+            sink.write(r, None)
+    frames, capture = decode_all(path)
+    assert len(frames) == 6 and fourcc(capture) == "MJPG"
+    assert capture.get(cv2.CAP_PROP_FPS) == pytest.approx(15)
+
+
+def test_mp4v_fallback_without_ffmpeg(tmp_path, group):
+    path = tmp_path / "fallback.mp4"
+    with VideoSink(path, fps=20, use_ffmpeg=False) as sink:
+        for r in pan(group, 5):
+            sink.write(r, None)
+    assert sink.codec == "mp4v"
+    frames, capture = decode_all(path)
+    assert len(frames) == 5 and capture.get(cv2.CAP_PROP_FPS) == pytest.approx(20)
+
+
+def test_follow_time_plays_live_input_in_real_time(tmp_path, group):
+    path = tmp_path / "live.mp4"
+    image = group[:200, :320]
+    sink = VideoSink(path, fps=10, follow_time=True)
+    for index, t in enumerate([0.0, 0.3, 0.31, 1.0]):
+        sink.write(FrameResult(Frame(index, t, image)), None)
+    sink.close()
+    assert sink.frames_written == 4
+    assert sink.frames_encoded == 11   # slots 0..10 at 10 fps, gaps filled, nothing dropped
+    assert len(decode_all(path)[0]) == 11
+
+
+def test_ctrl_c_in_terminal_leaves_complete_files(tmp_path):
+    """A real SIGINT to the whole process group, as a terminal sends it: the encoder survives
+    (own session), close() in `finally` finishes both files with every frame written."""
+    script = textwrap.dedent(f"""
+        import sys, time
+        sys.path.insert(0, {str(REPO)!r})
+        import cv2
+        from app.sinks import VideoSink, JsonExporter, ExportMeta
+        from app.types import Frame, FrameResult
+        image = cv2.imread({str(DATA / 'group.jpg')!r})
+        meta = ExportMeta(model="test", input="group.jpg", fps=25.0, focal=500.0)
+        sinks = [VideoSink({str(tmp_path / 'v.mp4')!r}, 25.0), JsonExporter({str(tmp_path / 'j.json')!r}, meta)]
+        written = 0
+        try:
+            for i in range(100000):
+                result = FrameResult(Frame(i, i / 25.0, image))
+                for sink in sinks:
+                    sink.write(result, None)
+                written += 1
+                if written == 10:
+                    print("ready", flush=True)
+                time.sleep(0.01)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            for sink in sinks:
+                sink.close()
+            print("written", written, flush=True)
+    """)
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+                             start_new_session=True)
+    assert child.stdout.readline().strip() == "ready"
+    time.sleep(0.2)
+    os.killpg(child.pid, signal.SIGINT)   # the whole group, like Ctrl-C in a terminal
+    out, _ = child.communicate(timeout=30)
+    written = int(out.split()[-1])
+    assert written >= 10
+    frames, _ = decode_all(tmp_path / "v.mp4")
+    assert len(frames) == written
+    data = json.loads((tmp_path / "j.json").read_text())
+    assert [f["index"] for f in data["frames"]] == list(range(written))
+    assert leftovers(tmp_path) == []
+
+
+# --------------------------------------------------------------------------------------------
+# Images
+
+def test_image_file_gets_the_last_composed_image(tmp_path, group):
+    path = tmp_path / "out.png"
+    sink = ImageSink(path)
+    results = pan(group, 3)
+    for r in results:
+        sink.write(r, r.frame.image[::-1])
+    assert not path.exists()
+    sink.close()
+    np.testing.assert_array_equal(cv2.imread(str(path)), results[-1].frame.image[::-1])
+
+
+def test_image_folder_gets_one_image_per_frame(tmp_path, group):
+    folder = tmp_path / "annotated"
+    with ImageSink(folder, image_ext=".png") as sink:
+        for r in pan(group, 3):
+            sink.write(r, None)
+    assert sorted(p.name for p in folder.iterdir()) == ["000000.png", "000001.png", "000002.png"]
+    named = ImageSink(tmp_path / "named", name_for_index=lambda i: f"photo{i}")
+    named.write(pan(group, 1)[0], None)
+    named.close()
+    assert [p.name for p in (tmp_path / "named").iterdir()] == ["photo0.jpg"]
+
+
+def test_image_zero_frames_leaves_nothing(tmp_path):
+    ImageSink(tmp_path / "x.jpg").close()
+    ImageSink(tmp_path / "folder").close()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_sink_group_feeds_and_closes_every_output(tmp_path, group):
+    results = pan(group, 4)
+    sinks = SinkGroup()
+    sinks.add(JsonExporter(tmp_path / "j.json", META))
+    assert not sinks.needs_image
+    video = sinks.add(VideoSink(tmp_path / "v.mp4", fps=12.5))
+    sinks.add(NpzExporter(tmp_path / "never.npz", META))
+    assert sinks.needs_image
+    sinks.sinks[2].close()   # closed early: writing to it is a bug...
+    with pytest.raises(RuntimeError):
+        sinks.write(results[0], None)
+    for r in results[1:]:    # ...that must not stop the other outputs
+        sinks.sinks = sinks.sinks[:2]
+        sinks.write(r, None)
+    sinks.close()
+    sinks.close()
+    assert sinks.files == [str(tmp_path / "j.json"), str(tmp_path / "v.mp4")]
+    assert video.frames_written == 4
+    assert len(json.loads((tmp_path / "j.json").read_text())["frames"]) == 4
+
+
+def test_make_media_sink(tmp_path):
+    assert isinstance(make_media_sink(tmp_path / "a.mp4", 30), VideoSink)
+    assert isinstance(make_media_sink(tmp_path / "a.jpg", 30), ImageSink)
+    assert isinstance(make_media_sink(tmp_path / "frames", 30), ImageSink)
+
+
+# --------------------------------------------------------------------------------------------
+# Exports
+
+META = ExportMeta(model="ConvNeXtPose-TINY", input="tests/data/group.jpg", fps=12.5, focal=612.5)
+
+
+def sample_results(n_frames: int = 5, seed: int = 0) -> list:
+    """Frames with 0..2 people holding arbitrary float32 values; frame 2 is empty."""
+    rng = np.random.default_rng(seed)
+    image = np.zeros((8, 8, 3), np.uint8)
+    results = []
+    for i in range(n_frames):
+        people = []
+        for k in range(0 if i == 2 else 1 + i % 2):
+            people.append(Person(
+                box=Box(float(rng.uniform(0, 600)), float(rng.uniform(0, 300)), 80.5, 200.25,
+                        score=float(rng.uniform(0.5, 1))),
+                joints_2d=rng.uniform(0, 640, (18, 2)).astype(np.float32),
+                joints_3d=rng.normal(0, 400, (18, 3)).astype(np.float32),
+                confidence=rng.uniform(0, 1, 18).astype(np.float32),
+                track_id=k + 1))
+        results.append(FrameResult(Frame(i, i / 12.5, image), people))
+    return results
+
+
+def assert_json_matches(data: dict, results: list) -> None:
+    assert list(data) == ["meta", "frames"]
+    assert data["meta"] == {"model": "ConvNeXtPose-TINY", "joints": list(JOINT_NAMES),
+                            "skeleton": [list(b) for b in BONES], "units": "mm",
+                            "input": "tests/data/group.jpg", "fps": 12.5, "focal": 612.5}
+    assert len(data["frames"]) == len(results)
+    for frame, r in zip(data["frames"], results):
+        assert list(frame) == ["index", "time", "people"]
+        assert frame["index"] == r.frame.index and frame["time"] == r.frame.time
+        assert len(frame["people"]) == len(r.people)
+        for got, person in zip(frame["people"], r.people):
+            assert list(got) == ["id", "bbox", "score", "joints_2d", "joints_3d", "confidence"]
+            assert got["id"] == person.track_id
+            assert got["bbox"] == list(person.box.as_xywh())
+            assert got["score"] == person.box.score
+            for key in ("joints_2d", "joints_3d", "confidence"):   # exact float32 round trip
+                np.testing.assert_array_equal(np.array(got[key], np.float32), getattr(person, key))
+
+
+def test_json_round_trip_is_exact(tmp_path):
+    results = sample_results()
+    path = tmp_path / "joints.json"
+    with make_exporter(path, META) as sink:
+        for r in results:
+            sink.write(r, None)
+    data = json.loads(path.read_text())
+    assert_json_matches(data, results)
+    assert data["frames"][2]["people"] == []
+
+
+def test_json_interrupted_is_complete(tmp_path):
+    results = sample_results(8)
+    path = tmp_path / "joints.json"
+    sink = JsonExporter(path, META)
+    with pytest.raises(RuntimeError):
+        try:
+            for r in results:
+                if r.frame.index == 5:
+                    raise RuntimeError("the pose model failed")
+                sink.write(r, None)
+        finally:
+            sink.close()
+    assert_json_matches(json.loads(path.read_text()), results[:5])
+    assert leftovers(tmp_path) == []
+
+
+def test_bad_person_data_does_not_corrupt_the_export(tmp_path):
+    results = sample_results(4)
+    bad = FrameResult(Frame(9, 0.9, results[0].frame.image), [Person(
+        Box(0, 0, 1, 1), np.zeros((3, 2), np.float32), np.zeros((18, 3), np.float32),
+        np.zeros(18, np.float32))])
+    path = tmp_path / "joints.csv"
+    sink = CsvExporter(path, META)
+    sink.write(results[0], None)
+    with pytest.raises(IndexError):
+        sink.write(bad, None)        # fails while rendering, before touching the file
+    for r in results[1:]:
+        sink.write(r, None)
+    sink.close()
+    rows = list(csv.DictReader(io.StringIO(path.read_text())))
+    assert len(rows) == 18 * sum(len(r.people) for r in results)
+
+
+def test_export_write_failure_removes_the_temp_file(tmp_path):
+    path = tmp_path / "joints.json"
+    sink = JsonExporter(path, META)
+    results = sample_results()
+    sink.write(results[0], None)
+
+    class DiskFull:
+        def write(self, text):
+            raise OSError(28, "No space left on device")
+
+        def close(self):
+            pass
+
+    real, sink._file = sink._file, DiskFull()
+    real.close()
+    with pytest.raises(OSError):
+        sink.write(results[1], None)
+    sink.close()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_csv_round_trip_is_exact(tmp_path):
+    results = sample_results()
+    path = tmp_path / "joints.csv"
+    with make_exporter(path, META) as sink:
+        for r in results:
+            sink.write(r, None)
+    text = path.read_text()
+    assert text.splitlines()[0] == ",".join(CSV_COLUMNS)
+    rows = list(csv.DictReader(io.StringIO(text)))
+    expected = [(r, p, j) for r in results for p in r.people for j in range(18)]
+    assert len(rows) == len(expected)
+    for row, (r, person, j) in zip(rows, expected):
+        assert int(row["frame"]) == r.frame.index and float(row["time"]) == r.frame.time
+        assert int(row["id"]) == person.track_id
+        assert int(row["joint_index"]) == j and row["joint"] == JOINT_NAMES[j]
+        got = np.array([row[k] for k in ("x_2d", "y_2d")], np.float32)
+        np.testing.assert_array_equal(got, person.joints_2d[j])
+        got = np.array([row[k] for k in ("x_3d", "y_3d", "z_3d")], np.float32)
+        np.testing.assert_array_equal(got, person.joints_3d[j])
+        assert np.float32(row["confidence"]) == person.confidence[j]
+        assert [float(row[k]) for k in ("bbox_x", "bbox_y", "bbox_w", "bbox_h")] == \
+            list(person.box.as_xywh())
+        assert float(row["score"]) == person.box.score
+
+
+def test_npz_round_trip_is_exact(tmp_path):
+    results = sample_results()
+    path = tmp_path / "joints.npz"
+    with make_exporter(path, META) as sink:
+        for r in results:
+            sink.write(r, None)
+    with np.load(path, allow_pickle=False) as data:
+        people = [(r, p) for r in results for p in r.people]
+        np.testing.assert_array_equal(data["frame_index"], [r.frame.index for r in results])
+        np.testing.assert_array_equal(data["frame_time"], [r.frame.time for r in results])
+        np.testing.assert_array_equal(data["person_frame"], [r.frame.index for r, _ in people])
+        np.testing.assert_array_equal(data["person_id"], [p.track_id for _, p in people])
+        np.testing.assert_array_equal(data["bbox"], [p.box.as_xywh() for _, p in people])
+        np.testing.assert_array_equal(data["score"], [p.box.score for _, p in people])
+        for key in ("joints_2d", "joints_3d", "confidence"):
+            assert data[key].dtype == np.float32
+            np.testing.assert_array_equal(data[key], [getattr(p, key) for _, p in people])
+        assert list(data["joint_names"]) == list(JOINT_NAMES)
+        np.testing.assert_array_equal(data["skeleton"], BONES)
+        assert json.loads(str(data["meta_json"])) == META.to_dict()
+
+
+def test_npz_without_people_has_empty_arrays(tmp_path):
+    path = tmp_path / "empty.npz"
+    with NpzExporter(path, META) as sink:
+        sink.write(FrameResult(Frame(0, 0.0, np.zeros((4, 4, 3), np.uint8))), None)
+    with np.load(path, allow_pickle=False) as data:
+        assert data["joints_3d"].shape == (0, 18, 3) and data["frame_index"].tolist() == [0]
+
+
+@pytest.mark.parametrize("name", ["j.json", "j.csv", "j.npz"])
+def test_exports_with_zero_frames_leave_nothing(tmp_path, name):
+    make_exporter(tmp_path / name, META).close()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unknown_export_format():
+    with pytest.raises(UserError, match=r"^unknown export format '\.xyz': use \.json, \.csv or \.npz\.$"):
+        make_exporter("out.xyz", META)
+
+
+def test_write_after_close_is_a_bug(tmp_path):
+    sink = JsonExporter(tmp_path / "j.json", META)
+    sink.close()
+    with pytest.raises(RuntimeError):
+        sink.write(sample_results(1)[0], None)
+
+
+def test_ctrl_c_during_a_write_is_delivered_after_it(tmp_path):
+    """SIGINT arriving in the middle of writing a frame: the frame is finished first."""
+
+    class Slow(FileSink):
+        def _render(self, result, composed):
+            return result.frame.index
+
+        def _emit(self, payload):
+            os.kill(os.getpid(), signal.SIGINT)   # Ctrl-C right now, mid-write
+            time.sleep(0.05)
+            self.emitted = payload
+
+    sink = Slow(tmp_path / "x.bin")
+    with pytest.raises(KeyboardInterrupt):
+        sink.write(sample_results(1)[0], None)
+    assert sink.emitted == 0 and sink.frames_written == 1 and not sink._failed
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    sink.close()
+
+
+# --------------------------------------------------------------------------------------------
+# Output paths checked before the first frame
+
+def test_check_output_path_accepts_good_paths(tmp_path):
+    assert check_output_path(str(tmp_path / "a.mp4"), "video") == tmp_path / "a.mp4"
+    assert check_output_path(str(tmp_path / "a.JSON"), "export") == tmp_path / "a.JSON"
+    assert check_output_path(str(tmp_path / "a.png"), "image") == tmp_path / "a.png"
+    assert check_output_path(str(tmp_path / "frames"), "image") == tmp_path / "frames"
+    assert check_output_path(str(tmp_path), "image") == tmp_path   # existing folder
+    assert list(tmp_path.iterdir()) == []   # the write test left nothing behind
+
+
+@pytest.mark.parametrize("path, kind, message", [
+    ("out.xyz", "export", "unknown export format '.xyz'"),
+    ("out", "export", "unknown export format"),
+    ("out.mkv2", "video", "unknown video format"),
+    ("out.gifx", "image", "unknown image format"),
+    ("no/such/folder/out.mp4", "video", "does not exist"),
+    ("/proc/out.json", "export", "cannot write to folder"),
+])
+def test_check_output_path_rejects(path, kind, message):
+    with pytest.raises(UserError, match=message.replace(".", r"\.")):
+        check_output_path(path, kind)
+
+
+def test_check_output_path_rejects_folder_and_file_parent(tmp_path):
+    with pytest.raises(UserError, match="is a folder"):
+        check_output_path(str(tmp_path), "video")
+    (tmp_path / "file.txt").write_text("x")
+    with pytest.raises(UserError, match="not a folder"):
+        check_output_path(str(tmp_path / "file.txt" / "out.json"), "export")
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root writes anywhere")
+def test_check_output_path_rejects_read_only_folder(tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        with pytest.raises(UserError, match="cannot write"):
+            check_output_path(str(folder / "out.mp4"), "video")
+    finally:
+        folder.chmod(0o700)
+
+
+# --------------------------------------------------------------------------------------------
+# Progress bar and summary
+
+class FakeClock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_progress_bar_on_a_terminal_shows_rate_and_eta():
+    clock, out = FakeClock(), io.StringIO()
+    bar = ProgressBar(100, label="clip.mp4", stream=out, force=True, clock=clock)
+    for _ in range(50):
+        clock.now += 0.1   # 10 fps
+        bar.update()
+    assert bar.rate == pytest.approx(10.0)
+    assert bar.eta_s == pytest.approx(5.0)
+    line = bar.line()
+    assert "50%" in line and "50/100" in line and "10.0 fps" in line and "ETA 0:05" in line
+    bar.close()
+    bar.close()
+    text = out.getvalue()
+    assert text.startswith("\r") and text.endswith("\n") and text.count("\n") == 1
+
+
+def test_progress_bar_not_a_terminal_prints_plain_lines_or_nothing():
+    clock, out = FakeClock(), io.StringIO()
+    bar = ProgressBar(None, stream=out, plain_every_s=10, clock=clock)
+    for _ in range(200):
+        clock.now += 0.125   # 8 fps, exact in binary
+        bar.update()
+    bar.close()
+    lines = out.getvalue().splitlines()
+    assert "\r" not in out.getvalue() and len(lines) == 2   # at 10 s and 20 s
+    assert lines[0].startswith("80 frames") and "8.0 fps" in lines[0]
+    quiet = io.StringIO()
+    silent = ProgressBar(10, stream=quiet, plain_every_s=0, clock=clock)
+    for _ in range(10):
+        silent.update()
+    silent.close()
+    assert quiet.getvalue() == ""
+
+
+def test_summary_and_duration():
+    assert format_duration(7) == "0:07" and format_duration(3723) == "1:02:03"
+    assert format_summary(300, 24.4, 412, ["out.mp4", "out.json"]) == \
+        "Processed 300 frames in 24.4 s (12.3 fps), 412 people found; wrote out.mp4, out.json."
+    assert format_summary(1, 0.5, 1, [], interrupted=True) == \
+        "Stopped after 1 frame in 0.5 s (2.0 fps), 1 person found; no files written."

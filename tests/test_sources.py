@@ -1,0 +1,337 @@
+"""Input sources: every kind opens, yields the right frames, and bad input fails at open time."""
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from app.errors import UserError
+from app.sources import (READ_AHEAD_FRAMES, ImageFilesSource, LiveSource, VideoFileSource,
+                         _redact_url, open_source)
+
+DATA = Path(__file__).parent / "data"
+GROUP = DATA / "group.jpg"               # real photo, 640x392, five people
+PEDESTRIANS = DATA / "pedestrians.mp4"   # 30 real frames of OpenCV's vtest.avi, 384x288, 10 fps
+
+
+@pytest.fixture(scope="module")
+def group() -> np.ndarray:
+    image = cv2.imread(str(GROUP))
+    assert image is not None
+    return image
+
+
+def pan_crops(group: np.ndarray, n: int, w: int = 320, h: int = 240, step: int = 12) -> list:
+    """n different real-image frames: a camera panning right over the group photo."""
+    return [np.ascontiguousarray(group[40:40 + h, i * step:i * step + w]) for i in range(n)]
+
+
+def write_video(path: Path, frames: list, fps: float, fourcc: str = "mp4v") -> Path:
+    h, w = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (w, h))
+    assert writer.isOpened()
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def closest(image: np.ndarray, candidates: list) -> int:
+    diffs = [np.mean(np.abs(image.astype(np.int16) - c.astype(np.int16))) for c in candidates]
+    return int(np.argmin(diffs))
+
+
+# --------------------------------------------------------------------------------------------
+# Good inputs
+
+def test_single_image(group):
+    with open_source(str(GROUP)) as source:
+        assert source.is_still and not source.is_live
+        assert source.size == (640, 392)
+        assert source.frame_count == 1
+        assert source.fps > 0
+        assert source.description == str(GROUP)
+        frames = list(source)
+    assert len(frames) == 1
+    assert frames[0].index == 0 and frames[0].time == 0.0
+    assert frames[0].image.dtype == np.uint8 and frames[0].image.shape == (392, 640, 3)
+    np.testing.assert_array_equal(frames[0].image, group)
+
+
+def test_folder_sorted_by_name_and_non_images_skipped(tmp_path, group):
+    crops = pan_crops(group, 4)
+    # Natural order: frame2 before frame10; the text file and a hidden file are ignored.
+    names = ["frame1.png", "frame2.png", "frame10.png", "frame11.PNG"]
+    for name, crop in zip(names, crops):
+        cv2.imwrite(str(tmp_path / name), crop)
+    (tmp_path / "notes.txt").write_text("not an image")
+    (tmp_path / "subfolder").mkdir()
+    with open_source(str(tmp_path), still_fps=5.0) as source:
+        assert source.is_still and source.frame_count == 4
+        assert source.size == (320, 240)
+        frames = list(source)
+        assert [source.path_of(f.index).name for f in frames] == names
+    assert [f.index for f in frames] == [0, 1, 2, 3]
+    assert [f.time for f in frames] == [0.0, 0.2, 0.4, 0.6000000000000001] or \
+        np.allclose([f.time for f in frames], [0, 0.2, 0.4, 0.6])
+    for frame, crop in zip(frames, crops):   # PNG is lossless: exact pixels, in order
+        np.testing.assert_array_equal(frame.image, crop)
+
+
+def test_folder_skips_an_undecodable_image(tmp_path, group):
+    crops = pan_crops(group, 3)
+    cv2.imwrite(str(tmp_path / "a.png"), crops[0])
+    (tmp_path / "b.png").write_bytes(b"\x89PNG broken")
+    cv2.imwrite(str(tmp_path / "c.png"), crops[2])
+    with open_source(str(tmp_path)) as source:
+        frames = list(source)
+    assert len(frames) == 2
+    np.testing.assert_array_equal(frames[1].image, crops[2])
+
+
+def test_real_video_every_frame_in_order():
+    with open_source(str(PEDESTRIANS)) as source:
+        assert not source.is_live and not source.is_still
+        assert source.fps == pytest.approx(10.0)
+        assert source.frame_count == 30
+        assert source.size == (384, 288)
+        frames = list(source)
+    assert [f.index for f in frames] == list(range(30))
+    assert np.allclose([f.time for f in frames], np.arange(30) / 10.0)
+    # Same pixels, same order as an independent decode.
+    capture = cv2.VideoCapture(str(PEDESTRIANS))
+    for frame in frames:
+        ok, expected = capture.read()
+        assert ok
+        np.testing.assert_array_equal(frame.image, expected)
+    assert not capture.read()[0]
+
+
+def test_made_video_keeps_order_count_and_fps(tmp_path, group):
+    crops = pan_crops(group, 24)
+    path = write_video(tmp_path / "pan.mp4", crops, fps=12.5)
+    with open_source(str(path)) as source:
+        assert source.fps == pytest.approx(12.5)
+        assert source.frame_count == 24
+        frames = list(source)
+    assert len(frames) == 24
+    assert [closest(f.image, crops) for f in frames] == list(range(24))
+    assert frames[5].time == pytest.approx(5 / 12.5)
+
+
+def test_video_damaged_in_the_middle_ends_cleanly(tmp_path, group):
+    path = write_video(tmp_path / "pan.avi", pan_crops(group, 20), fps=15, fourcc="MJPG")
+    data = path.read_bytes()
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(data[: int(len(data) * 0.6)])
+    with open_source(str(cut)) as source:
+        frames = list(source)   # no exception: the stream just ends
+        assert 0 < len(frames) < 20
+        assert source.ended_early
+
+
+def test_video_close_mid_iteration_does_not_hang():
+    source = open_source(str(PEDESTRIANS))
+    iterator = iter(source)
+    for _ in range(3):
+        next(iterator)
+    started = time.monotonic()
+    source.close()
+    source.close()
+    assert time.monotonic() - started < 2.5
+    assert not source._thread.is_alive()
+
+
+# --------------------------------------------------------------------------------------------
+# Bad inputs: one UserError at open time
+
+def test_missing_path():
+    with pytest.raises(UserError, match="does not exist"):
+        open_source("no/such/clip.mp4")
+
+
+def test_text_file(tmp_path):
+    path = tmp_path / "readme.txt"
+    path.write_text("hello, this is not a video\n" * 20)
+    with pytest.raises(UserError, match="text file"):
+        open_source(str(path))
+    empty = tmp_path / "empty.dat"
+    empty.write_bytes(b"")
+    with pytest.raises(UserError):
+        open_source(str(empty))
+
+
+def test_random_bytes_with_unknown_extension(tmp_path):
+    path = tmp_path / "blob.bin"
+    path.write_bytes(np.random.default_rng(0).integers(0, 256, 20000, dtype=np.uint8).tobytes())
+    with pytest.raises(UserError):
+        open_source(str(path))
+
+
+def test_random_bytes_named_mp4(tmp_path):
+    path = tmp_path / "x.mp4"
+    path.write_bytes(np.random.default_rng(1).integers(0, 256, 20000, dtype=np.uint8).tobytes())
+    with pytest.raises(UserError, match="x.mp4"):
+        open_source(str(path))
+
+
+def test_corrupt_image(tmp_path):
+    path = tmp_path / "photo.jpg"
+    path.write_bytes(GROUP.read_bytes()[:200])
+    with pytest.raises(UserError, match="cannot decode image"):
+        open_source(str(path))
+
+
+@pytest.mark.parametrize("keep_bytes", [0, 1500, 40000])
+def test_truncated_video(tmp_path, keep_bytes):
+    # The clip keeps its index (moov) at the end, as most cameras write: a cut file cannot open.
+    path = tmp_path / "cut.mp4"
+    path.write_bytes(PEDESTRIANS.read_bytes()[:keep_bytes])
+    with pytest.raises(UserError):
+        open_source(str(path))
+
+
+def test_empty_folder_and_folder_without_images(tmp_path):
+    with pytest.raises(UserError, match="holds no image"):
+        open_source(str(tmp_path))
+    (tmp_path / "a.txt").write_text("x")
+    (tmp_path / "b.json").write_text("{}")
+    with pytest.raises(UserError, match="holds no image"):
+        open_source(str(tmp_path))
+
+
+def test_missing_camera_is_fast():
+    started = time.monotonic()
+    with pytest.raises(UserError, match="camera"):
+        open_source("7")
+    assert time.monotonic() - started < 3.0
+
+
+def test_stream_url_password_is_hidden():
+    assert _redact_url("rtsp://admin:secret@10.0.0.2:554/live") == "rtsp://admin:***@10.0.0.2:554/live"
+    assert _redact_url("http://host/video.mjpg") == "http://host/video.mjpg"
+
+
+# --------------------------------------------------------------------------------------------
+# Live sources with an injected capture
+
+class FakeCamera:
+    """A capture that delivers `count` numbered frames every `period` seconds, then fails.
+    The frame number is painted into pixel (0, 0) so the consumer can tell frames apart."""
+
+    def __init__(self, count: int, period: float, fps: float = 25.0, first_delay: float = 0.0):
+        self.count, self.period, self.fps, self.first_delay = count, period, fps, first_delay
+        self.delivered = 0
+        self.released = threading.Event()
+
+    def read(self):
+        if self.delivered == 0 and self.first_delay:
+            time.sleep(self.first_delay)
+        if self.delivered >= self.count:
+            return False, None
+        time.sleep(self.period)
+        self.delivered += 1
+        image = np.zeros((48, 64, 3), np.uint8)
+        image[0, 0] = (self.delivered % 256, self.delivered // 256, 0)
+        return True, image
+
+    def get(self, prop):
+        return self.fps if prop == cv2.CAP_PROP_FPS else 0.0
+
+    def release(self):
+        self.released.set()
+
+
+def number(image: np.ndarray) -> int:
+    return int(image[0, 0, 0]) + 256 * int(image[0, 0, 1])
+
+
+def test_camera_yields_newest_frame_and_drops_older_ones():
+    camera = FakeCamera(count=60, period=0.005)
+    source = LiveSource(camera, "camera 0")
+    assert source.is_live and source.frame_count is None and source.size == (64, 48)
+    assert source.fps == 25.0
+    seen, lags = [], []
+    for frame in source:
+        seen.append(number(frame.image))
+        lags.append(camera.delivered - seen[-1])
+        time.sleep(0.03)   # a slow consumer: about six camera frames per yielded one
+    source.close()
+    assert seen == sorted(set(seen)), "frames must be new and in order, never repeated"
+    assert len(seen) < 30, "a slow consumer must skip frames"
+    assert seen[-1] == 60
+    # The yielded frame is (about) the newest one and lag does not grow; loose bounds because
+    # a busy CI machine may pause either thread for a few milliseconds.
+    assert np.median(lags[:-1]) <= 2 and max(lags[:-1]) <= 6, lags
+    assert source.frames_dropped == 60 - len(seen)
+    assert camera.released.wait(2.0)
+
+
+def test_camera_fast_consumer_gets_each_frame_once():
+    camera = FakeCamera(count=12, period=0.03)
+    with LiveSource(camera, "camera 0") as source:
+        frames = list(source)
+    assert [number(f.image) for f in frames] == list(range(1, 13))
+    assert [f.index for f in frames] == list(range(12))
+    assert frames[0].time == 0.0
+    assert all(b.time > a.time for a, b in zip(frames, frames[1:]))   # wall time since start
+    assert frames[-1].time == pytest.approx(11 * 0.03, abs=0.15)
+
+
+def test_camera_reported_fps_falls_back_to_30():
+    with LiveSource(FakeCamera(count=3, period=0.001, fps=0.0), "camera 0") as source:
+        assert source.fps == 30.0
+
+
+def test_camera_without_picture_fails_at_open():
+    camera = FakeCamera(count=1, period=0.0, first_delay=0.6)
+    with pytest.raises(UserError, match="no picture"):
+        LiveSource(camera, "camera 3", first_frame_timeout=0.2)
+
+
+def test_video_read_ahead_is_bounded_and_keeps_every_frame():
+    camera = FakeCamera(count=40, period=0.0)
+    source = VideoFileSource(camera, "fake.mp4")
+    iterator = iter(source)
+    first = next(iterator)
+    time.sleep(0.3)   # the consumer stalls; the decoder may only run a bounded way ahead
+    assert camera.delivered <= 1 + READ_AHEAD_FRAMES + 1
+    rest = list(iterator)
+    assert [number(f.image) for f in [first, *rest]] == list(range(1, 41))
+    assert source.fps == 25.0
+    source.close()
+    assert camera.released.is_set()
+
+
+def test_image_source_without_decodable_files(tmp_path):
+    bad = tmp_path / "a.png"
+    bad.write_bytes(b"nope")
+    with pytest.raises(UserError):
+        ImageFilesSource([bad, bad], str(tmp_path))
+
+
+def test_http_stream_is_live(tmp_path, group):
+    """A stream URL through FFmpeg, served locally: read on the live thread, newest frames.
+    MJPG in AVI because it can be read front to back (this server does no range requests)."""
+    import functools
+    import http.server
+
+    write_video(tmp_path / "live.avi", pan_crops(group, 20), fps=15, fourcc="MJPG")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/live.avi"
+        with open_source(url) as source:
+            assert source.is_live and source.description == url
+            assert source.size == (320, 240) and source.fps == pytest.approx(15)
+            frames = list(source)
+        assert 1 <= len(frames) <= 20
+        assert [f.index for f in frames] == list(range(len(frames)))
+    finally:
+        server.shutdown()
