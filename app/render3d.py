@@ -1,0 +1,476 @@
+"""The 3D panel: an orbit camera, numpy perspective projection, and OpenCV drawing.
+
+World coordinates are the real camera's: millimetres, x right, y down, z away from the camera, so
+the floor is a plane of constant +y under the people. The panel is drawn with cv2 (anti-aliased
+lines and circles) into a preallocated buffer; the parts that depend only on the view (floor grid,
+camera marker, axis gizmo) are drawn once per view into a cached layer and copied in each frame.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import cv2
+import numpy as np
+
+from app.skeleton import BONES, JOINT_INDEX, ROOT, SIDE_COLOURS_BGR, bone_side, track_colour
+from app.types import Person
+
+Colour = tuple[int, int, int]
+
+HEAD = JOINT_INDEX["Head"]
+NEAR_MM = 50.0          # points closer than this to the eye (or behind it) are not drawn
+_SHIFT = 4              # cv2 fixed-point bits: sub-pixel positions keep moving lines smooth
+_ONE = 1 << _SHIFT
+_PX_LIMIT = 1.0e5       # clamp projected coordinates so fixed-point values cannot overflow
+
+
+# ---------------------------------------------------------------------------------------------
+# Orbit camera and projection (pure functions: everything the tests check by hand)
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class OrbitView:
+    """A virtual pinhole camera orbiting `target_mm` at `distance_mm`.
+
+    azimuth 0, elevation 0 puts the eye straight in front of the target on the real camera's
+    side, looking along +z: the panel then shows the people as the video does (not mirrored).
+    Positive elevation raises the eye (towards -y) so it looks down on the floor.
+    """
+    azimuth_deg: float = 0.0
+    elevation_deg: float = 12.0
+    distance_mm: float = 3500.0
+    target_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    width: int = 640
+    height: int = 480
+    fov_deg: float = 50.0   # vertical field of view
+
+    @property
+    def focal_px(self) -> float:
+        return (self.height / 2.0) / math.tan(math.radians(self.fov_deg) / 2.0)
+
+    @property
+    def centre_px(self) -> tuple[float, float]:
+        return (self.width / 2.0, self.height / 2.0)
+
+    def rotation(self) -> np.ndarray:
+        """3x3 matrix whose rows are the eye's right, down and forward axes in world coords."""
+        az, el = math.radians(self.azimuth_deg), math.radians(self.elevation_deg)
+        # Unit vector from the target to the eye.
+        to_eye = np.array([math.sin(az) * math.cos(el), -math.sin(el), -math.cos(az) * math.cos(el)])
+        forward = -to_eye
+        world_up = np.array([0.0, -1.0, 0.0])
+        right = np.cross(forward, world_up)
+        right /= np.linalg.norm(right)          # elevation is clamped below 90, so never zero
+        down = np.cross(forward, right)
+        return np.stack([right, down, forward])
+
+    def eye(self) -> np.ndarray:
+        return np.asarray(self.target_mm, float) - self.distance_mm * self.rotation()[2]
+
+
+def to_eye_coords(points_world: np.ndarray, view: OrbitView) -> np.ndarray:
+    """(N, 3) world mm -> (N, 3) eye coordinates (x right, y down, z depth along the view)."""
+    pts = np.asarray(points_world, dtype=np.float64).reshape(-1, 3)
+    return (pts - view.eye()) @ view.rotation().T
+
+
+def project_eye(eye_pts: np.ndarray, view: OrbitView) -> np.ndarray:
+    """(N, 3) eye coordinates -> (N, 2) pixels; NaN for points nearer than NEAR_MM."""
+    f = view.focal_px
+    cx, cy = view.centre_px
+    z = eye_pts[:, 2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inv_z = np.where(z >= NEAR_MM, 1.0 / z, np.nan)
+    return np.stack([cx + f * eye_pts[:, 0] * inv_z, cy + f * eye_pts[:, 1] * inv_z], axis=1)
+
+
+def project(points_world: np.ndarray, view: OrbitView) -> np.ndarray:
+    """(N, 3) world points in mm -> (N, 2) panel pixels (x right, y down), perspective.
+
+    Points behind the eye or closer than NEAR_MM come back as NaN.
+    """
+    return project_eye(to_eye_coords(points_world, view), view)
+
+
+def project_segments(a_world: np.ndarray, b_world: np.ndarray, view: OrbitView) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Project segments, clipping them at the near plane so lines that pass beside or behind
+    the eye (a grid seen from low down, a zoomed-in view) are cut instead of dropped or flipped.
+
+    Returns (pa, pb, visible): pixels of the clipped ends and a mask of segments left to draw.
+    """
+    ea, eb = to_eye_coords(a_world, view), to_eye_coords(b_world, view)
+    za, zb = ea[:, 2:3], eb[:, 2:3]
+    visible = (za[:, 0] >= NEAR_MM) | (zb[:, 0] >= NEAR_MM)
+    # Cut a hair in front of the near plane, so rounding cannot put the cut end behind it.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.clip((NEAR_MM * 1.001 - za) / (zb - za), 0.0, 1.0)
+    cut = ea + t * (eb - ea)
+    # Only one end can be cut on a visible segment, and it moves to where the line meets the plane.
+    ea_cut = np.where(za < NEAR_MM, cut, ea)
+    eb_cut = np.where(zb < NEAR_MM, cut, eb)
+    pa, pb = project_eye(ea_cut, view), project_eye(eb_cut, view)
+    visible &= np.isfinite(pa).all(axis=1) & np.isfinite(pb).all(axis=1)
+    return pa, pb, visible
+
+
+def _fixed(px: np.ndarray) -> np.ndarray:
+    """Pixels -> cv2 fixed-point integers (see _SHIFT); NaN stays detectable via the mask."""
+    return np.rint(np.clip(np.nan_to_num(px, nan=0.0), -_PX_LIMIT, _PX_LIMIT) * _ONE).astype(np.int32)
+
+
+# ---------------------------------------------------------------------------------------------
+# Scene framing: where the camera looks when the user has not moved it
+# ---------------------------------------------------------------------------------------------
+
+class _Glide:
+    """Follows a moving goal lazily: stays still while the goal wanders within `deadband`, then
+    eases towards it until close. Keeps the view (and so the cached grid) steady while people
+    merely sway, and avoids jumps when they walk."""
+
+    def __init__(self, deadband: float, rate: float = 0.2):
+        self.deadband = deadband
+        self.rate = rate
+        self.value: np.ndarray | None = None
+        self._moving = False
+
+    def update(self, goal) -> np.ndarray:
+        goal = np.asarray(goal, dtype=np.float64)
+        if self.value is None:
+            self.value = goal.copy()
+            return self.value
+        gap = float(np.linalg.norm(goal - self.value))
+        if self._moving or gap > self.deadband:
+            self._moving = True
+            self.value = self.value + self.rate * (goal - self.value)
+            if gap < self.deadband * 0.05:
+                self.value = goal.copy()
+                self._moving = False
+        return self.value
+
+    def reset(self) -> None:
+        self.value = None
+        self._moving = False
+
+
+@dataclass
+class PanelStyle:
+    background: Colour = (34, 30, 28)
+    grid: Colour = (78, 74, 70)
+    grid_major: Colour = (120, 114, 108)
+    camera: Colour = (170, 170, 170)
+    text: Colour = (225, 225, 225)
+    shadow: Colour = (18, 16, 15)
+    joint: Colour = (235, 235, 235)
+    # Axis gizmo colours: pastel, so they are never mistaken for the skeleton's side colours.
+    axis_x: Colour = (140, 140, 255)
+    axis_y: Colour = (150, 240, 150)
+    axis_z: Colour = (255, 190, 150)
+    grid_step_mm: float = 500.0
+    bone_thickness: int = 2
+    joint_radius: int = 3
+    font_scale: float = 0.45
+
+
+@dataclass
+class OrbitState:
+    """What the user controls; the target and base distance come from the scene framing."""
+    azimuth_deg: float = 0.0
+    elevation_deg: float = 12.0
+    zoom: float = 1.0            # multiplies the framing distance; > 1 is further away
+    centred: bool = False        # True: one person root-relative at the origin
+
+    def clamp(self) -> None:
+        self.elevation_deg = float(np.clip(self.elevation_deg, -15.0, 89.0))
+        self.azimuth_deg = (self.azimuth_deg + 180.0) % 360.0 - 180.0
+        self.zoom = float(np.clip(self.zoom, 0.2, 6.0))
+
+
+@dataclass
+class _PlacedPerson:
+    person: Person
+    joints_world: np.ndarray      # (J, 3) mm
+    colour: Colour
+    label: str
+
+
+def choose_centred_person(people: list[Person]) -> Person | None:
+    """The person the centred mode shows: the lowest track id (stable from frame to frame),
+    else the first one."""
+    if not people:
+        return None
+    tracked = [p for p in people if p.track_id >= 0]
+    return min(tracked, key=lambda p: p.track_id) if tracked else people[0]
+
+
+def place_people(people: list[Person], centred: bool) -> list[_PlacedPerson]:
+    """World joints per person: root-relative joints moved to the estimated root position.
+
+    People without a root position are lined up 1 m apart at the others' median depth, so they
+    still never overlap.
+    """
+    chosen = [choose_centred_person(people)] if centred and people else list(people)
+    known = [p.root_cam for p in chosen if p.root_cam is not None]
+    fallback_z = float(np.median([r[2] for r in known])) if known else 3000.0
+    placed = []
+    for i, p in enumerate(chosen):
+        joints = np.asarray(p.joints_3d, dtype=np.float64)
+        if centred:
+            offset = np.zeros(3)
+        elif p.root_cam is not None:
+            offset = np.asarray(p.root_cam, dtype=np.float64)
+        else:
+            offset = np.array([(i - (len(chosen) - 1) / 2.0) * 1000.0, 0.0, fallback_z])
+        label = f"id {p.track_id}" if p.track_id >= 0 else "id ?"
+        placed.append(_PlacedPerson(p, joints + offset, track_colour(max(p.track_id, 0)), label))
+    return placed
+
+
+# ---------------------------------------------------------------------------------------------
+# The panel
+# ---------------------------------------------------------------------------------------------
+
+class Panel3D:
+    """Draws people as 3D skeletons seen through an orbit camera.
+
+    `render(people, out)` draws into `out` (a (height, width, 3) uint8 view, e.g. the right part
+    of the composed image) or into the panel's own buffer, and returns it.
+    """
+
+    def __init__(self, width: int = 640, height: int = 480, style: PanelStyle | None = None,
+                 fov_deg: float = 50.0, min_confidence: float = 0.0):
+        self.style = style or PanelStyle()
+        self.fov_deg = fov_deg
+        self.min_confidence = min_confidence
+        self.state = OrbitState()
+        self._default_state = OrbitState()
+        self._target = _Glide(deadband=250.0)
+        self._distance = _Glide(deadband=400.0)
+        self._floor = _Glide(deadband=80.0)
+        self._static_key: tuple | None = None
+        self._buffer = np.empty((0, 0, 3), np.uint8)
+        self._static = np.empty((0, 0, 3), np.uint8)
+        self.resize(width, height)
+        self.last_view = self.current_view()
+
+    # -- user controls ---------------------------------------------------------------------
+    def orbit(self, d_azimuth_deg: float = 0.0, d_elevation_deg: float = 0.0) -> None:
+        self.state.azimuth_deg += d_azimuth_deg
+        self.state.elevation_deg += d_elevation_deg
+        self.state.clamp()
+
+    def zoom_by(self, factor: float) -> None:
+        self.state.zoom *= factor
+        self.state.clamp()
+
+    def toggle_centred(self) -> bool:
+        self.state.centred = not self.state.centred
+        self._reset_framing()       # the scene moves to other coordinates: reframe at once
+        return self.state.centred
+
+    def reset_view(self) -> None:
+        centred = self.state.centred
+        self.state = replace(self._default_state, centred=centred)
+        self._reset_framing()
+
+    def _reset_framing(self) -> None:
+        self._target.reset()
+        self._distance.reset()
+        self._floor.reset()
+
+    # -- geometry ----------------------------------------------------------------------------
+    def resize(self, width: int, height: int) -> None:
+        if self._buffer.shape[:2] != (height, width):
+            self._buffer = np.empty((height, width, 3), np.uint8)
+            self._static = np.empty((height, width, 3), np.uint8)
+            # Filled once: assigning a colour tuple to a whole image costs ~1 ms, a copy ~0.05 ms.
+            self._background = np.empty((height, width, 3), np.uint8)
+            self._background[:] = self.style.background
+            self._static_key = None
+        self.width, self.height = width, height
+
+    def current_view(self) -> OrbitView:
+        target = self._target.value if self._target.value is not None else np.array([0.0, 0.0, 3000.0])
+        distance = float(self._distance.value[0]) if self._distance.value is not None else 3500.0
+        if self.state.centred and self._target.value is None:
+            target = np.zeros(3)
+        return OrbitView(azimuth_deg=self.state.azimuth_deg, elevation_deg=self.state.elevation_deg,
+                         distance_mm=distance * self.state.zoom,
+                         target_mm=tuple(float(v) for v in target),
+                         width=self.width, height=self.height, fov_deg=self.fov_deg)
+
+    def _frame_scene(self, placed: list[_PlacedPerson]) -> float:
+        """Update target, framing distance and floor height from the people; returns floor y."""
+        if placed:
+            pts = np.concatenate([p.joints_world for p in placed])
+            pts = pts[np.isfinite(pts).all(axis=1)]
+        else:
+            pts = np.empty((0, 3))
+        if len(pts):
+            lo, hi = pts.min(axis=0), pts.max(axis=0)
+            centre = (lo + hi) / 2.0
+            # Fit the people's bounding sphere in the vertical field of view, with margin.
+            radius = max(float(np.linalg.norm(hi - lo)) / 2.0, 1000.0)
+            distance = radius / math.sin(math.radians(self.fov_deg) / 2.0) * 1.3
+            self._target.update(centre)
+            self._distance.update([distance])
+            self._floor.update([hi[1]])          # y down: the lowest point has the largest y
+        floor = self._floor.value
+        return float(floor[0]) if floor is not None else 900.0   # about a standing pelvis height
+
+    # -- drawing -----------------------------------------------------------------------------
+    def render(self, people: list[Person], out: np.ndarray | None = None) -> np.ndarray:
+        if out is None:
+            out = self._buffer
+        h, w = out.shape[:2]
+        self.resize(w, h)
+        placed = place_people(people, self.state.centred)
+        floor_y = self._frame_scene(placed)
+        view = self.current_view()
+        self.last_view = view
+
+        self._ensure_static(view, floor_y)
+        np.copyto(out, self._static)
+
+        # Far people first, so nearer ones are drawn over them.
+        if placed:
+            roots_eye = to_eye_coords(np.array([p.joints_world[ROOT] for p in placed]), view)
+            order = np.argsort(-roots_eye[:, 2])
+            for i in order:
+                self._draw_person(out, placed[i], view, floor_y)
+        self._draw_caption(out, placed)
+        return out
+
+    def _ensure_static(self, view: OrbitView, floor_y: float) -> None:
+        key = (view, round(floor_y, 1), self.state.centred)
+        if key == self._static_key:
+            return
+        img = self._static
+        np.copyto(img, self._background)
+        self._draw_grid(img, view, floor_y)
+        if not self.state.centred:
+            self._draw_camera_marker(img, view)
+        self._draw_axis_gizmo(img, view)
+        self._static_key = key
+
+    def _draw_grid(self, img: np.ndarray, view: OrbitView, floor_y: float) -> None:
+        step = self.style.grid_step_mm
+        tx, _, tz = view.target_mm
+        half = max(3000.0, view.distance_mm * 0.9)
+        # Lines sit on world multiples of the step so the grid does not slide as the target moves.
+        xs = np.arange(math.floor((tx - half) / step), math.ceil((tx + half) / step) + 1) * step
+        zs = np.arange(math.floor((tz - half) / step), math.ceil((tz + half) / step) + 1) * step
+        x0, x1, z0, z1 = xs[0], xs[-1], zs[0], zs[-1]
+        a = np.concatenate([np.stack([xs, np.full_like(xs, floor_y), np.full_like(xs, z0)], 1),
+                            np.stack([np.full_like(zs, x0), np.full_like(zs, floor_y), zs], 1)])
+        b = np.concatenate([np.stack([xs, np.full_like(xs, floor_y), np.full_like(xs, z1)], 1),
+                            np.stack([np.full_like(zs, x1), np.full_like(zs, floor_y), zs], 1)])
+        major = np.concatenate([np.isclose(xs % 1000.0, 0.0), np.isclose(zs % 1000.0, 0.0)])
+        pa, pb, visible = project_segments(a, b, view)
+        fa, fb = _fixed(pa), _fixed(pb)
+        for i in np.flatnonzero(visible):
+            colour = self.style.grid_major if major[i] else self.style.grid
+            cv2.line(img, tuple(fa[i]), tuple(fb[i]), colour, 1, cv2.LINE_AA, _SHIFT)
+
+    def _draw_camera_marker(self, img: np.ndarray, view: OrbitView) -> None:
+        """The real camera at the world origin, as a small pyramid looking along +z."""
+        s = 70.0
+        apex = np.zeros(3)
+        corners = np.array([[-s, -0.75 * s, 1.6 * s], [s, -0.75 * s, 1.6 * s],
+                            [s, 0.75 * s, 1.6 * s], [-s, 0.75 * s, 1.6 * s]])
+        a = np.concatenate([np.repeat(apex[None], 4, 0), corners])
+        b = np.concatenate([corners, np.roll(corners, -1, axis=0)])
+        pa, pb, visible = project_segments(a, b, view)
+        fa, fb = _fixed(pa), _fixed(pb)
+        for i in np.flatnonzero(visible):
+            cv2.line(img, tuple(fa[i]), tuple(fb[i]), self.style.camera, 1, cv2.LINE_AA, _SHIFT)
+        label = project(np.array([[0.0, -0.75 * s - 60.0, 0.0]]), view)[0]
+        if np.isfinite(label).all():
+            _text(img, "camera", (int(label[0]) - 24, int(label[1])), self.style.camera, 0.38)
+
+    def _draw_axis_gizmo(self, img: np.ndarray, view: OrbitView) -> None:
+        """Orientation of the world axes in the bottom-left corner (rotation only)."""
+        rot = view.rotation()
+        origin = np.array([34.0, img.shape[0] - 34.0])
+        length = 22.0
+        axes = (("x", np.array([1.0, 0, 0]), self.style.axis_x),
+                ("y", np.array([0, 1.0, 0]), self.style.axis_y),
+                ("z", np.array([0, 0, 1.0]), self.style.axis_z))
+        # Draw the axis pointing most away from the viewer first.
+        for name, axis, colour in sorted(axes, key=lambda a: -(rot @ a[1])[2]):
+            d = (rot @ axis)[:2]
+            tip = origin + length * d
+            cv2.line(img, _pt(origin), _pt(tip), colour, 1, cv2.LINE_AA, _SHIFT)
+            lab = origin + (length + 8.0) * d
+            _text(img, name, (int(lab[0]) - 3, int(lab[1]) + 4), colour, 0.38)
+
+    def _draw_person(self, img: np.ndarray, pp: _PlacedPerson, view: OrbitView, floor_y: float) -> None:
+        style = self.style
+        joints = pp.joints_world
+        conf = np.asarray(pp.person.confidence, dtype=np.float64)
+        ok = np.isfinite(joints).all(axis=1)
+        if conf.shape == (len(joints),):
+            ok &= conf >= self.min_confidence
+        # Shadow on the floor: the skeleton flattened onto y = floor, helps read depth.
+        shadow = joints.copy()
+        shadow[:, 1] = floor_y
+        px = project(np.concatenate([joints, shadow]), view)
+        n = len(joints)
+        ok_px = ok & np.isfinite(px[:n]).all(axis=1)
+        ok_shadow = ok & np.isfinite(px[n:]).all(axis=1)
+        fx = _fixed(px)
+        for a, b in BONES:
+            if ok_shadow[a] and ok_shadow[b]:
+                cv2.line(img, tuple(fx[n + a]), tuple(fx[n + b]), style.shadow, 3, cv2.LINE_AA, _SHIFT)
+        self._draw_floor_ring(img, joints[ROOT], floor_y, view, pp.colour)
+        for bone in BONES:
+            a, b = bone
+            if ok_px[a] and ok_px[b]:
+                cv2.line(img, tuple(fx[a]), tuple(fx[b]), SIDE_COLOURS_BGR[bone_side(bone)],
+                         style.bone_thickness, cv2.LINE_AA, _SHIFT)
+        # Joints are neutral dots: several track colours are close to the side colours, so the
+        # person's own colour goes on the head ring, the floor ring and the label instead.
+        for j in np.flatnonzero(ok_px):
+            cv2.circle(img, tuple(fx[j]), style.joint_radius * _ONE, style.joint, -1, cv2.LINE_AA, _SHIFT)
+        if ok_px[HEAD]:
+            cv2.circle(img, tuple(fx[HEAD]), (style.joint_radius + 4) * _ONE, pp.colour, 2, cv2.LINE_AA, _SHIFT)
+        # Label above the highest joint (smallest y).
+        if ok_px.any():
+            top = px[:n][ok_px][:, 1].argmin()
+            x, y = px[:n][ok_px][top]
+            _label(img, pp.label, (int(x), int(y) - 14), pp.colour, style.font_scale)
+
+    def _draw_floor_ring(self, img, root, floor_y, view, colour) -> None:
+        angles = np.linspace(0.0, 2.0 * np.pi, 25)
+        ring = np.stack([root[0] + 250.0 * np.cos(angles), np.full_like(angles, floor_y),
+                         root[2] + 250.0 * np.sin(angles)], axis=1)
+        px = project(ring, view)
+        if np.isfinite(px).all():
+            cv2.polylines(img, [_fixed(px)], True, colour, 2, cv2.LINE_AA, _SHIFT)
+
+    def _draw_caption(self, img: np.ndarray, placed: list[_PlacedPerson]) -> None:
+        if self.state.centred:
+            who = placed[0].label if placed else "nobody"
+            caption = f"3D  centred on {who} (root-relative)"
+        else:
+            caption = "3D  placed by estimated root position"
+        _text(img, caption, (10, 20), self.style.text, 0.45)
+        if not placed:
+            _text(img, "no people", (self.width // 2 - 40, self.height // 2), self.style.text, 0.55)
+
+
+def _pt(p: np.ndarray) -> tuple[int, int]:
+    return (int(round(p[0] * _ONE)), int(round(p[1] * _ONE)))
+
+
+def _text(img: np.ndarray, text: str, org: tuple[int, int], colour: Colour, scale: float) -> None:
+    cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, 1, cv2.LINE_AA)
+
+
+def _label(img: np.ndarray, text: str, centre_bottom: tuple[int, int], colour: Colour, scale: float) -> None:
+    """Dark text centred above a point on a tag of the person's colour."""
+    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    x = centre_bottom[0] - tw // 2
+    y = centre_bottom[1]
+    cv2.rectangle(img, (x - 3, y - th - 3), (x + tw + 3, y + base), colour, -1)
+    cv2.putText(img, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (20, 20, 20), 1, cv2.LINE_AA)

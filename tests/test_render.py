@@ -1,0 +1,230 @@
+"""Drawing: projection by hand, colours where the skeleton projects, composition, HUD, plots."""
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import pytest
+
+from app.render2d import draw_people, hud_lines
+from app.render3d import NEAR_MM, OrbitView, Panel3D, place_people, project, project_segments
+from app.skeleton import BONES, JOINT_INDEX, NUM_JOINTS, SIDE_COLOURS_BGR, bone_side
+from app.types import Box, Camera, Frame, FrameResult, Person
+from app.view import SceneInfo, SceneRenderer
+
+# A standing adult of about 1.75 m, facing the camera, in mm relative to the pelvis:
+# x right (so the person's right side has x < 0), y down, z away from the camera.
+STANDING_MM = {
+    "Pelvis": (0, 0, 0), "R_Hip": (-125, 10, 0), "R_Knee": (-115, 450, 15), "R_Ankle": (-110, 870, 50),
+    "L_Hip": (125, 10, 0), "L_Knee": (115, 450, 15), "L_Ankle": (110, 870, 50),
+    "Torso": (0, -230, -10), "Neck": (0, -490, -20), "Nose": (0, -590, -100), "Head": (0, -760, -30),
+    "L_Shoulder": (190, -450, 0), "L_Elbow": (225, -170, 10), "L_Wrist": (240, 70, -30),
+    "R_Shoulder": (-190, -450, 0), "R_Elbow": (-225, -170, 10), "R_Wrist": (-240, 70, -30),
+    "Thorax": (0, -420, -10),
+}
+STANDING = np.array([STANDING_MM[name] for name in sorted(STANDING_MM, key=JOINT_INDEX.get)], np.float32)
+
+CAMERA = Camera.from_fov(640, 480, 60.0)
+
+
+def standing_person(root_mm=(0.0, 200.0, 3000.0), track_id: int = 1, yaw_deg: float = 0.0) -> Person:
+    """A realistic standing person at `root_mm` (camera coords), with consistent 2D joints
+    (projected through a 60-degree camera) and box."""
+    yaw = math.radians(yaw_deg)
+    rot = np.array([[math.cos(yaw), 0, math.sin(yaw)], [0, 1, 0], [-math.sin(yaw), 0, math.cos(yaw)]])
+    joints = (STANDING @ rot.T).astype(np.float32)
+    cam = joints + np.asarray(root_mm, np.float32)
+    uv = np.stack([CAMERA.fx * cam[:, 0] / cam[:, 2] + CAMERA.cx, CAMERA.fy * cam[:, 1] / cam[:, 2] + CAMERA.cy], 1)
+    lo, hi = uv.min(0), uv.max(0)
+    box = Box(float(lo[0] - 20), float(lo[1] - 30), float(hi[0] - lo[0] + 40), float(hi[1] - lo[1] + 50), 0.93)
+    return Person(box, uv.astype(np.float32), joints, np.full(NUM_JOINTS, 0.9, np.float32),
+                  np.asarray(root_mm, np.float32), track_id)
+
+
+def colour_near(img: np.ndarray, xy, colour, radius: int = 3, tol: int = 40) -> bool:
+    """Is a pixel of about `colour` (BGR) within `radius` pixels of `xy`?"""
+    x, y = int(round(xy[0])), int(round(xy[1]))
+    patch = img[max(0, y - radius):y + radius + 1, max(0, x - radius):x + radius + 1].astype(int)
+    return bool((np.abs(patch - np.array(colour)).max(axis=2) <= tol).any())
+
+
+# --- projection ------------------------------------------------------------------------------
+
+def test_point_on_optical_axis_lands_at_panel_centre():
+    view = OrbitView(azimuth_deg=0, elevation_deg=0, distance_mm=3000, target_mm=(0, 0, 5000), width=640, height=480)
+    assert np.allclose(project(np.array([[0, 0, 5000.0]]), view), [[320, 240]])
+    assert np.allclose(project(np.array([[0, 0, 9000.0]]), view), [[320, 240]])
+
+
+def test_point_one_metre_right_lands_at_focal_offset():
+    view = OrbitView(azimuth_deg=0, elevation_deg=0, distance_mm=4000, target_mm=(0, 0, 0),
+                     width=640, height=480, fov_deg=60)
+    f = 240 / math.tan(math.radians(30))          # vertical fov 60 over 480 rows: 415.69 px
+    assert view.focal_px == pytest.approx(f)
+    # Eye at z = -4000 looking along +z: 1 m right, 4 m deep -> u = 320 + f / 4, not mirrored.
+    px = project(np.array([[1000.0, 0, 0], [0, 500.0, 0], [0, 0, -5000.0]]), view)
+    assert px[0] == pytest.approx([320 + f * 1000 / 4000, 240])
+    assert px[1] == pytest.approx([320, 240 + f * 500 / 4000])     # y down stays down
+    assert np.isnan(px[2]).all()                                      # behind the eye
+
+
+def test_orbit_azimuth_and_elevation_by_hand():
+    # Azimuth 90: the eye sits on the +x side looking along -x; a point at +z (away from the
+    # real camera) is then on the eye's right.
+    side = OrbitView(azimuth_deg=90, elevation_deg=0, distance_mm=2000, target_mm=(0, 0, 0), width=640, height=480)
+    assert np.allclose(side.eye(), [2000, 0, 0])
+    u, v = project(np.array([[0, 0, 500.0]]), side)[0]
+    assert u == pytest.approx(320 + side.focal_px * 500 / 2000) and v == pytest.approx(240)
+    # Elevation 90 would be degenerate; 60 puts the eye above (y < 0) and the floor point under
+    # the target appears below the centre.
+    high = OrbitView(azimuth_deg=0, elevation_deg=60, distance_mm=2000, target_mm=(0, 0, 0), width=640, height=480)
+    assert high.eye()[1] == pytest.approx(-2000 * math.sin(math.radians(60)))
+    assert project(np.array([[0, 900.0, 0]]), high)[0][1] > 240
+
+
+def test_segments_are_clipped_at_the_near_plane_not_dropped():
+    view = OrbitView(azimuth_deg=0, elevation_deg=0, distance_mm=1000, target_mm=(0, 0, 0), width=640, height=480)
+    a = np.array([[500.0, 0, -3000]])        # behind the eye (eye at z = -1000)
+    b = np.array([[500.0, 0, 1000]])
+    pa, pb, visible = project_segments(a, b, view)
+    assert visible[0] and np.isfinite(pa).all()
+    assert pb[0] == pytest.approx(project(b, view)[0])
+    # The cut end sits on the near plane, far to the right, where the line leaves the view.
+    assert pa[0][0] == pytest.approx(320 + view.focal_px * 500 / NEAR_MM, rel=1e-2)
+
+
+# --- 3D panel ----------------------------------------------------------------------------------
+
+def _bone_midpoints(view: OrbitView, world: np.ndarray):
+    px = project(world, view)
+    for bone in BONES:
+        a, b = bone
+        yield bone, (px[a] + px[b]) / 2.0
+
+
+def test_panel_paints_side_colours_at_projected_bones():
+    people = [standing_person((-900, 200, 3500), 1), standing_person((0, 150, 3000), 2),
+              standing_person((1000, 250, 4200), 3, yaw_deg=30)]
+    panel = Panel3D(640, 480)
+    img = panel.render(people)
+    assert img.shape == (480, 640, 3) and img.dtype == np.uint8
+    view = panel.last_view
+    placed = place_people(people, centred=False)
+    for pp in placed:
+        for bone, mid in _bone_midpoints(view, pp.joints_world):
+            assert colour_near(img, mid, SIDE_COLOURS_BGR[bone_side(bone)]), (pp.label, bone)
+    # Front view, not mirrored: person 1 (x = -0.9 m) is left of person 3 (x = +1 m), and each
+    # person's right side (red) is on the image's left, as in the video.
+    roots = project(np.array([p.joints_world[0] for p in placed]), view)
+    assert roots[0][0] < roots[1][0] < roots[2][0]
+    r_hip, l_hip = project(placed[1].joints_world[[JOINT_INDEX["R_Hip"], JOINT_INDEX["L_Hip"]]], view)
+    assert r_hip[0] < l_hip[0]
+
+
+def test_panel_is_upright_with_floor_below_and_centred_mode():
+    person = standing_person((500, 200, 3000), 4)
+    panel = Panel3D(640, 480)
+    img = panel.render([person])
+    view = panel.last_view
+    head, ankle = project(place_people([person], False)[0].joints_world[[JOINT_INDEX["Head"], JOINT_INDEX["R_Ankle"]]], view)
+    assert head[1] < ankle[1]                   # head above the feet
+    assert panel.toggle_centred()
+    img = panel.render([person, standing_person((-500, 200, 3000), 7)])
+    placed = place_people([person], True)[0]
+    assert np.allclose(placed.joints_world[0], 0)       # root-relative at the origin
+    for bone, mid in _bone_midpoints(panel.last_view, placed.joints_world):
+        assert colour_near(img, mid, SIDE_COLOURS_BGR[bone_side(bone)])
+    # The grid is drawn on the floor: grey pixels below the feet.
+    floor_px = project(np.array([[0, placed.joints_world[:, 1].max(), 1000.0]]), panel.last_view)[0]
+    assert floor_px[1] > ankle[1] - 200
+
+
+def test_panel_renders_empty_and_handles_nan_and_zoom_extremes():
+    panel = Panel3D(640, 480)
+    img = panel.render([])
+    assert img.std() > 1                          # grid and caption, not a blank image
+    bad = standing_person()
+    bad.joints_3d[3] = np.nan
+    panel.render([bad])
+    panel.zoom_by(0.01)
+    panel.orbit(0, -90)
+    panel.render([bad])
+    panel.orbit(720, 500)
+    assert -180 <= panel.state.azimuth_deg < 180 and panel.state.elevation_deg <= 89
+    panel.reset_view()
+    assert panel.state.azimuth_deg == 0 and panel.state.zoom == 1
+
+
+def test_panel_is_fast_enough_for_three_people():
+    panel = Panel3D(640, 480)
+    people = [standing_person((-900, 200, 3500), 1), standing_person((0, 150, 3000), 2),
+              standing_person((1000, 250, 4200), 3)]
+    for _ in range(5):
+        panel.render(people)
+    times = []
+    import time
+    for i in range(60):
+        panel.orbit(0.5 if i % 2 else 0.0)       # half the frames miss the grid cache
+        t = time.perf_counter()
+        panel.render(people)
+        times.append((time.perf_counter() - t) * 1000)
+    assert np.median(times) < 3.0, times
+
+
+# --- 2D overlay and composition ------------------------------------------------------------------
+
+def test_draw_people_and_low_confidence_joints_are_skipped():
+    img = np.full((480, 640, 3), 90, np.uint8)
+    p = standing_person((0, 200, 3000), 1)
+    p.confidence[JOINT_INDEX["L_Wrist"]] = 0.05
+    draw_people(img, [p])
+    uv = p.joints_2d
+    for bone in BONES:
+        a, b = bone
+        mid = (uv[a] + uv[b]) / 2
+        drawn = colour_near(img, mid, SIDE_COLOURS_BGR[bone_side(bone)], radius=2)
+        assert drawn == (JOINT_INDEX["L_Wrist"] not in bone), bone
+
+
+def test_hud_lines_list_stages_in_order():
+    lines = hud_lines({"pose": 31.0, "detect": 9.5, "render": 1.2, "track": 0.3}, "ConvNeXtPose-S", "cpu", 24.6, 2)
+    text = "\n".join(lines)
+    assert "ConvNeXtPose-S" in text and "cpu" in text and "24.6" in text and "people 2" in text
+    assert text.index("detect 9.5") < text.index("pose 31.0") < text.index("track 0.3") < text.index("render 1.2")
+    assert "FPS   -" in "\n".join(hud_lines({}, "m", "cpu", None, 0))
+
+
+def test_scene_composition_layout_and_no_people():
+    scene = SceneRenderer()
+    frame = Frame(0, 0.0, np.full((360, 480, 3), 120, np.uint8))
+    people = [standing_person((0, 200, 3000), 1)]
+    out = scene.render(FrameResult(frame, people, {"detect": 8.0, "pose": 30.0}), SceneInfo("ConvNeXtPose-XS", "cpu", 20.0))
+    assert out.shape == (360, 960, 3)
+    assert scene.panel_rect.x == 480 and scene.panel_rect.w == 480
+    right = out[:, 480:]
+    for colour in SIDE_COLOURS_BGR.values():
+        assert (np.abs(right.astype(int) - colour).max(axis=2) < 30).sum() > 20
+    assert out[:, :480].mean() != 120               # annotated
+    # HUD is dark and translucent: top-left darker than the frame but not black.
+    assert 20 < out[15:30, 15:100].mean() < 110
+    empty = scene.render(FrameResult(frame, [], {}), None).copy()
+    assert empty.shape == (360, 960, 3)
+    for colour in SIDE_COLOURS_BGR.values():
+        assert (np.abs(empty[:, 480:].astype(int) - colour).max(axis=2) < 30).sum() == 0
+
+
+# --- matplotlib ----------------------------------------------------------------------------------
+
+def test_plot_frame_and_trajectory_write_pngs(tmp_path):
+    from app.plot import plot_frame, plot_trajectory
+
+    people = [standing_person((-600, 200, 3000), 1), standing_person((700, 200, 3600), 2, yaw_deg=40)]
+    path = plot_frame(people, tmp_path / "frame.png")
+    img = cv2.imread(str(path))
+    assert img is not None and img.shape[0] > 300 and img.std() > 5
+    frames = [[standing_person((-600 + 30 * t, 200, 3000 + 20 * t), 1),
+               standing_person((700, 200, 3600 - 25 * t), 2)] for t in range(20)]
+    path = plot_trajectory(frames, JOINT_INDEX["Head"], tmp_path / "traj.png")
+    img = cv2.imread(str(path))
+    assert img is not None and img.std() > 5
