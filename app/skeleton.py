@@ -33,10 +33,11 @@ def bone_side(bone):
 # BGR colours, so OpenCV drawing can use them directly.
 SIDE_COLOURS_BGR = {"right": (60, 76, 231), "left": (219, 152, 52), "centre": (113, 204, 46)}
 
-# Distinct BGR colours per track id (cycled).
+# Distinct BGR colours per track id (cycled), chosen away from the three side colours above so
+# a person's colour is never mistaken for a side.
 TRACK_COLOURS_BGR = (
-    (75, 180, 255), (255, 140, 60), (90, 220, 120), (200, 110, 255), (60, 220, 230),
-    (255, 200, 120), (130, 130, 255), (180, 255, 180),
+    (0, 165, 255), (255, 0, 255), (0, 215, 255), (255, 255, 0), (180, 105, 255),
+    (160, 80, 200), (150, 150, 0), (200, 200, 200),
 )
 
 
