@@ -505,7 +505,8 @@ def test_check_output_path_accepts_good_paths(tmp_path):
     ("no/such/folder/out.mp4", "video", "does not exist"),
     ("/proc/out.json", "export", "cannot write to folder"),
 ])
-def test_check_output_path_rejects(path, kind, message):
+def test_check_output_path_rejects(path, kind, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)   # relative names must not meet the caller's own files
     with pytest.raises(UserError, match=message.replace(".", r"\.")):
         check_output_path(path, kind)
 

@@ -1,0 +1,73 @@
+"""Which pose backend runs: the ConvNeXtPose checkpoint asked for, else the best one in weights/,
+else the BlazePose GHUM fallback (said once, with where to get the real weights)."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from .errors import UserError
+from .types import PoseBackend
+
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+RELEASE_URL = "https://github.com/medialab-ku/ConvNeXtPose"
+CHECKPOINT_SUFFIXES = (".tar", ".pth", ".pt", ".pth.tar")
+FALLBACK = "blazepose"
+
+
+def find_checkpoint(folder: Path = WEIGHTS_DIR) -> Path | None:
+    """The best checkpoint in `folder`: the release files L, M, S, XS in that order, then any
+    other checkpoint file by name."""
+    if not folder.is_dir():
+        return None
+    files = sorted(p for p in folder.iterdir()
+                   if p.is_file() and p.name.lower().endswith(CHECKPOINT_SUFFIXES))
+    for variant in ("L", "M", "S", "XS"):
+        for path in files:
+            stem = path.name.split(".")[0]
+            if stem.lower() == f"convnextpose_{variant}".lower():
+                return path
+    return files[0] if files else None
+
+
+def missing_weights_notice(folder: Path = WEIGHTS_DIR) -> str:
+    return (f"No ConvNeXtPose checkpoint in {folder}: using the BlazePose GHUM fallback. For "
+            f"ConvNeXtPose, download ConvNeXtPose_L.tar (or _M/_S/_XS) from the Google Drive folder "
+            f"linked in {RELEASE_URL} and put it in {folder}/ (or pass --model PATH).")
+
+
+def create_backend(model: str | None, device: str = "auto", precision: str = "auto",
+                   notify=lambda line: print(line, file=sys.stderr)) -> PoseBackend:
+    """The pose backend for `--model` (a path, 'blazepose', or None for the best in weights/)."""
+    if model is not None and model.lower() == FALLBACK:
+        return _blazepose()
+    path = Path(model) if model is not None else find_checkpoint()
+    if path is None:
+        notify(missing_weights_notice())
+        return _blazepose()
+    # Imported here: torch loads only when ConvNeXtPose is actually used.
+    from models import load_convnextpose, resolve_device
+
+    from .estimator import ConvNeXtPoseBackend
+
+    try:
+        torch_device = resolve_device(device)
+    except ValueError as error:
+        raise UserError(f"{error}; use --device cpu or auto") from None
+    network = load_convnextpose(path, device=torch_device)
+    notify(f"Loaded {path.name}: {network.describe()}")
+    name = network.display_name
+    runner = _optimized(network, precision)
+    return ConvNeXtPoseBackend(runner, name=name)
+
+
+def _optimized(network, precision: str):
+    try:
+        from models.optimize import optimize_for_inference
+    except ImportError:  # the fast path is optional; the plain network gives the same answers
+        return network
+    return optimize_for_inference(network, precision=precision)
+
+
+def _blazepose() -> PoseBackend:
+    from .blazepose import BlazePoseBackend
+    return BlazePoseBackend()

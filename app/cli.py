@@ -1,0 +1,106 @@
+"""Command line -> Settings -> the pipeline. A user's mistake becomes one line on stderr and exit
+code 2; Ctrl-C finishes the files being written and exits with 130."""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+
+from .errors import UserError
+
+DEFAULT_FOV_DEG = 60.0   # horizontal; typical of webcams and phone cameras
+
+
+@dataclass
+class Settings:
+    input: str = "0"
+    model: str | None = None          # a checkpoint path, "blazepose", or None: best in weights/
+    device: str = "auto"
+    output: str | None = None
+    export: str | None = None
+    plot: str | None = None
+    plot_joint: str | None = None
+    display: bool = True
+    max_frames: int | None = None
+    smooth: bool | None = None        # None: on for video and camera, off for still images
+    focal: float | None = None
+    fov: float = DEFAULT_FOV_DEG
+    precision: str = "auto"           # "auto" picks the fastest path that keeps the answers; "fp32"
+    detect_every: int = 15
+    benchmark: bool = False
+    loop: bool = False
+    progress: bool = True
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="run_demo.py",
+        description="Real-time 3D human pose: people found in each frame, ConvNeXtPose root-relative "
+                    "3D joints, shown beside the video and saved on request.")
+    p.add_argument("--input", "-i", default="0",
+                   help="camera index, video file, image file, folder of images, or stream URL (default: 0)")
+    p.add_argument("--model", "-m", default=None,
+                   help="ConvNeXtPose checkpoint (.tar/.pth), or 'blazepose' for the fallback "
+                        "(default: the best checkpoint in weights/, else the fallback)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="where ConvNeXtPose runs (default: auto, CUDA when present)")
+    p.add_argument("--output", "-o", help="annotated result: .mp4 (or .avi) for video and camera, .jpg/.png for images")
+    p.add_argument("--export", "-e", help="joints per frame: .json, .csv or .npz")
+    p.add_argument("--plot", help="save a matplotlib 3D figure (.png/.pdf/.svg): the skeletons of the last "
+                                  "frame, or with --plot-joint a joint's trajectory over the input")
+    p.add_argument("--plot-joint", metavar="NAME", help="joint whose trajectory --plot draws, e.g. R_Wrist")
+    p.add_argument("--no-display", dest="display", action="store_false", help="run headless, no window")
+    p.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
+    smooth = p.add_mutually_exclusive_group()
+    smooth.add_argument("--smooth", dest="smooth", action="store_true", default=None,
+                        help="One Euro smoothing (default: on for video and camera)")
+    smooth.add_argument("--no-smooth", dest="smooth", action="store_false", help="no temporal smoothing")
+    cam = p.add_mutually_exclusive_group()
+    cam.add_argument("--focal", type=float, help="focal length in pixels (principal point: image centre)")
+    cam.add_argument("--fov", type=float, default=DEFAULT_FOV_DEG,
+                     help=f"horizontal field of view in degrees when --focal is not given (default: {DEFAULT_FOV_DEG:g})")
+    p.add_argument("--precision", choices=("auto", "fp32"), default="auto",
+                   help="auto: fastest numerics that keep the float32 answers (bf16 on CPUs with AMX/AVX512-BF16, "
+                        "fp16 on CUDA); fp32: plain float32")
+    p.add_argument("--detect-every", type=int, default=15, metavar="N",
+                   help="re-run the person detector every N frames (and whenever a track is lost)")
+    p.add_argument("--benchmark", action="store_true",
+                   help="process headless and print per-stage timings as JSON on the last line")
+    p.add_argument("--loop", action="store_true", help="restart a video file at its end (demos, soak tests)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    return p
+
+
+def parse_settings(argv: list[str] | None = None) -> Settings:
+    args = build_parser().parse_args(argv)
+    if args.max_frames is not None and args.max_frames < 1:
+        raise UserError("--max-frames must be at least 1")
+    if args.focal is not None and args.focal <= 0:
+        raise UserError("--focal must be a positive number of pixels")
+    if not 1.0 <= args.fov <= 179.0:
+        raise UserError("--fov must be between 1 and 179 degrees")
+    if args.detect_every < 1:
+        raise UserError("--detect-every must be at least 1")
+    if args.plot_joint and not args.plot:
+        raise UserError("--plot-joint needs --plot PATH")
+    settings = Settings(**vars(args))
+    if settings.benchmark:
+        settings.display = False
+    return settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    # Imported here so that --help answers at once, before torch and mediapipe load.
+    from models import CheckpointError
+
+    from .pipeline import run
+
+    try:
+        settings = parse_settings(argv)
+        return run(settings)
+    except (UserError, CheckpointError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

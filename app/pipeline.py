@@ -1,0 +1,425 @@
+"""THE frame loop: source -> detector -> pose backend -> tracker/smoother -> renderer -> sinks.
+
+Three stages overlap, joined by bounded queues:
+  reader thread   decodes frames (files: every frame, in order; cameras: the newest frame)
+  infer thread    detection (when the tracker asks), pose, tracking and smoothing
+  main thread     composition, window, encoding and export (GUI calls must stay on it)
+Every sink is finalized in a `finally`, so Ctrl-C, end of stream or an error leaves complete files.
+"""
+from __future__ import annotations
+
+import json
+import os
+import queue
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from .backends import create_backend
+from .errors import UserError
+from .types import Camera, Frame, FrameResult, Person
+
+QUEUE_DEPTH = 4          # frames in flight between two stages: bounds memory and latency
+_END = object()          # end of stream marker
+
+
+@dataclass
+class RunSummary:
+    frames: int = 0
+    people: int = 0                       # person detections summed over frames
+    tracks: int = 0                       # distinct track ids
+    seconds: float = 0.0
+    files: list[str] = field(default_factory=list)
+    stages_ms: dict[str, float] = field(default_factory=dict)   # mean per frame
+    rss_mb: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+class _Failure:
+    """An exception raised on a worker thread, carried to the main thread to be re-raised."""
+
+    def __init__(self, error: BaseException):
+        self.error = error
+
+
+def _put(q: queue.Queue, item, stop: threading.Event) -> bool:
+    """Put unless the run is stopping; never blocks forever on a full queue."""
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+class FrameLoop:
+    """Owns the stages of one run and moves frames through them."""
+
+    WARMUP_FRAMES = 100   # resident memory is sampled after these, and at the end
+
+    def __init__(self, settings, source, detector, backend, tracker, scene, viewer, sinks,
+                 plot_recorder=None, compose_always=False, info_type=dict):
+        self.settings = settings
+        self.compose_always = compose_always   # benchmarks time the composition even with no output
+        self.info_type = info_type
+        self.progress = None
+        self.source = source
+        self.detector = detector
+        self.backend = backend
+        self.tracker = tracker
+        self.scene = scene
+        self.viewer = viewer
+        self.sinks = sinks
+        self.plot_recorder = plot_recorder
+        self.camera: Camera | None = None
+        self.stop = threading.Event()
+        self.frames_q: queue.Queue = queue.Queue(maxsize=QUEUE_DEPTH)
+        self.results_q: queue.Queue = queue.Queue(maxsize=QUEUE_DEPTH)
+        self.summary = RunSummary()
+        self._track_ids: set[int] = set()
+        self._stage_totals: dict[str, float] = {}
+
+    # ---- stage 1: reading ----
+    def _read(self) -> None:
+        try:
+            limit = self.settings.max_frames
+            count = 0
+            iterator = iter(self.source)
+            while not self.stop.is_set():
+                start = time.perf_counter()
+                frame = next(iterator, None)
+                if frame is None:
+                    break
+                frame_ms = (time.perf_counter() - start) * 1000.0
+                if not _put(self.frames_q, (frame, frame_ms), self.stop):
+                    return
+                count += 1
+                if limit is not None and count >= limit:
+                    break
+            _put(self.frames_q, _END, self.stop)
+        except BaseException as error:  # carried to the main thread
+            _put(self.frames_q, _Failure(error), self.stop)
+
+    # ---- stage 2: detection, pose, tracking ----
+    def _infer(self) -> None:
+        try:
+            while not self.stop.is_set():
+                item = self.frames_q.get()
+                if item is _END or isinstance(item, _Failure):
+                    _put(self.results_q, item, self.stop)
+                    return
+                frame, read_ms = item
+                _put(self.results_q, self.process(frame, read_ms), self.stop)
+        except BaseException as error:
+            _put(self.results_q, _Failure(error), self.stop)
+
+    def process(self, frame: Frame, read_ms: float = 0.0) -> FrameResult:
+        """One frame through detection, pose and tracking."""
+        image = frame.image
+        if self.camera is None or (self.camera.cx, self.camera.cy) != (image.shape[1] / 2, image.shape[0] / 2):
+            self.camera = make_camera(self.settings, image.shape[1], image.shape[0])
+        stages = {"read": read_ms}
+        start = time.perf_counter()
+        if self.tracker.needs_detection(frame.index):
+            self.tracker.update_detections(self.detector.detect(image), frame.index)
+        boxes = self.tracker.crops()
+        stages["detect"] = (time.perf_counter() - start) * 1000.0
+        start = time.perf_counter()
+        estimates = self.backend.estimate(image, boxes, self.camera) if boxes else []
+        stages["pose"] = (time.perf_counter() - start) * 1000.0
+        start = time.perf_counter()
+        people = self.tracker.update(estimates, frame.time, frame.index)
+        stages["track"] = (time.perf_counter() - start) * 1000.0
+        return FrameResult(frame, people, stages)
+
+    # ---- stage 3: composition, window, sinks (main thread) ----
+    def run(self) -> RunSummary:
+        threads = [threading.Thread(target=self._read, name="reader", daemon=True),
+                   threading.Thread(target=self._infer, name="infer", daemon=True)]
+        started = time.perf_counter()
+        fps_window: deque[float] = deque(maxlen=30)
+        try:
+            for thread in threads:
+                thread.start()
+            last, fps = None, 0.0
+            while True:
+                item = self.results_q.get()
+                if item is _END:
+                    self._hold(last, fps)
+                    break
+                if isinstance(item, _Failure):
+                    raise item.error
+                fps_window.append(time.perf_counter())
+                fps = (len(fps_window) - 1) / (fps_window[-1] - fps_window[0]) if len(fps_window) > 1 else 0.0
+                last = item
+                if not self._present(item, fps):
+                    break
+        finally:
+            self.summary.seconds = time.perf_counter() - started
+            self.stop.set()
+            self._drain()
+            for thread in threads:
+                thread.join(timeout=2.0)
+            self._finish_summary()
+            self._close_all()
+        return self.summary
+
+    def _finish_summary(self) -> None:
+        if "warm" in self.summary.rss_mb:
+            self.summary.rss_mb["end"] = round(_rss_mb(), 1)
+            self.summary.rss_mb["growth"] = round(self.summary.rss_mb["end"] - self.summary.rss_mb["warm"], 1)
+        self.summary.tracks = len(self._track_ids)
+        n = max(1, self.summary.frames)
+        self.summary.stages_ms = {k: v / n for k, v in self._stage_totals.items()}
+
+    def _present(self, result: FrameResult, fps: float) -> bool:
+        info = self.info_type(model=self.backend.name, device=self.backend.device, fps=fps)
+        keep_going = True
+        start = time.perf_counter()
+        composed = None
+        # The window and the files show the same composition: render it once, share it.
+        if self.viewer is not None:
+            keep_going = self.viewer.present(result, info)
+            composed = self.viewer.last_image
+        elif self.sinks.needs_image or self.compose_always:
+            composed = self.scene.render(result, info)
+        result.stages_ms["render"] = (time.perf_counter() - start) * 1000.0
+        start = time.perf_counter()
+        self.sinks.write(result, composed)
+        if self.plot_recorder is not None:
+            self.plot_recorder.add(result)
+        result.stages_ms["write"] = (time.perf_counter() - start) * 1000.0
+        self._account(result)
+        if self.progress is not None:
+            self.progress.update()
+        if self.summary.frames == self.WARMUP_FRAMES:
+            self.summary.rss_mb["warm"] = round(_rss_mb(), 1)
+        return keep_going
+
+    def _hold(self, last: FrameResult | None, fps: float) -> None:
+        """Images stay on screen, still rotatable, until the user quits (q, Esc, or closing)."""
+        if self.viewer is None or last is None or not self.source.is_still:
+            return
+        print("Showing the result: drag to orbit, h for help, q to quit.", file=sys.stderr)
+        info = self.info_type(model=self.backend.name, device=self.backend.device, fps=fps)
+        while self.viewer.present(last, info):
+            time.sleep(0.01)
+
+    def _account(self, result: FrameResult) -> None:
+        self.summary.frames += 1
+        self.summary.people += len(result.people)
+        self._track_ids.update(p.track_id for p in result.people)
+        for stage, ms in result.stages_ms.items():
+            self._stage_totals[stage] = self._stage_totals.get(stage, 0.0) + ms
+
+    def _drain(self) -> None:
+        for q in (self.frames_q, self.results_q):
+            while True:
+                try:
+                    q.get_nowait()
+                except queue.Empty:
+                    break
+
+    def _close_all(self) -> None:
+        """Finalize every output first (they hold what the user asked for), then the rest."""
+        errors = []
+        for closer in (self.sinks.close, getattr(self.viewer, "close", None), self.source.close,
+                       getattr(self.detector, "close", None), getattr(self.backend, "close", None)):
+            if closer is None:
+                continue
+            try:
+                closer()
+            except Exception as error:  # keep closing the others; report the first
+                errors.append(error)
+        if errors:
+            raise errors[0]
+
+
+def make_camera(settings, width: int, height: int) -> Camera:
+    if settings.focal is not None:
+        return Camera.from_focal(width, height, settings.focal)
+    return Camera.from_fov(width, height, settings.fov)
+
+
+class PlotRecorder:
+    """Keeps what --plot needs: the last frame's people, or one joint's path over the run."""
+
+    def __init__(self, path: str, joint_index: int | None):
+        self.path = path
+        self.joint_index = joint_index
+        self.last_people: list[Person] = []
+        self.history: list[list[Person]] = []
+
+    def add(self, result: FrameResult) -> None:
+        if result.people:
+            self.last_people = list(result.people)
+        if self.joint_index is not None:
+            self.history.append(list(result.people))
+
+    def save(self) -> str | None:
+        from .plot import plot_frame, plot_trajectory
+        if self.joint_index is not None:
+            if not any(self.history):
+                return None
+            return str(plot_trajectory(self.history, self.joint_index, self.path))
+        if not self.last_people:
+            return None
+        return str(plot_frame(self.last_people, self.path))
+
+
+def _rss_mb() -> float:
+    """Resident memory of this process now, in MB (Linux; 0 elsewhere)."""
+    try:
+        with open("/proc/self/statm") as f:
+            pages = int(f.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 1e6
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+class _LoopingSource:
+    """Plays a file source again from the start at its end (--loop), with frame indices and
+    times that keep increasing so tracking and smoothing see one continuous stream."""
+
+    def __init__(self, spec: str, first):
+        self.spec = spec
+        self.current = first
+
+    def __getattr__(self, name):
+        return getattr(self.current, name)
+
+    def __iter__(self):
+        from .sources import open_source
+        offset_index, offset_time = 0, 0.0
+        while True:
+            last = None
+            for frame in self.current:
+                last = frame
+                yield Frame(frame.index + offset_index, frame.time + offset_time, frame.image)
+            if last is None:
+                return
+            offset_index += last.index + 1
+            offset_time += last.time + 1.0 / max(1.0, self.current.fps)
+            self.current.close()
+            self.current = open_source(self.spec)
+
+    def close(self):
+        self.current.close()
+
+
+def _output_kind(path: str) -> str:
+    from .sinks import VIDEO_EXTENSIONS
+    return "video" if os.path.splitext(path)[1].lower() in VIDEO_EXTENSIONS else "image"
+
+
+def _check_plot_path(path: str, joint: str | None) -> int | None:
+    from .skeleton import JOINT_INDEX
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in (".png", ".pdf", ".svg", ".jpg", ".jpeg"):
+        raise UserError(f"unknown plot format '{ext or path}': use .png, .pdf, .svg or .jpg")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+        raise UserError(f"cannot write the plot '{path}': its folder does not exist or is not writable")
+    if joint is None:
+        return None
+    if joint not in JOINT_INDEX:
+        raise UserError(f"unknown joint '{joint}' for --plot-joint: use one of {', '.join(JOINT_INDEX)}")
+    return JOINT_INDEX[joint]
+
+
+def run(settings) -> int:
+    """Build every stage from the settings, run the loop, report. Everything the user could
+    have got wrong is checked before the first frame is processed."""
+    from .detector import PersonDetector
+    from .progress import ProgressBar, format_summary
+    from .sinks import ExportMeta, SinkGroup, check_output_path, make_exporter, make_media_sink
+    from .sources import open_source
+    from .tracker import Tracker
+    from .view import SceneInfo, SceneRenderer
+
+    # 1. Outputs: cheap to check, and a typo should not cost a whole run.
+    if settings.output:
+        check_output_path(settings.output, _output_kind(settings.output))
+    if settings.export:
+        check_output_path(settings.export, "export")
+    plot_joint = _check_plot_path(settings.plot, settings.plot_joint) if settings.plot else None
+
+    # 2. Input, then the model (a bad --model is reported before any frame).
+    source = open_source(settings.input)
+    try:
+        backend = create_backend(settings.model, settings.device, settings.precision)
+        display = settings.display
+        if display:
+            from .window import check_display
+            try:
+                check_display()
+            except UserError:
+                if not (settings.output or settings.export):
+                    raise
+                print("No display found: running headless and saving the outputs.", file=sys.stderr)
+                display = False
+    except BaseException:
+        source.close()
+        raise
+
+    width, height = source.size
+    camera = make_camera(settings, width, height)
+    if settings.loop and not (source.is_live or source.is_still):
+        source = _LoopingSource(settings.input, source)
+    smooth = settings.smooth if settings.smooth is not None else not source.is_still
+    detector = PersonDetector(mode="tiled")
+    tracker = Tracker(redetect_every=settings.detect_every, smoothing=smooth)
+    scene = SceneRenderer()
+    viewer = None
+    sinks = SinkGroup()
+    if settings.output:
+        sinks.add(make_media_sink(settings.output, source.fps))
+    if settings.export:
+        sinks.add(make_exporter(settings.export, ExportMeta(model=backend.name, input=source.description,
+                                                             fps=float(source.fps), focal=float(camera.fx))))
+    if display:
+        from .window import Viewer
+        viewer = Viewer("ConvNeXtPose Live", scene)
+    recorder = PlotRecorder(settings.plot, plot_joint) if settings.plot else None
+    loop = FrameLoop(settings, source, detector, backend, tracker, scene, viewer, sinks, recorder,
+                     compose_always=settings.benchmark, info_type=SceneInfo)
+
+    show_progress = settings.progress and not display and not settings.benchmark and not source.is_live
+    total = source.frame_count
+    if settings.max_frames is not None:
+        total = min(total, settings.max_frames) if total else settings.max_frames
+    loop.progress = ProgressBar(total, label="processing") if show_progress else None
+    interrupted = False
+    try:
+        summary = loop.run()
+    except KeyboardInterrupt:
+        interrupted = True
+        summary = loop.summary
+    finally:
+        if loop.progress is not None:
+            loop.progress.close()
+    files = list(sinks.files)
+    if recorder is not None:
+        plotted = recorder.save()
+        if plotted:
+            files.append(plotted)
+    summary.files = files
+    print(format_summary(summary.frames, summary.seconds, summary.people, files, interrupted), file=sys.stderr)
+    if settings.benchmark:
+        print(json.dumps(benchmark_report(summary, backend)))
+    return 130 if interrupted else 0
+
+
+def benchmark_report(summary: RunSummary, backend) -> dict:
+    stages = {k: round(summary.stages_ms.get(k, 0.0), 3) for k in ("read", "detect", "pose", "render", "write")}
+    report = {"frames": summary.frames, "fps": round(summary.fps, 2), "stages_ms": stages,
+              "device": backend.device, "model": backend.name}
+    if summary.rss_mb:
+        report["rss_mb"] = summary.rss_mb
+    return report

@@ -1,0 +1,264 @@
+"""The application end to end: real photos and short videos made from them, through the CLI."""
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from app.backends import find_checkpoint
+from app.cli import main
+from app.skeleton import BONES, JOINT_INDEX, JOINT_NAMES
+
+from conftest import DATA, ROOT, SHARED_CONVNEXTPOSE
+
+TINY = str(DATA / "ConvNeXtPose_TINY.tar")
+J = JOINT_INDEX
+
+
+def make_video(path, frames=12, fps=20.0, photo=DATA / "group.jpg"):
+    """A short clip from a real photo: the camera drifts a few pixels per frame."""
+    image = cv2.imread(str(photo))
+    height, width = image.shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    for i in range(frames):
+        shift = np.float32([[1, 0, 4 * np.sin(i / 3)], [0, 1, 2 * np.cos(i / 4)]])
+        writer.write(cv2.warpAffine(image, shift, (width, height), borderMode=cv2.BORDER_REPLICATE))
+    writer.release()
+    return path
+
+
+def count_frames(path):
+    capture = cv2.VideoCapture(str(path))
+    n = 0
+    while capture.read()[0]:
+        n += 1
+    size = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    capture.release()
+    return n, size, fps
+
+
+def bone_length(joints, a, b):
+    return float(np.linalg.norm(np.asarray(joints[J[a]]) - np.asarray(joints[J[b]])))
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    return make_video(tmp_path_factory.mktemp("clip") / "skiers.mp4")
+
+
+# ---- the fallback on a real photo ----
+
+def test_fallback_on_a_real_photo_gives_plausible_3d_joints(tmp_path, capsys):
+    out, export = tmp_path / "group_pose.jpg", tmp_path / "group_pose.json"
+    assert main(["--input", str(DATA / "group.jpg"), "--model", "blazepose", "--no-display",
+                 "--output", str(out), "--export", str(export)]) == 0
+    data = json.loads(export.read_text())
+    assert data["meta"]["model"] == "BlazePose GHUM (fallback)"
+    assert data["meta"]["joints"] == list(JOINT_NAMES)
+    assert data["meta"]["skeleton"] == [list(b) for b in BONES] and data["meta"]["units"] == "mm"
+    people = data["frames"][0]["people"]
+    assert len(people) >= 3, "the tiled detector finds at least 3 of the 5 skiers"
+    assert len({p["id"] for p in people}) == len(people)
+    for person in people:
+        joints = np.array(person["joints_3d"])
+        assert joints.shape == (18, 3) and np.allclose(joints[J["Pelvis"]], 0, atol=1e-3)
+        assert len(person["joints_2d"]) == 18 and len(person["confidence"]) == 18
+        # bone lengths in human ranges (mm), averaged left and right
+        thigh = (bone_length(joints, "R_Hip", "R_Knee") + bone_length(joints, "L_Hip", "L_Knee")) / 2
+        shin = (bone_length(joints, "R_Knee", "R_Ankle") + bone_length(joints, "L_Knee", "L_Ankle")) / 2
+        shoulders = bone_length(joints, "L_Shoulder", "R_Shoulder")
+        assert 250 < thigh < 600 and 250 < shin < 600 and 200 < shoulders < 550
+        assert joints[J["Head"], 1] < joints[J["Pelvis"], 1], "head above pelvis (y down)"
+    image = cv2.imread(str(out))
+    photo = cv2.imread(str(DATA / "group.jpg"))
+    assert image.shape[0] == photo.shape[0] and image.shape[1] > photo.shape[1], "video beside the 3D panel"
+
+
+# ---- the ConvNeXtPose path ----
+
+def test_convnextpose_video_end_to_end(tmp_path, clip):
+    out, export = tmp_path / "annotated.mp4", tmp_path / "joints.json"
+    assert main(["--input", str(clip), "--model", TINY, "--no-display", "--output", str(out),
+                 "--export", str(export), "--focal", "900"]) == 0
+    frames, size, fps = count_frames(out)
+    assert frames == 12 and fps == pytest.approx(20.0, abs=0.01)
+    photo = cv2.imread(str(DATA / "group.jpg"))
+    assert size[1] == photo.shape[0] and size[0] >= 2 * photo.shape[1] - 2
+    data = json.loads(export.read_text())
+    assert data["meta"]["model"] == "ConvNeXtPose (custom)"
+    assert data["meta"]["focal"] == 900.0 and data["meta"]["fps"] == pytest.approx(20.0)
+    assert [f["index"] for f in data["frames"]] == list(range(12))
+    assert data["frames"][3]["time"] == pytest.approx(3 / 20.0)
+    assert any(f["people"] for f in data["frames"])
+    for frame in data["frames"]:
+        for person in frame["people"]:
+            assert np.array(person["joints_3d"]).shape == (18, 3)
+            assert all(0.0 <= c <= 1.0 for c in person["confidence"])
+
+
+def test_xs_release_checkpoint_is_named_in_the_export(tmp_path):
+    xs = SHARED_CONVNEXTPOSE / "ConvNeXtPose_XS.tar"
+    if not xs.exists():
+        pytest.skip(f"{xs} is not here (the large conformance files live in ../shared)")
+    export = tmp_path / "xs.json"
+    assert main(["--input", str(DATA / "group.jpg"), "--model", str(xs), "--no-display",
+                 "--export", str(export)]) == 0
+    assert json.loads(export.read_text())["meta"]["model"] == "ConvNeXtPose-XS"
+
+
+def test_weights_folder_prefers_l_then_m_s_xs(tmp_path):
+    assert find_checkpoint(tmp_path) is None
+    for name in ("ConvNeXtPose_XS.tar", "ConvNeXtPose_S.pth", "zzz_custom.pth", "notes.txt"):
+        (tmp_path / name).write_bytes(b"x")
+    assert find_checkpoint(tmp_path).name == "ConvNeXtPose_S.pth"
+    (tmp_path / "ConvNeXtPose_L.tar").write_bytes(b"x")
+    assert find_checkpoint(tmp_path).name == "ConvNeXtPose_L.tar"
+
+
+def test_exports_agree_across_formats(tmp_path, clip):
+    paths = {ext: tmp_path / f"joints.{ext}" for ext in ("json", "csv", "npz")}
+    for path in paths.values():
+        assert main(["--input", str(clip), "--model", TINY, "--no-display", "--export", str(path),
+                     "--max-frames", "6", "--no-smooth"]) == 0
+    frames = json.loads(paths["json"].read_text())["frames"]
+    assert len(frames) == 6
+    rows = list(csv.DictReader(paths["csv"].open()))
+    people_rows = [(f["index"], p) for f in frames for p in f["people"]]
+    assert len(rows) == 18 * len(people_rows)
+    for k, (index, person) in enumerate(people_rows):
+        for j in range(18):
+            row = rows[18 * k + j]
+            assert int(row["frame"]) == index and int(row["id"]) == person["id"]
+            assert float(row["x_3d"]) == pytest.approx(person["joints_3d"][j][0], abs=1e-3)
+            assert float(row["y_2d"]) == pytest.approx(person["joints_2d"][j][1], abs=1e-3)
+    npz = np.load(paths["npz"], allow_pickle=False)
+    assert len(npz["person_id"]) == len(people_rows)
+    np.testing.assert_allclose(npz["joints_3d"], [p["joints_3d"] for _, p in people_rows], atol=1e-3)
+
+
+def test_plot_of_a_joint_trajectory(tmp_path, clip):
+    plot = tmp_path / "wrist.png"
+    assert main(["--input", str(clip), "--model", TINY, "--no-display", "--max-frames", "5",
+                 "--plot", str(plot), "--plot-joint", "R_Wrist"]) == 0
+    image = cv2.imread(str(plot))
+    assert image is not None and image.shape[0] > 100
+
+
+def test_benchmark_prints_json_last(tmp_path, clip, capsys):
+    assert main(["--input", str(clip), "--model", TINY, "--benchmark", "--max-frames", "8"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    report = json.loads(last)
+    assert report["frames"] == 8 and report["fps"] > 0
+    assert set(report["stages_ms"]) == {"read", "detect", "pose", "render", "write"}
+    assert report["stages_ms"]["pose"] > 0 and report["stages_ms"]["render"] > 0
+    assert report["device"] == "cpu" and report["model"] == "ConvNeXtPose (custom)"
+
+
+# ---- bad input: one clear line, exit code 2, no traceback, no file left behind ----
+
+def _bad(args, capsys, expect):
+    code = main(args)
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and expect in lines[0], err
+    assert "Traceback" not in err
+
+
+def test_missing_input(tmp_path, capsys):
+    _bad(["--input", str(tmp_path / "nope.mp4"), "--no-display", "--model", "blazepose"], capsys, "does not exist")
+
+
+def test_corrupt_video(tmp_path, capsys):
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(os.urandom(4096))
+    out = tmp_path / "out.mp4"
+    _bad(["--input", str(bad), "--no-display", "--output", str(out), "--model", "blazepose"], capsys, "broken.mp4")
+    assert not out.exists() and list(tmp_path.iterdir()) == [bad]
+
+
+def test_camera_that_is_not_there(capsys):
+    _bad(["--input", "9", "--no-display", "--model", "blazepose"], capsys, "camera")
+
+
+def test_unreadable_file_type(tmp_path, capsys):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hello")
+    _bad(["--input", str(notes), "--no-display", "--model", "blazepose"], capsys, "notes.txt")
+
+
+def test_unwritable_output_and_unknown_export(tmp_path, capsys):
+    photo = str(DATA / "group.jpg")
+    _bad(["--input", photo, "--no-display", "--output", str(tmp_path / "no" / "such" / "x.mp4")], capsys, "does not exist")
+    _bad(["--input", photo, "--no-display", "--export", str(tmp_path / "joints.xml")], capsys, "unknown export format")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_and_malicious_model_files(tmp_path, capsys):
+    photo = str(DATA / "group.jpg")
+    junk = tmp_path / "junk.pth"
+    junk.write_text("not weights")
+    export = tmp_path / "joints.json"
+    _bad(["--input", photo, "--no-display", "--model", str(junk), "--export", str(export)], capsys, "junk.pth")
+    _bad(["--input", photo, "--no-display", "--model", str(tmp_path / "missing.tar")], capsys, "does not exist")
+    victim = tmp_path / "pwned.txt"
+    evil = tmp_path / "evil.pth"
+    evil.write_bytes(b"\x80\x04\x95" + _evil_pickle_body(victim))
+    _bad(["--input", photo, "--no-display", "--model", str(evil)], capsys, "refused")
+    assert not victim.exists() and not export.exists()
+
+
+def _evil_pickle_body(victim):
+    import pickle
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(victim), "w"))
+    return pickle.dumps({"network": Payload()})[3:]
+
+
+def test_bad_options(capsys):
+    _bad(["--input", str(DATA / "group.jpg"), "--max-frames", "0"], capsys, "--max-frames")
+    _bad(["--input", str(DATA / "group.jpg"), "--fov", "0"], capsys, "--fov")
+
+
+def test_real_cli_process_reports_one_line(tmp_path):
+    """The real entry point, as a user runs it: no traceback, exit code 2."""
+    result = subprocess.run([sys.executable, str(ROOT / "run_demo.py"), "--input", str(tmp_path / "x.avi")],
+                            capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("error:") and len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.stderr
+
+
+def test_ctrl_c_keeps_every_frame_written(tmp_path):
+    """SIGINT to the whole process group, as a terminal sends it: the video and the JSON hold
+    every frame processed so far, and the exit code says it was interrupted."""
+    clip = make_video(tmp_path / "long.mp4", frames=400)
+    out, export = tmp_path / "annotated.mp4", tmp_path / "joints.json"
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "run_demo.py"), "--input", str(clip), "--model", TINY,
+         "--no-display", "--output", str(out), "--export", str(export), "--no-progress"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + 90
+    while time.time() < deadline and not any(p.name.startswith(".") for p in tmp_path.iterdir()):
+        time.sleep(0.2)   # the sinks' hidden temporary files appear with the first frame
+    time.sleep(2.0)
+    os.killpg(process.pid, signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "Traceback" not in err
+    data = json.loads(export.read_text())
+    written = len(data["frames"])
+    assert 0 < written < 400
+    assert [f["index"] for f in data["frames"]] == list(range(written))
+    frames, _, _ = count_frames(out)
+    assert frames == written
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "no temporary files left"
