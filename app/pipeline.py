@@ -1,7 +1,8 @@
 """THE frame loop: source -> detector -> pose backend -> tracker/smoother -> renderer -> sinks.
 
 Three stages overlap, joined by bounded queues:
-  reader thread   decodes frames (files: every frame, in order; cameras: the newest frame)
+  reader thread   decodes file frames ahead: every frame, in order (a camera or stream has its
+                  own reader in sources.py; inference takes its newest frame directly)
   infer thread    detection (when the tracker asks), pose, tracking and smoothing
   main thread     composition, window, encoding and export (GUI calls must stay on it)
 Every sink is finalized in a `finally`, so Ctrl-C, end of stream or an error leaves complete files.
@@ -79,10 +80,14 @@ class FrameLoop:
         self.plot_recorder = plot_recorder
         self.camera: Camera | None = None
         self.stop = threading.Event()
-        self.frames_q: queue.Queue = queue.Queue(maxsize=QUEUE_DEPTH)
-        self.results_q: queue.Queue = queue.Queue(maxsize=QUEUE_DEPTH)
+        # A live source already keeps only its newest frame; queueing more would add latency.
+        depth = 1 if source.is_live else QUEUE_DEPTH
+        self.frames_q: queue.Queue = queue.Queue(maxsize=depth)
+        self.results_q: queue.Queue = queue.Queue(maxsize=depth)
         self.summary = RunSummary()
         self._track_ids: set[int] = set()
+        self._live_frames = None
+        self._live_count = 0
         self._stage_totals: dict[str, float] = {}
 
     # ---- stage 1: reading ----
@@ -110,7 +115,7 @@ class FrameLoop:
     def _infer(self) -> None:
         try:
             while not self.stop.is_set():
-                item = self.frames_q.get()
+                item = self._next_frame()
                 if item is _END or isinstance(item, _Failure):
                     _put(self.results_q, item, self.stop)
                     return
@@ -118,6 +123,22 @@ class FrameLoop:
                 _put(self.results_q, self.process(frame, read_ms), self.stop)
         except BaseException as error:
             _put(self.results_q, _Failure(error), self.stop)
+
+    def _next_frame(self):
+        """Files: the next decoded frame, in order. Live sources: the newest frame right now,
+        taken straight from the source when inference is ready for it, so latency stays
+        within one frame interval of the processing time."""
+        if not self.source.is_live:
+            return self.frames_q.get()
+        if self._live_frames is None:
+            self._live_frames, self._live_count = iter(self.source), 0
+        limit = self.settings.max_frames
+        start = time.perf_counter()
+        frame = next(self._live_frames, None) if limit is None or self._live_count < limit else None
+        if frame is None:
+            return _END
+        self._live_count += 1
+        return frame, (time.perf_counter() - start) * 1000.0
 
     def process(self, frame: Frame, read_ms: float = 0.0) -> FrameResult:
         """One frame through detection, pose and tracking."""
@@ -140,8 +161,9 @@ class FrameLoop:
 
     # ---- stage 3: composition, window, sinks (main thread) ----
     def run(self) -> RunSummary:
-        threads = [threading.Thread(target=self._read, name="reader", daemon=True),
-                   threading.Thread(target=self._infer, name="infer", daemon=True)]
+        threads = [threading.Thread(target=self._infer, name="infer", daemon=True)]
+        if not self.source.is_live:
+            threads.append(threading.Thread(target=self._read, name="reader", daemon=True))
         started = time.perf_counter()
         fps_window: deque[float] = deque(maxlen=30)
         try:
@@ -379,7 +401,7 @@ def run(settings) -> int:
     viewer = None
     sinks = SinkGroup()
     if settings.output:
-        sinks.add(make_media_sink(settings.output, source.fps))
+        sinks.add(make_media_sink(settings.output, source.fps, follow_time=source.is_live))
     if settings.export:
         sinks.add(make_exporter(settings.export, ExportMeta(model=backend.name, input=source.description,
                                                              fps=float(source.fps), focal=float(camera.fx))))

@@ -553,12 +553,13 @@ class ImageSink(FileSink):
             self.files_written.append(self.path)
 
 
-def make_media_sink(path: str | os.PathLike, fps: float,
-                    size: tuple[int, int] | None = None) -> VideoSink | ImageSink:
-    """VideoSink for a video extension, ImageSink for an image extension or a folder name."""
+def make_media_sink(path: str | os.PathLike, fps: float, size: tuple[int, int] | None = None,
+                    follow_time: bool = False) -> VideoSink | ImageSink:
+    """VideoSink for a video extension, ImageSink for an image extension or a folder name.
+    follow_time: for live input, so the video plays in real time (see VideoSink)."""
     ext = Path(path).suffix.lower()
     if ext in VIDEO_EXTENSIONS:
-        return VideoSink(path, fps, size)
+        return VideoSink(path, fps, size, follow_time=follow_time)
     if ext in IMAGE_EXTENSIONS or not ext:
         return ImageSink(path)
     raise UserError(f"unknown output format '{ext}': use a video (.mp4, .avi) or an image "

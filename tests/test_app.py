@@ -262,3 +262,40 @@ def test_ctrl_c_keeps_every_frame_written(tmp_path):
     frames, _, _ = count_frames(out)
     assert frames == written
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "no temporary files left"
+
+
+class _FakeCamera:
+    """A capture that delivers real photo frames at 50 fps, like a camera driver would."""
+
+    def __init__(self, image):
+        self.image, self.count, self.released = image, 0, False
+
+    def read(self):
+        time.sleep(0.02)
+        self.count += 1
+        frame = self.image.copy()
+        cv2.putText(frame, str(self.count), (5, 30), cv2.FONT_HERSHEY_SIMPLEX, 1, (0, 0, 255), 2)
+        return True, frame
+
+    def get(self, prop):
+        return 50.0 if prop == cv2.CAP_PROP_FPS else 0.0
+
+    def release(self):
+        self.released = True
+
+
+def test_live_camera_input_processes_the_newest_frames(tmp_path, monkeypatch):
+    from app import sources
+
+    camera = _FakeCamera(cv2.imread(str(DATA / "group.jpg")))
+    monkeypatch.setattr(sources, "open_source",
+                        lambda spec, **kw: sources.LiveSource(camera, "camera 0"))
+    export, out = tmp_path / "live.json", tmp_path / "live.mp4"
+    assert main(["--input", "0", "--model", TINY, "--no-display", "--max-frames", "6",
+                 "--export", str(export), "--output", str(out)]) == 0
+    frames = json.loads(export.read_text())["frames"]
+    assert [f["index"] for f in frames] == list(range(6))
+    times = [f["time"] for f in frames]
+    assert all(b > a for a, b in zip(times, times[1:])), "wall-clock times increase"
+    assert camera.released
+    assert count_frames(out)[0] >= 6
