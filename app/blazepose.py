@@ -23,6 +23,7 @@ import numpy as np
 from app.errors import UserError
 from app.skeleton import JOINT_INDEX, NUM_JOINTS, ROOT
 from app.types import Box, Camera, Person, PoseBackend
+from app.native_logs import native_stderr_silenced
 
 _GRAPH = """
 input_stream: "image"
@@ -86,7 +87,8 @@ class BlazePoseBackend(PoseBackend):
         graph = text_format.Parse(_GRAPH, calculator_pb2.CalculatorGraphConfig())
         # model_complexity=1 is pose_landmark_full.tflite, inside the wheel. 0 and 2 would
         # trigger a download at run time: never use them.
-        self._graph = SolutionBase(graph_config=graph, side_inputs={"model_complexity": 1})
+        with native_stderr_silenced():
+            self._graph = SolutionBase(graph_config=graph, side_inputs={"model_complexity": 1})
         self._lock = threading.Lock()
 
     def estimate(self, image_bgr: np.ndarray, boxes: list[Box],

@@ -30,6 +30,7 @@ import numpy as np
 
 from app.errors import UserError
 from app.types import Box
+from app.native_logs import native_stderr_silenced
 
 Mode = Literal["fast", "tiled"]
 
@@ -95,7 +96,8 @@ class PersonDetector:
                 f"the person detector needs mediapipe==0.10.21 ({exc}); "
                 "install it with: pip install mediapipe==0.10.21") from exc
         graph = text_format.Parse(_GRAPH, calculator_pb2.CalculatorGraphConfig())
-        self._graph = SolutionBase(graph_config=graph)
+        with native_stderr_silenced():
+            self._graph = SolutionBase(graph_config=graph)
         self._lock = threading.Lock()
 
     # ---- public API -------------------------------------------------------------------------

@@ -9,7 +9,6 @@ Every sink is finalized in a `finally`, so Ctrl-C, end of stream or an error lea
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import queue
@@ -23,6 +22,7 @@ import numpy as np
 
 from .backends import create_backend
 from .errors import UserError
+from .native_logs import native_stderr_silenced
 from .types import Camera, Frame, FrameResult, Person
 
 QUEUE_DEPTH = 4          # frames in flight between two stages: bounds memory and latency
@@ -358,29 +358,12 @@ def _check_plot_path(path: str, joint: str | None) -> int | None:
     return JOINT_INDEX[joint]
 
 
-@contextlib.contextmanager
-def _native_stderr_silenced():
-    """MediaPipe's C++ core logs INFO lines and warnings straight to file descriptor 2 when its
-    graphs start; Python cannot filter them. Point fd 2 at /dev/null for that moment only (no
-    other thread runs yet), so users see the app's own lines."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
 def _warm_up(detector, backend, width: int, height: int, camera: Camera) -> None:
     """One pass on a blank frame starts every graph and allocates every buffer, so the first
     real frame is not slow and start-up logs come out here, silenced."""
     from .types import Box
     blank = np.zeros((height, width, 3), np.uint8)
-    with _native_stderr_silenced():
+    with native_stderr_silenced():
         detector.detect(blank)
         backend.estimate(blank, [Box(width * 0.25, height * 0.1, width * 0.5, height * 0.8)], camera)
 
