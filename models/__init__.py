@@ -4,6 +4,7 @@ from .checkpoint import (CheckpointError, CheckpointNotFoundError, CorruptCheckp
                          UnsafeCheckpointError, infer_config, load_convnextpose, read_state_dict,
                          resolve_device)
 from .convnextpose import VARIANTS, ConvNeXtPose, ConvNeXtPoseConfig, build_convnextpose
+from .optimize import optimize_for_inference
 
 __all__ = [
     "build_convnextpose", "load_convnextpose", "read_state_dict", "infer_config", "resolve_device",

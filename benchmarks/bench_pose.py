@@ -1,0 +1,197 @@
+"""Pose-stage speed: plain float32 eager ConvNeXtPose vs optimize_for_inference's paths.
+
+    .venv/bin/python benchmarks/bench_pose.py [--runs 30] [--variant L] [--alternatives]
+
+Prints, per batch size (1 and 3 crops of 256x256), the median ms per batch of every path, timed
+interleaved in one process (the machines are shared, so only same-run comparisons mean
+anything), the speedup over plain eager, and each path's largest coordinate deviation from the
+float32 network on the conformance patches, in heatmap units (the bound is 0.05).
+
+The whole comparison runs twice, in two child processes: with glibc's default allocator
+settings (what the app does today) and after `tune_cpu_allocator()`, which is process-wide and
+so cannot be interleaved within one process. --alternatives also times what was tried and lost
+(TorchScript freezing, ONNX Runtime where installed).
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from models import build_convnextpose, load_convnextpose  # noqa: E402
+from models.optimize import (available_precisions, optimize_for_inference,  # noqa: E402
+                             tune_cpu_allocator)
+
+SHARED = Path(os.environ.get("CONVNEXTPOSE_SHARED", ROOT.parent / "shared")) / "convnextpose"
+MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+STD = np.array([0.229, 0.224, 0.225], np.float32)
+
+
+def load(variant: str):
+    path = SHARED / f"ConvNeXtPose_{variant}.tar"
+    expected = SHARED / f"expected_{variant}.npz"
+    if path.exists():
+        model = load_convnextpose(path)
+        source = str(path)
+    else:
+        torch.manual_seed(0)
+        model = build_convnextpose(variant)
+        source = "random weights (no release file)"
+    if expected.exists():
+        patches = np.load(expected)["patch"].astype(np.float32) / 255.0   # RGB uint8 crops
+    else:
+        patches = np.random.default_rng(0).random((5, 256, 256, 3), dtype=np.float32)
+    images = torch.from_numpy(np.ascontiguousarray(((patches - MEAN) / STD).transpose(0, 3, 1, 2)))
+    return model, images, source
+
+
+def eager(model):
+    def run(x):
+        with torch.no_grad():
+            return model(x)
+    return run
+
+
+def inference(model):
+    def run(x):
+        with torch.inference_mode():
+            return model(x)
+    return run
+
+
+def alternatives(model, images) -> dict:
+    """Paths that were tried and lost; kept here so the numbers can be reproduced."""
+    out = {}
+    folded = optimize_for_inference(model, "fp32", tune_allocator=False)
+
+    class Logits(torch.nn.Module):
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x):
+            return self.net.head(self.net.backbone(x))
+
+    from models.optimize import _coords_and_plane
+    j, d = model.config.joints, model.config.depth_bins
+    wrapped = Logits(folded).eval()
+    example = images[:1].contiguous(memory_format=torch.channels_last)
+    try:
+        frozen = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(wrapped, example)))
+
+        def jit_run(x):
+            with torch.inference_mode():
+                return _coords_and_plane(frozen(x.contiguous(memory_format=torch.channels_last)), j, d)[0]
+        out["torchscript frozen fp32"] = jit_run
+    except Exception as error:  # noqa: BLE001 - report and go on
+        print(f"  (TorchScript freezing failed: {error})")
+    try:
+        import onnxruntime as ort
+        path = Path("/tmp") / f"convnextpose_{os.getpid()}.onnx"
+        torch.onnx.export(wrapped, (images[:1],), str(path), dynamo=False, input_names=["x"],
+                          output_names=["y"], dynamic_axes={"x": {0: "n"}, "y": {0: "n"}}, opset_version=17)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        path.unlink()
+
+        def ort_run(x):
+            logits = torch.from_numpy(session.run(None, {"x": x.numpy()})[0])
+            return _coords_and_plane(logits, j, d)[0]
+        out["onnxruntime fp32"] = ort_run
+    except Exception as error:  # noqa: BLE001
+        print(f"  (ONNX Runtime not measured: {type(error).__name__}: {str(error)[:80]})")
+    return out
+
+
+def time_interleaved(paths: dict, x: torch.Tensor, runs: int, warmup: int = 3) -> dict:
+    for run in paths.values():
+        for _ in range(warmup):
+            run(x)
+    times = {name: [] for name in paths}
+    for _ in range(runs):
+        for name, run in paths.items():
+            start = time.perf_counter()
+            run(x)
+            times[name].append((time.perf_counter() - start) * 1e3)
+    return {name: (statistics.median(t), min(t)) for name, t in times.items()}
+
+
+def child(args) -> None:
+    tuned = args.allocator == "tuned"
+    if tuned:
+        tune_cpu_allocator()
+    model, images, source = load(args.variant)
+    print(f"\n== allocator: {'tuned (tune_cpu_allocator)' if tuned else 'glibc default'}; "
+          f"{model.display_name} from {source}; {torch.get_num_threads()} threads")
+    paths = {"fp32 eager (as loaded)": eager(model)}
+    for precision in available_precisions("cpu"):
+        optimized = optimize_for_inference(model, precision, tune_allocator=False)
+        paths[f"optimized {optimized.numerics}"] = inference(optimized)
+    start = time.perf_counter()
+    compiled = optimize_for_inference(model, "fp32", tune_allocator=False, compile=True)
+    if compiled.compiled is not None:
+        print(f"  torch.compile (inductor, freezing): {time.perf_counter() - start:.1f} s to build and compile")
+        paths["optimized fp32 + compile"] = inference(compiled)
+    if args.alternatives:
+        paths.update(alternatives(model, images))
+    with torch.no_grad():
+        reference = model(images)
+    deviation = {name: float((run(images).float() - reference).abs().max()) for name, run in paths.items()}
+    for batch in (1, 3):
+        x = images[:batch].clone()
+        result = time_interleaved(paths, x, args.runs)
+        base = result["fp32 eager (as loaded)"][0]
+        print(f"batch {batch}: {'path':28s} {'median ms':>9s} {'min ms':>7s} {'speedup':>7s} {'max dev':>8s}")
+        for name, (median, best) in result.items():
+            flag = "" if deviation[name] <= 0.05 else "  > 0.05: fails"
+            print(f"         {name:28s} {median:9.1f} {best:7.1f} {base / median:6.2f}x {deviation[name]:8.5f}{flag}")
+    if args.threads:
+        optimized = inference(optimize_for_inference(model, "fp32", tune_allocator=False))
+        x = images[:1].clone()
+        threads = torch.get_num_threads()
+        for _ in range(3):
+            optimized(x)
+        times = {1: [], threads: []}
+        for _ in range(args.runs):
+            for n in times:
+                torch.set_num_threads(n)
+                start = time.perf_counter()
+                optimized(x)
+                times[n].append((time.perf_counter() - start) * 1e3)
+        torch.set_num_threads(threads)
+        print("optimized fp32, batch 1, by torch threads: "
+              + ", ".join(f"{n}: {statistics.median(t):.1f} ms" for n, t in times.items()))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variant", default="L")
+    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--alternatives", action="store_true", help="also time the paths that lost")
+    parser.add_argument("--threads", action="store_true", help="also compare 1 thread with the default")
+    parser.add_argument("--allocator", choices=["default", "tuned"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.allocator:
+        child(args)
+        return
+    for allocator in ("default", "tuned"):
+        command = [sys.executable, __file__, "--allocator", allocator, "--variant", args.variant,
+                   "--runs", str(args.runs)] + (["--alternatives"] if args.alternatives else []) \
+            + (["--threads"] if args.threads else [])
+        subprocess.run(command, check=True)
+
+
+if __name__ == "__main__":
+    main()

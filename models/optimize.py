@@ -1,0 +1,330 @@
+"""Inference-time optimisation of ConvNeXtPose: the same answers, faster.
+
+`optimize_for_inference(model)` returns an `OptimizedConvNeXtPose`: a ConvNeXtPose (same
+`config`, `forward`, `forward_with_confidence`, `variant`, `display_name`, `describe`) whose
+
+* BatchNorms are folded into the adjacent convolutions wherever that is exact:
+  - BN *after* a conv (stem 4x4/4 -> BN, block dw7x7 -> BN, head dw3x3 -> BN): scale the conv's
+    output channels, shift its bias;
+  - BN *before an unpadded* conv (downsample BN -> 2x2/2 conv): scale the conv's input channels
+    and move the BN shift through the kernel into the bias. Every output pixel of an unpadded
+    conv sees only real (normalised) input pixels, so this is exact.
+  - `backbone.norm` sits before the head's *padded* 3x3 depthwise conv; folding it there would
+    also shift the zero padding, which changes the border pixels. It stays a per-channel affine
+    (an 8x8 map, so it costs nothing).
+* activations run channels_last (NHWC), which oneDNN's convolutions prefer;
+* numerics are chosen per device (`numerics` says which):
+  - "fp32": float32 everywhere (only float rounding differs from the original);
+  - "bf16-avx512" / "bf16-amx": on CPUs with AVX512-BF16 (or AMX) the convolutions run under
+    bfloat16 autocast; the head's output is taken back to float32 before the soft-argmax, whose
+    softmax and expectations always run in float32;
+  - "fp16-cuda": on CUDA, float16 autocast with the same float32 soft-argmax.
+
+Every reduced-precision choice has been checked on the conformance data to stay within 0.05
+heatmap units of the float32 network (tests/test_optimize.py); `precision="fp32"` forces float32.
+"""
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from torch import nn
+
+from .convnextpose import ConvNeXtPose, heatmap_confidence, soft_argmax
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+# --------------------------------------------------------------------------- BatchNorm folding
+
+def _bn_scale_shift(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """BN(x) = scale * x + shift, per channel, in float64 for the folding arithmetic."""
+    var = bn.running_var.double()
+    mean = bn.running_mean.double()
+    weight = bn.weight.double() if bn.weight is not None else torch.ones_like(var)
+    bias = bn.bias.double() if bn.bias is not None else torch.zeros_like(var)
+    scale = weight / torch.sqrt(var + bn.eps)
+    return scale, bias - mean * scale
+
+
+def _set_conv(conv: nn.Conv2d, weight: torch.Tensor, bias: torch.Tensor) -> None:
+    dtype = conv.weight.dtype
+    conv.weight = nn.Parameter(weight.detach().to(dtype), requires_grad=False)
+    conv.bias = nn.Parameter(bias.detach().to(dtype), requires_grad=False)
+
+
+def _conv_bias(conv: nn.Conv2d) -> torch.Tensor:
+    if conv.bias is not None:
+        return conv.bias.double()
+    return torch.zeros(conv.out_channels, dtype=torch.float64, device=conv.weight.device)
+
+
+def fold_bn_after_conv(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
+    """conv -> BN becomes one conv: exact for any padding (BN acts on the conv's output)."""
+    scale, shift = _bn_scale_shift(bn)
+    weight = conv.weight.double() * scale.view(-1, 1, 1, 1)
+    _set_conv(conv, weight, _conv_bias(conv) * scale + shift)
+
+
+def fold_bn_before_conv(bn: nn.BatchNorm2d, conv: nn.Conv2d) -> None:
+    """BN -> conv becomes one conv. Exact only for an unpadded, ungrouped conv."""
+    if conv.padding not in ((0, 0), 0, "valid") or conv.groups != 1:
+        raise ValueError("a BatchNorm can be folded into a following conv only when it is unpadded and ungrouped")
+    scale, shift = _bn_scale_shift(bn)
+    weight = conv.weight.double()
+    bias = _conv_bias(conv) + (weight * shift.view(1, -1, 1, 1)).sum(dim=(1, 2, 3))
+    _set_conv(conv, weight * scale.view(1, -1, 1, 1), bias)
+
+
+class ChannelAffine(nn.Module):
+    """An eval-mode BatchNorm as y = x * scale + shift (per channel), kept where folding is inexact."""
+
+    def __init__(self, bn: nn.BatchNorm2d):
+        super().__init__()
+        with torch.no_grad():
+            scale, shift = _bn_scale_shift(bn)
+        dtype = bn.running_mean.dtype
+        self.register_buffer("scale", scale.to(dtype).view(1, -1, 1, 1))
+        self.register_buffer("shift", shift.to(dtype).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.addcmul(self.shift.to(x.dtype), x, self.scale.to(x.dtype))
+
+
+@torch.no_grad()
+def fold_batchnorms(model: ConvNeXtPose) -> ConvNeXtPose:
+    """Fold every BatchNorm of `model` (in place) where that is exact; return the model."""
+    backbone, head = model.backbone, model.head
+    stem = backbone.downsample_layers[0]
+    if isinstance(stem[1], nn.BatchNorm2d):
+        fold_bn_after_conv(stem[0], stem[1])
+        stem[1] = nn.Identity()
+    for layer in list(backbone.downsample_layers)[1:]:
+        if isinstance(layer[0], nn.BatchNorm2d):
+            fold_bn_before_conv(layer[0], layer[1])
+            layer[0] = nn.Identity()
+    blocks = [block for stage in backbone.stages for block in stage]
+    blocks += [head.deconv_layers_1, head.deconv_layers_2, head.deconv_layers_3]
+    for block in blocks:
+        if isinstance(block.norm, nn.BatchNorm2d):
+            fold_bn_after_conv(block.dwconv, block.norm)
+            block.norm = nn.Identity()
+    if isinstance(backbone.norm, nn.BatchNorm2d):
+        # Before the head's zero-padded 3x3 dwconv: not foldable exactly; keep it as an affine.
+        backbone.norm = ChannelAffine(backbone.norm)
+    return model
+
+
+# --------------------------------------------------------------------------- devices and numerics
+
+def cpu_bf16_kind() -> str | None:
+    """"bf16-amx" or "bf16-avx512" when this CPU has native bfloat16 dot products, else None."""
+    caps = {}
+    get_caps = getattr(torch._C._cpu, "_get_cpu_capability", None)
+    if get_caps is not None:
+        try:
+            caps = dict(get_caps())
+        except Exception:  # an older or unusual build: fall back to /proc/cpuinfo
+            caps = {}
+    if not caps:
+        try:
+            with open("/proc/cpuinfo") as file:
+                flags = next((line for line in file if line.startswith("flags")), "").split()
+            caps = {"amx_bf16": "amx_bf16" in flags, "avx512_bf16": "avx512_bf16" in flags}
+        except OSError:
+            return None
+    if not torch.backends.mkldnn.is_available():
+        return None
+    if caps.get("amx_bf16") and caps.get("amx_tile"):
+        return "bf16-amx"
+    if caps.get("avx512_bf16"):
+        return "bf16-avx512"
+    return None
+
+
+def available_precisions(device: torch.device | str) -> list[str]:
+    """The numerics `optimize_for_inference` can run on `device`, float32 first."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return ["fp32", "bf16"] if torch.cuda.is_bf16_supported() else ["fp32"]
+    if device.type == "cpu" and cpu_bf16_kind() is not None:
+        return ["fp32", "bf16"]
+    return ["fp32"]
+
+
+_ALLOCATOR_TUNED = False
+
+
+def tune_cpu_allocator() -> bool:
+    """Make glibc malloc keep freed memory instead of handing it back to the OS.
+
+    A ConvNeXtPose-L pass allocates ~40 MB of activations per crop; with glibc's defaults they
+    are mmap'ed and unmapped on every call, and the page faults of touching fresh pages cost a
+    measurable part of a pass on these 2-core machines (benchmarks/bench_pose.py). Process-wide,
+    idempotent; a no-op (False) where the C library is not glibc."""
+    global _ALLOCATOR_TUNED
+    if _ALLOCATOR_TUNED:
+        return True
+    try:
+        import ctypes
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        ok = libc.mallopt(m_mmap_threshold, 1 << 30) == 1 and libc.mallopt(m_trim_threshold, 1 << 30) == 1
+    except (OSError, AttributeError):
+        return False
+    _ALLOCATOR_TUNED = bool(ok)
+    return _ALLOCATOR_TUNED
+
+
+# --------------------------------------------------------------------------- the optimised network
+
+def _coords_and_plane(logits: torch.Tensor, joints: int, depth_bins: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """soft_argmax in float32 with two passes over the softmax volume instead of three:
+    the (x, y) plane (also what the confidence needs) and the depth marginal."""
+    n, _, height, width = logits.shape
+    probs = torch.softmax(logits.reshape(n, joints, depth_bins * height * width).float(), dim=2)
+    probs = probs.view(n * joints, depth_bins, height * width)
+    depth = probs.sum(dim=2).view(n, joints, depth_bins)
+    plane = probs.sum(dim=1).view(n, joints, height, width)
+    xs = torch.arange(width, dtype=plane.dtype, device=plane.device)
+    ys = torch.arange(height, dtype=plane.dtype, device=plane.device)
+    zs = torch.arange(depth_bins, dtype=plane.dtype, device=plane.device)
+    x = (plane.sum(dim=2) * xs).sum(dim=2)
+    y = (plane.sum(dim=3) * ys).sum(dim=2)
+    z = (depth * zs).sum(dim=2)
+    return torch.stack((x, y, z), dim=2), plane
+
+
+class OptimizedConvNeXtPose(ConvNeXtPose):
+    """A ConvNeXtPose with folded BatchNorms, channels_last activations and per-device numerics.
+
+    Same interface as ConvNeXtPose; `numerics` says what runs ("fp32", "bf16-avx512",
+    "bf16-amx", "bf16-cuda"). Build it with `optimize_for_inference`."""
+
+    def __init__(self, model: ConvNeXtPose, numerics: str = "fp32"):
+        super().__init__(model.config)
+        parameter = next(model.parameters())
+        self.load_state_dict(model.state_dict())
+        self._source_parameters = sum(p.numel() for p in model.parameters())
+        self.to(device=parameter.device, dtype=parameter.dtype)
+        self.eval()
+        for p in self.parameters():
+            p.requires_grad_(False)
+        fold_batchnorms(self)
+        self.to(memory_format=torch.channels_last)
+        self.numerics = numerics
+
+    @property
+    def reduced_precision(self) -> torch.dtype | None:
+        return torch.bfloat16 if self.numerics.startswith("bf16") else None
+
+    def _numerics_context(self, device: torch.device):
+        dtype = self.reduced_precision
+        if dtype is not None:
+            return torch.autocast(device.type, dtype=dtype)
+        if device.type == "cuda":
+            # float32 means float32: cuDNN would otherwise run the convolutions in TF32 (10-bit
+            # mantissa), which moves the soft-argmax by more than the tolerance.
+            return torch.backends.cudnn.flags(enabled=True, benchmark=True, deterministic=False, allow_tf32=False)
+        return contextlib.nullcontext()
+
+    compiled = None   # set by optimize_for_inference(compile=True): an inductor-compiled network
+
+    def _network(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(images))
+
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        images = images.to(next(self.parameters()).device).contiguous(memory_format=torch.channels_last)
+        with self._numerics_context(images.device):
+            out = (self.compiled or self._network)(images)
+        return out.float()
+
+    def _coords_and_plane(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.inference_mode():
+            return _coords_and_plane(self.logits(images), self.config.joints, self.config.depth_bins)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self._coords_and_plane(images)[0]
+
+    def forward_with_confidence(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        coords, plane = self._coords_and_plane(images)
+        with torch.inference_mode():
+            # the plane is the depth-summed volume: a singleton depth axis reuses the same rule
+            return coords, heatmap_confidence(plane.unsqueeze(2), coords)
+
+    def describe(self) -> str:
+        """The source network's line (its parameter count), then what this one runs."""
+        c = self.config
+        return (f"{self.display_name}: depths {list(c.depths)}, dims {list(c.dims)}, head width "
+                f"{c.head_width}, {c.depth_bins} depth bins, {c.joints} joints, "
+                f"{self._source_parameters / 1e6:.3f} M parameters; inference: BatchNorm folded, "
+                f"channels_last, {self.numerics}")
+
+
+def max_coord_deviation(model: nn.Module, reference: nn.Module, images: torch.Tensor) -> float:
+    """Largest |coords - reference coords| over `images`, in heatmap units."""
+    with torch.inference_mode():
+        ref_device = next(reference.parameters()).device
+        dev = next(model.parameters()).device
+        a = model(images.to(dev)).float().cpu()
+        b = reference(images.to(ref_device)).float().cpu()
+    return float((a - b).abs().max())
+
+
+def optimize_for_inference(model: ConvNeXtPose, precision: str = "auto", *,
+                           calibration: torch.Tensor | None = None, tolerance: float = 0.05,
+                           tune_allocator: bool = True, compile: bool = False) -> OptimizedConvNeXtPose:
+    """A faster copy of `model` (left untouched) with the same interface and answers.
+
+    precision: "fp32" forces float32; "bf16" forces bfloat16 convolutions (only where the device
+    has native bf16; the soft-argmax stays float32); "auto" picks per device. On the conformance
+    checkpoints (soft, random-weight heatmaps) every reduced precision moves the coordinates by
+    far more than `tolerance` (bf16: 0.4-1.5 heatmap units; fp16 overflows to NaN), so "auto"
+    keeps float32 unless `calibration` crops (N, 3, 256, 256, normalized) are given: then it
+    measures bf16 against float32 on them and takes bf16 only when its largest deviation is at
+    most half of `tolerance`. `optimized.numerics` says what was chosen.
+    tune_allocator: on CPU, also call `tune_cpu_allocator()` (process-wide; see there).
+    compile: also run the network through torch.compile (inductor, weight freezing). Faster on
+    CPU (about 20-40% over the eager optimized path here) but it costs ~10-25 s of compiling at
+    start and again for every new batch size, and needs a C++ compiler; off by default. Falls
+    back to the eager path (`compiled` stays None) if compiling fails."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+    if precision == "fp16":
+        raise ValueError("fp16 overflows to NaN on ConvNeXtPose's activations; use 'bf16' or 'fp32'")
+    if isinstance(model, OptimizedConvNeXtPose):
+        raise ValueError("the model is already optimized")
+    device = next(model.parameters()).device
+    if device.type == "cpu" and tune_allocator:
+        tune_cpu_allocator()
+    if precision in ("bf16", "auto") and "bf16" not in available_precisions(device):
+        if precision == "bf16":
+            raise ValueError(f"{device} has no native bfloat16 support; use precision='fp32'")
+        precision = "fp32"
+    bf16_name = "bf16-cuda" if device.type == "cuda" else (cpu_bf16_kind() or "bf16")
+    chosen = OptimizedConvNeXtPose(model, bf16_name if precision == "bf16" else "fp32")
+    if precision == "auto" and calibration is not None:
+        candidate = OptimizedConvNeXtPose(model, bf16_name)
+        deviation = max_coord_deviation(candidate, chosen, calibration)
+        if deviation == deviation and deviation <= tolerance / 2:   # not NaN, and with a margin
+            chosen = candidate
+    if compile:
+        _compile(chosen)
+    return chosen
+
+
+def _compile(model: OptimizedConvNeXtPose) -> None:
+    """Compile the network (batch 1 now, other sizes when first seen); on failure stay eager."""
+    import warnings
+    try:
+        import torch._inductor.config as inductor_config
+        inductor_config.freezing = True            # weights as constants: folded, prepacked
+        compiled = torch.compile(model._network, dynamic=False)
+        device = next(model.parameters()).device
+        example = torch.zeros(1, 3, 256, 256, device=device).contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode(), model._numerics_context(device):   # as forward runs it
+            compiled(example)
+    except Exception as error:  # noqa: BLE001 - any compiler failure leaves the eager path
+        warnings.warn(f"torch.compile failed, staying eager: {type(error).__name__}: {error}", stacklevel=3)
+        return
+    model.compiled = compiled

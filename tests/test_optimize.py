@@ -1,0 +1,130 @@
+"""optimize_for_inference: same interface, same answers (conformance data), faster numerics."""
+import copy
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from app.estimator import normalize_crops, run_network
+from models import load_convnextpose
+from models.optimize import (OptimizedConvNeXtPose, available_precisions, fold_batchnorms,
+                             fold_bn_before_conv, optimize_for_inference)
+
+from conftest import DATA, SHARED_CONVNEXTPOSE
+
+TOLERANCE = 0.05      # heatmap units: the bound for any reduced-precision path
+FP32_TOL = 1e-3       # float32 after folding: float rounding only
+FOLD_TOL = 1e-4
+
+
+def _case(name):
+    if name == "TINY":
+        checkpoint, expected = DATA / "ConvNeXtPose_TINY.tar", DATA / "expected_TINY.npz"
+    else:
+        checkpoint = SHARED_CONVNEXTPOSE / f"ConvNeXtPose_{name}.tar"
+        expected = SHARED_CONVNEXTPOSE / f"expected_{name}.npz"
+        if not (checkpoint.exists() and expected.exists()):
+            pytest.skip(f"{checkpoint} is not here (the large conformance files live in ../shared)")
+    data = np.load(expected)
+    images = normalize_crops([p[..., ::-1].astype(np.uint8) for p in data["patch"]])
+    model = load_convnextpose(checkpoint)
+    with torch.inference_mode():
+        coords, confidence = model.forward_with_confidence(images)
+    return model, images, coords, confidence, data["coord"]
+
+
+_CACHE = {}
+
+
+@pytest.fixture(params=["TINY", "XS", "L"])
+def case(request):
+    if request.param not in _CACHE:
+        _CACHE[request.param] = _case(request.param)
+    return _CACHE[request.param]
+
+
+def test_batchnorm_folding_alone_is_exact(case):
+    model, images, coords, _, _ = case
+    folded = fold_batchnorms(copy.deepcopy(model))
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    with torch.inference_mode():
+        np.testing.assert_allclose(folded(images).numpy(), coords.numpy(), atol=FOLD_TOL)
+        np.testing.assert_allclose(folded.logits(images).numpy(), model.logits(images).numpy(), atol=1e-4, rtol=1e-4)
+
+
+def test_fp32_matches_the_float32_network_and_the_authors(case):
+    model, images, coords, confidence, expected = case
+    optimized = optimize_for_inference(model, "fp32")
+    assert optimized.numerics == "fp32"
+    with torch.inference_mode():
+        c, conf = optimized.forward_with_confidence(images)
+    np.testing.assert_allclose(c.numpy(), coords.numpy(), atol=FP32_TOL)
+    np.testing.assert_allclose(c.numpy(), expected, atol=FP32_TOL)
+    np.testing.assert_allclose(conf.numpy(), confidence.numpy(), atol=FP32_TOL)
+
+
+def test_automatic_choice_stays_within_tolerance(case):
+    model, images, coords, confidence, _ = case
+    for optimized in (optimize_for_inference(model), optimize_for_inference(model, calibration=images)):
+        with torch.inference_mode():
+            c, conf = optimized.forward_with_confidence(images)
+        assert (c - coords).abs().max() <= TOLERANCE, optimized.numerics
+        assert torch.all((conf >= 0) & (conf <= 1))
+        assert (conf - confidence).abs().max() <= TOLERANCE
+
+
+def test_bf16_is_not_chosen_when_it_moves_the_answers():
+    """On the conformance heatmaps bf16 moves coordinates by far more than 0.05, so calibration
+    must reject it; it stays available on request and still gives sane output."""
+    model, images, coords, _, _ = _case("TINY")
+    if "bf16" not in available_precisions("cpu"):
+        pytest.skip("this CPU has no native bfloat16")
+    bf16 = optimize_for_inference(model, "bf16")
+    assert bf16.numerics in ("bf16-avx512", "bf16-amx")
+    with torch.inference_mode():
+        c, conf = bf16.forward_with_confidence(images)
+    assert torch.isfinite(c).all() and torch.all((conf >= 0) & (conf <= 1))
+    assert torch.all((c[..., :2] >= 0) & (c[..., :2] < 32))
+    if (c - coords).abs().max() > TOLERANCE / 2:
+        assert optimize_for_inference(model, calibration=images).numerics == "fp32"
+
+
+def test_interface_device_and_source_model_kept():
+    model, images, _, _, _ = _case("TINY")
+    optimized = optimize_for_inference(model)
+    assert isinstance(optimized, OptimizedConvNeXtPose) and isinstance(optimized, nn.Module)
+    assert optimized.config == model.config and optimized.config.depth_bins == model.config.depth_bins
+    assert next(optimized.parameters()).device == next(model.parameters()).device
+    assert optimized.variant == model.variant and optimized.display_name == model.display_name
+    assert optimized.describe().startswith(model.describe()) and "fp32" in optimized.describe()
+    assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())   # the source is untouched
+    assert optimized(images).shape == (5, 18, 3)
+    coords, confidence = run_network(optimized, images)
+    reference, ref_confidence = run_network(model, images)
+    assert coords.shape == (5, 18, 3) and confidence.shape == (5, 18)
+    np.testing.assert_allclose(coords, reference, atol=FP32_TOL)
+    np.testing.assert_allclose(confidence, ref_confidence, atol=FP32_TOL)
+
+
+def test_refusals():
+    model, _, _, _, _ = _case("TINY")
+    with pytest.raises(ValueError, match="precision"):
+        optimize_for_inference(model, "int4")
+    with pytest.raises(ValueError, match="NaN"):
+        optimize_for_inference(model, "fp16")
+    with pytest.raises(ValueError, match="already optimized"):
+        optimize_for_inference(optimize_for_inference(model))
+    # folding a BN into a *padded* conv would change the border pixels: refused
+    with pytest.raises(ValueError, match="unpadded"):
+        fold_bn_before_conv(nn.BatchNorm2d(4).eval(), nn.Conv2d(4, 4, 3, padding=1))
+
+
+def test_compiled_path_keeps_the_answers():
+    """torch.compile is opt-in; where it works it must give the float32 answers (else it stays eager)."""
+    model, images, coords, confidence, _ = _case("TINY")
+    optimized = optimize_for_inference(model, "fp32", compile=True)
+    with torch.inference_mode():
+        c, conf = optimized.forward_with_confidence(images[:1])
+    np.testing.assert_allclose(c.numpy(), coords[:1].numpy(), atol=FP32_TOL)
+    np.testing.assert_allclose(conf.numpy(), confidence[:1].numpy(), atol=FP32_TOL)
