@@ -47,7 +47,8 @@ class TrackerConfig:
     match_iou: float = 0.3            # detection <-> track crop IoU to call them one person
     duplicate_iou: float = 0.6        # two tracks' crops overlapping this much: same person
     max_missed: int = 5               # frames a track may go unseen before it is retired
-    min_mean_confidence: float = 0.3  # below this a track's pose is not trusted: lost
+    min_mean_confidence: float = 0.3  # below this a pose is uncertain: the crop is kept as it was
+    max_uncertain: int = 5            # uncertain poses in a row before the track counts as lost
     joint_confidence: float = 0.3     # joints at least this confident define the next crop
     min_crop_joints: int = 4
     crop_margin: float = 0.15         # fraction of the joints' box height added on each side
@@ -64,6 +65,7 @@ class Track:
     crop: Box | None                  # where to look next frame; None while lost
     last_box: Box                     # last box it was estimated in (for re-matching)
     missed: int = 0                   # consecutive frames without a usable pose
+    uncertain: int = 0                # consecutive frames with a low-confidence pose
     age: int = 0                      # frames with a usable pose
     filter_2d: OneEuroFilter | None = None
     filter_3d: OneEuroFilter | None = None
@@ -133,6 +135,7 @@ class Tracker:
                 continue
             matched_tracks.add(ti)
             track_of_detection[di] = anchors[ti][0]
+            anchors[ti][0].uncertain = 0   # a fresh detection vouches for the track again
         self._slots = [_Slot(det, track_of_detection.get(di)) for di, det in enumerate(detections)]
         # Live tracks the detector missed keep following their own crops.
         self._slots += [_Slot(t.crop, t) for ti, t in enumerate(self.tracks)
@@ -165,22 +168,28 @@ class Tracker:
             track = slot.track
             if track is not None and track.track_id in seen:
                 track = None   # cannot happen through the public API; never merge two people
-            usable = person is not None and person.score >= self.config.min_mean_confidence
-            if not usable:
+            if person is None:   # the box was empty after clipping: nothing was estimated
                 if track is not None:
                     self._mark_lost(track, slot.box)
                     seen.add(track.track_id)
                 continue
-            crop = self._crop_from_joints(person)
+            confident = person.score >= self.config.min_mean_confidence
+            crop = self._crop_from_joints(person) if confident else None
             if track is None:
                 track = self._new_track(person.box)
             seen.add(track.track_id)
             track.last_box = person.box
-            track.crop = crop
-            if crop is None:
-                self._mark_lost(track, person.box)
+            if crop is not None:
+                track.crop, track.missed, track.uncertain = crop, 0, 0
             else:
-                track.missed = 0
+                # An uncertain pose (occlusion, motion blur, a weak model) says little about where
+                # the person went: look in the same place again, and after a few such frames in
+                # a row ask the detector. The person is still reported, with their confidences.
+                track.uncertain += 1
+                if track.uncertain > self.config.max_uncertain:
+                    self._mark_lost(track, person.box)
+                else:
+                    track.crop, track.missed = person.box, 0
             track.age += 1
             out.append(self._smoothed(track, person, time))
         for track in self.tracks:

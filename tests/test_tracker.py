@@ -224,3 +224,26 @@ def test_real_video_ids_stable_with_detector_and_fallback(backend):
             # The smoothed pelvis follows the pan (lag of a few px at most).
             assert abs(left[0].joints_2d[0, 0] - (92 + 3 * frame)) < 12
     assert len(set(seen)) == 1
+
+
+def test_uncertain_pose_is_reported_and_looked_for_in_place(group_people):
+    """A low-confidence pose (occlusion, a weak model) keeps the person and their crop; only a
+    run of them makes the track lost, and a fresh detection restores it."""
+    person = group_people[1][0]
+    weak = Person(box=person.box, joints_2d=person.joints_2d, joints_3d=person.joints_3d,
+                  confidence=np.full(18, 0.1, np.float32), root_cam=person.root_cam)
+    tracker = Tracker(redetect_every=100, max_uncertain=3, smoothing=False)
+    boxes = tracker.update_detections([person.box], 0)
+    first = tracker.update([weak], 0.0, 0)
+    assert len(first) == 1 and np.allclose(first[0].confidence, 0.1)
+    track_id = first[0].track_id
+    for frame in range(1, 3):
+        assert not tracker.need_detection(frame)
+        assert tracker.crops() == boxes, "looks in the same place again"
+        assert [p.track_id for p in tracker.update([weak], frame / 30, frame)] == [track_id]
+    tracker.crops()
+    tracker.update([weak], 3 / 30, 3)
+    assert tracker.need_detection(4), "four uncertain frames in a row: ask the detector"
+    tracker.update_detections([person.box], 4)
+    assert [p.track_id for p in tracker.update([weak], 4 / 30, 4)] == [track_id]
+    assert not tracker.need_detection(5), "the fresh detection vouched for the track"
