@@ -246,7 +246,8 @@ class Viewer:
         self._last_tick = time.monotonic()
         self._shown_size: tuple[int, int] | None = None
         self._open = False
-        self._undo_qt_zoom_at: float | None = None
+        self._qt_zoomed = False           # a wheel event has magnified the Qt view: undo it
+        self.qt_zoom_resets = 0           # how often that was undone (tests, diagnostics)
         check_display()
         try:
             self._is_qt = cv2.currentUIFramework() == "QT"
@@ -316,18 +317,28 @@ class Viewer:
         self._shown_size = None
 
     def _undo_qt_zoom(self) -> None:
-        """OpenCV's Qt window magnifies the image on every wheel-up and offers no way to turn
-        that off or reset it without its toolbar. The wheel zooms the 3D view instead, so once
-        the wheel has been still for a moment the window is recreated in place (about 15 ms)."""
-        self._undo_qt_zoom_at = None
+        """OpenCV's Qt window magnifies its image on wheel-up (DefaultViewPort::wheelEvent calls
+        the mouse callback, then scaleView). Nothing in the Python API resets that: the window
+        flags and setWindowProperty leave the view's transform alone, and the reset action and
+        its Ctrl+Z shortcut only exist with the toolbar (WINDOW_GUI_EXPANDED). The wheel zooms
+        the 3D view instead, so the window is recreated in place, synchronously, in the same
+        present() whose event pump delivered the wheel event: the magnified image is on screen
+        for at most one pump, and the fix does not depend on timing (about 15 ms)."""
+        self._qt_zoomed = False
         x, y, _, _ = cv2.getWindowImageRect(self.title)
         cv2.destroyWindow(self.title)
-        cv2.waitKey(1)
+        self._handle_key(cv2.waitKeyEx(1))      # let Qt delete the old window; keep any key
         self._create_window()
         if x >= 0 and y >= 0:
             cv2.moveWindow(self.title, x, y)
         self.redraw()
-        cv2.waitKey(1)
+        self._handle_key(cv2.waitKeyEx(1))
+        if x >= 0 and y >= 0:
+            # moveWindow places the frame, the rect is the image's: take window decorations out.
+            nx, ny, _, _ = cv2.getWindowImageRect(self.title)
+            if (nx, ny) != (x, y) and abs(nx - x) < 200 and abs(ny - y) < 200:
+                cv2.moveWindow(self.title, 2 * x - nx, 2 * y - ny)
+        self.qt_zoom_resets += 1
 
     def _fit_window(self, shape: tuple[int, ...]) -> None:
         h, w = shape[:2]
@@ -338,14 +349,16 @@ class Viewer:
         self._shown_size = (w, h)
 
     def _pump(self, wait_ms: int) -> None:
-        key = cv2.waitKeyEx(wait_ms)
-        if key != -1:
-            self.controls.handle_key(key)
+        self._handle_key(cv2.waitKeyEx(wait_ms))
         if self._window_closed():
             self.controls.quit = True
             self.close()
-        elif self._undo_qt_zoom_at is not None and time.monotonic() >= self._undo_qt_zoom_at:
+        elif self._qt_zoomed:
             self._undo_qt_zoom()
+
+    def _handle_key(self, key: int) -> None:
+        if key != -1:
+            self.controls.handle_key(key)
 
     def _window_closed(self) -> bool:
         try:
@@ -355,5 +368,7 @@ class Viewer:
 
     def _on_mouse(self, event: int, x: int, y: int, flags: int, _param) -> None:
         self.controls.on_mouse(event, x, y, flags, self.scene.panel_rect)
-        if self._is_qt and event in (cv2.EVENT_MOUSEWHEEL, cv2.EVENT_MOUSEHWHEEL):
-            self._undo_qt_zoom_at = time.monotonic() + 0.15
+        # Qt's scaleView never zooms out below 1:1 and every magnification is undone in the
+        # same pump, so only a wheel-up (positive delta) can have magnified the view.
+        if self._is_qt and event in (cv2.EVENT_MOUSEWHEEL, cv2.EVENT_MOUSEHWHEEL) and wheel_delta(flags) > 0:
+            self._qt_zoomed = True
