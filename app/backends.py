@@ -35,7 +35,7 @@ def missing_weights_notice(folder: Path = WEIGHTS_DIR) -> str:
             f"linked in {RELEASE_URL} and put it in {folder}/ (or pass --model PATH).")
 
 
-def create_backend(model: str | None, device: str = "auto", precision: str = "auto",
+def create_backend(model: str | None, device: str = "auto", precision: str = "auto", compile: bool = False,
                    notify=lambda line: print(line, file=sys.stderr)) -> PoseBackend:
     """The pose backend for `--model` (a path, 'blazepose', or None for the best in weights/)."""
     if model is not None and model.lower() == FALLBACK:
@@ -45,7 +45,7 @@ def create_backend(model: str | None, device: str = "auto", precision: str = "au
         notify(missing_weights_notice())
         return _blazepose()
     # Imported here: torch loads only when ConvNeXtPose is actually used.
-    from models import load_convnextpose, resolve_device
+    from models import load_convnextpose, optimize_for_inference, resolve_device
 
     from .estimator import ConvNeXtPoseBackend
 
@@ -55,17 +55,8 @@ def create_backend(model: str | None, device: str = "auto", precision: str = "au
         raise UserError(f"{error}; use --device cpu or auto") from None
     network = load_convnextpose(path, device=torch_device)
     notify(f"Loaded {path.name}: {network.describe()}")
-    name = network.display_name
-    runner = _optimized(network, precision)
-    return ConvNeXtPoseBackend(runner, name=name)
-
-
-def _optimized(network, precision: str):
-    try:
-        from models.optimize import optimize_for_inference
-    except ImportError:  # the fast path is optional; the plain network gives the same answers
-        return network
-    return optimize_for_inference(network, precision=precision)
+    runner = optimize_for_inference(network, precision=precision, compile=compile)
+    return ConvNeXtPoseBackend(runner, name=network.display_name, reference=network)
 
 
 def _blazepose() -> PoseBackend:

@@ -25,7 +25,8 @@ class Settings:
     smooth: bool | None = None        # None: on for video and camera, off for still images
     focal: float | None = None
     fov: float = DEFAULT_FOV_DEG
-    precision: str = "auto"           # "auto" picks the fastest path that keeps the answers; "fp32"
+    precision: str = "auto"           # "auto" picks the fastest path that keeps the answers; "fp32", "bf16"
+    compile: bool = False
     detect_every: int = 15
     benchmark: bool = False
     loop: bool = False
@@ -59,9 +60,13 @@ def build_parser() -> argparse.ArgumentParser:
     cam.add_argument("--focal", type=float, help="focal length in pixels (principal point: image centre)")
     cam.add_argument("--fov", type=float, default=DEFAULT_FOV_DEG,
                      help=f"horizontal field of view in degrees when --focal is not given (default: {DEFAULT_FOV_DEG:g})")
-    p.add_argument("--precision", choices=("auto", "fp32"), default="auto",
-                   help="auto: fastest numerics that keep the float32 answers (bf16 on CPUs with AMX/AVX512-BF16, "
-                        "fp16 on CUDA); fp32: plain float32")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                   help="auto: the fastest numerics whose answers stay within 0.05 heatmap units of "
+                        "float32 (float32 with folded BatchNorm on these CPUs); fp32: force float32; "
+                        "bf16: faster on CPUs with AVX512-BF16/AMX, but its answers differ more")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the pose network: faster per frame, but seconds of start-up "
+                        "and again for each new number of people")
     p.add_argument("--detect-every", type=int, default=15, metavar="N",
                    help="re-run the person detector every N frames (and whenever a track is lost)")
     p.add_argument("--benchmark", action="store_true",

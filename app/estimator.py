@@ -89,12 +89,44 @@ def estimate_poses(model, frame_bgr: np.ndarray, boxes, focal, principal_point,
 
 
 class ConvNeXtPoseBackend(PoseBackend):
-    """The frame loop's pose backend around a loaded ConvNeXtPose network."""
+    """The frame loop's pose backend around a loaded ConvNeXtPose network.
 
-    def __init__(self, model, name: str | None = None):
+    `model` is what runs (possibly optimized); `reference`, when given, is the plain float32
+    network it was made from, kept so benchmarks can time both on the same crops."""
+
+    def __init__(self, model, name: str | None = None, reference=None):
         self.model = model
+        self.reference = reference
         self.name = name or getattr(model, "display_name", "ConvNeXtPose")
         self.device = str(next(model.parameters()).device)
+        self.numerics = getattr(model, "numerics", "fp32")
+
+    def compare_with_reference(self, image_bgr: np.ndarray, boxes: list[Box], repeats: int = 20) -> dict:
+        """Median milliseconds of the network alone on this frame's crops, plain float32 eager
+        vs the path that runs, interleaved so both see the same machine load; and the largest
+        difference of their answers in heatmap units."""
+        import time
+        height, width = image_bgr.shape[:2]
+        crops = []
+        for box in boxes:
+            bbox = geometry.process_box(box.as_xywh(), width, height)
+            if bbox is not None:
+                crops.append(geometry.crop(image_bgr, geometry.crop_transform(bbox)))
+        if self.reference is None or not crops:
+            return {}
+        images = normalize_crops(crops)
+        timings = {"fp32_eager": [], "selected": []}
+        outputs = {}
+        for _ in range(repeats + 2):   # the first two are warm-up
+            for key, network in (("fp32_eager", self.reference), ("selected", self.model)):
+                start = time.perf_counter()
+                with torch.no_grad() if key == "fp32_eager" else torch.inference_mode():
+                    outputs[key] = network(images.to(next(network.parameters()).device)).float().cpu()
+                timings[key].append((time.perf_counter() - start) * 1000.0)
+        eager, selected = (float(np.median(timings[k][2:])) for k in ("fp32_eager", "selected"))
+        return {"batch": len(crops), "fp32_eager_ms": round(eager, 2), "selected_ms": round(selected, 2),
+                "speedup": round(eager / selected, 2), "numerics": self.numerics,
+                "max_deviation": float((outputs["fp32_eager"] - outputs["selected"]).abs().max())}
 
     def estimate(self, image_bgr: np.ndarray, boxes: list[Box], camera: Camera) -> list[Person | None]:
         estimates = estimate_poses(self.model, image_bgr, [b.as_xywh() for b in boxes],

@@ -91,6 +91,7 @@ class FrameLoop:
         self._track_ids: set[int] = set()
         self._live_frames = None
         self._live_count = 0
+        self.last_with_people: FrameResult | None = None
         self._stage_totals: dict[str, float] = {}
 
     # ---- stage 1: reading ----
@@ -183,6 +184,8 @@ class FrameLoop:
                 fps_window.append(time.perf_counter())
                 fps = (len(fps_window) - 1) / (fps_window[-1] - fps_window[0]) if len(fps_window) > 1 else 0.0
                 last = item
+                if item.people:
+                    self.last_with_people = item
                 if not self._present(item, fps):
                     break
         finally:
@@ -388,7 +391,7 @@ def run(settings) -> int:
     # 2. Input, then the model (a bad --model is reported before any frame).
     source = open_source(settings.input)
     try:
-        backend = create_backend(settings.model, settings.device, settings.precision)
+        backend = create_backend(settings.model, settings.device, settings.precision, settings.compile)
         display = settings.display
         if display:
             from .window import check_display
@@ -448,7 +451,12 @@ def run(settings) -> int:
     summary.files = files
     print(format_summary(summary.frames, summary.seconds, summary.people, files, interrupted), file=sys.stderr)
     if settings.benchmark:
-        print(json.dumps(benchmark_report(summary, backend)))
+        report = benchmark_report(summary, backend)
+        last = loop.last_with_people
+        if last is not None and hasattr(backend, "compare_with_reference"):
+            # The pose network alone, plain float32 eager vs what ran, on the same crops, now.
+            report["pose_network"] = backend.compare_with_reference(last.frame.image, [p.box for p in last.people])
+        print(json.dumps(report))
     return 130 if interrupted else 0
 
 

@@ -159,6 +159,10 @@ def test_benchmark_prints_json_last(tmp_path, clip, capsys):
     assert set(report["stages_ms"]) == {"read", "detect", "pose", "render", "write"}
     assert report["stages_ms"]["pose"] > 0 and report["stages_ms"]["render"] > 0
     assert report["device"] == "cpu" and report["model"] == "ConvNeXtPose (custom)"
+    # the pose network alone, plain float32 eager vs the path that ran, timed in the same run
+    network = report["pose_network"]
+    assert network["batch"] >= 1 and network["fp32_eager_ms"] > 0 and network["selected_ms"] > 0
+    assert network["numerics"] == "fp32" and network["max_deviation"] < 0.05
 
 
 # ---- bad input: one clear line, exit code 2, no traceback, no file left behind ----
