@@ -23,6 +23,10 @@ NEAR_MM = 50.0          # points closer than this to the eye (or behind it) are 
 _SHIFT = 4              # cv2 fixed-point bits: sub-pixel positions keep moving lines smooth
 _ONE = 1 << _SHIFT
 _PX_LIMIT = 1.0e5       # clamp projected coordinates so fixed-point values cannot overflow
+FRAMING_FILL = 0.75     # the people span about this fraction of the panel's width or height
+FRAMING_DEADBAND = 0.06  # framing changes smaller than this fraction of the distance are ignored
+MIN_FRAMING_DISTANCE_MM = 1500.0
+RING_MM = 250.0         # radius of the ring on the floor under each person
 
 
 # ---------------------------------------------------------------------------------------------
@@ -134,16 +138,18 @@ class _Glide:
         self.value: np.ndarray | None = None
         self._moving = False
 
-    def update(self, goal) -> np.ndarray:
+    def update(self, goal, deadband: float | None = None) -> np.ndarray:
+        """`deadband` overrides the default for this step (e.g. one that scales with the view)."""
         goal = np.asarray(goal, dtype=np.float64)
+        band = self.deadband if deadband is None else deadband
         if self.value is None:
             self.value = goal.copy()
             return self.value
         gap = float(np.linalg.norm(goal - self.value))
-        if self._moving or gap > self.deadband:
+        if self._moving or gap > band:
             self._moving = True
             self.value = self.value + self.rate * (goal - self.value)
-            if gap < self.deadband * 0.05:
+            if gap < band * 0.05:
                 self.value = goal.copy()
                 self._moving = False
         return self.value
@@ -244,8 +250,8 @@ class Panel3D:
         self.min_confidence = min_confidence
         self.state = OrbitState()
         self._default_state = OrbitState()
-        self._target = _Glide(deadband=250.0)
-        self._distance = _Glide(deadband=400.0)
+        self._target = _Glide(deadband=250.0)      # both scale with the distance, see _frame_scene
+        self._distance = _Glide(deadband=300.0)
         self._floor = _Glide(deadband=80.0)
         self._static_key: tuple | None = None
         self._buffer = np.empty((0, 0, 3), np.uint8)
@@ -307,16 +313,39 @@ class Panel3D:
         else:
             pts = np.empty((0, 3))
         if len(pts):
+            hi_y = pts[:, 1].max()
+            # The floor rings around the roots belong in the picture too.
+            roots = np.array([p.joints_world[ROOT] for p in placed])
+            roots = roots[np.isfinite(roots).all(axis=1)]
+            roots[:, 1] = hi_y
+            pts = np.concatenate([pts] + [roots + [dx, 0.0, dz] for dx, dz in
+                                          ((-RING_MM, 0), (RING_MM, 0), (0, -RING_MM), (0, RING_MM))])
             lo, hi = pts.min(axis=0), pts.max(axis=0)
             centre = (lo + hi) / 2.0
-            # Fit the people's bounding sphere in the vertical field of view, with margin.
-            radius = max(float(np.linalg.norm(hi - lo)) / 2.0, 1000.0)
-            distance = radius / math.sin(math.radians(self.fov_deg) / 2.0) * 1.3
-            self._target.update(centre)
-            self._distance.update([distance])
+            distance = self.fit_distance(pts, centre)
+            # Deadbands relative to the view: swaying people and jittery depth estimates leave
+            # the view (and the cached grid) still; walking people are followed smoothly.
+            previous = float(self._distance.value[0]) if self._distance.value is not None else distance
+            self._distance.update([distance], deadband=FRAMING_DEADBAND * previous)
+            self._target.update(centre, deadband=FRAMING_DEADBAND * previous)
             self._floor.update([hi[1]])          # y down: the lowest point has the largest y
         floor = self._floor.value
         return float(floor[0]) if floor is not None else 900.0   # about a standing pelvis height
+
+    def fit_distance(self, points_world: np.ndarray, target: np.ndarray) -> float:
+        """The eye distance (at zoom 1, from the current viewing direction) at which the points
+        span FRAMING_FILL of the panel's width or height, whichever is tighter, around `target`.
+
+        In eye axes relative to the target a point (x, y, z) projects at f * x / (z + d); it stays
+        within the fraction `fill` of the half-width when d >= |x| / (fill * tan(hfov / 2)) - z.
+        """
+        rot = OrbitView(self.state.azimuth_deg, self.state.elevation_deg).rotation()
+        rel = (np.asarray(points_world, np.float64) - target) @ rot.T
+        tan_v = math.tan(math.radians(self.fov_deg) / 2.0)
+        tan_h = tan_v * self.width / max(self.height, 1)
+        need_x = np.abs(rel[:, 0]) / (FRAMING_FILL * tan_h) - rel[:, 2]
+        need_y = np.abs(rel[:, 1]) / (FRAMING_FILL * tan_v) - rel[:, 2]
+        return max(float(need_x.max()), float(need_y.max()), MIN_FRAMING_DISTANCE_MM)
 
     # -- drawing -----------------------------------------------------------------------------
     def render(self, people: list[Person], out: np.ndarray | None = None) -> np.ndarray:
@@ -442,8 +471,8 @@ class Panel3D:
 
     def _draw_floor_ring(self, img, root, floor_y, view, colour) -> None:
         angles = np.linspace(0.0, 2.0 * np.pi, 25)
-        ring = np.stack([root[0] + 250.0 * np.cos(angles), np.full_like(angles, floor_y),
-                         root[2] + 250.0 * np.sin(angles)], axis=1)
+        ring = np.stack([root[0] + RING_MM * np.cos(angles), np.full_like(angles, floor_y),
+                         root[2] + RING_MM * np.sin(angles)], axis=1)
         px = project(ring, view)
         if np.isfinite(px).all():
             cv2.polylines(img, [_fixed(px)], True, colour, 2, cv2.LINE_AA, _SHIFT)

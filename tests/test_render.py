@@ -228,3 +228,58 @@ def test_plot_frame_and_trajectory_write_pngs(tmp_path):
     path = plot_trajectory(frames, JOINT_INDEX["Head"], tmp_path / "traj.png")
     img = cv2.imread(str(path))
     assert img is not None and img.std() > 5
+
+
+# --- framing --------------------------------------------------------------------------------------
+
+def _extent(panel: Panel3D, people) -> tuple[float, float, np.ndarray]:
+    """Fractions of the panel's width and height the people's joints span, and their pixels."""
+    px = np.concatenate([project(pp.joints_world, panel.last_view) for pp in place_people(people, False)])
+    span = px.max(axis=0) - px.min(axis=0)
+    return span[0] / panel.width, span[1] / panel.height, px
+
+
+@pytest.mark.parametrize("roots", [
+    [(-900, 200, 3500), (0, 150, 3000), (1000, 250, 4200)],                                # three, varied depth
+    [(-2200, 200, 4000), (-1100, 150, 3600), (0, 200, 4300), (1100, 250, 3500), (2300, 180, 4100)],  # a row of five
+    [(500, 200, 3000)],                                                                     # one person
+])
+def test_default_framing_fills_the_panel(roots):
+    people = [standing_person(r, i + 1, yaw_deg=10 * i) for i, r in enumerate(roots)]
+    panel = Panel3D(640, 480)
+    for _ in range(3):
+        panel.render(people)
+    w, h, px = _extent(panel, people)
+    # The tighter direction is filled to about 3/4 (the floor rings and labels need the rest).
+    assert 0.55 <= max(w, h) <= 0.8, (w, h)
+    assert (px >= 0).all() and (px[:, 0] < 640).all() and (px[:, 1] < 480).all()
+    # Centred, front view with the floor below.
+    centre = (px.max(axis=0) + px.min(axis=0)) / 2
+    assert abs(centre[0] - 320) < 0.1 * 640
+    assert panel.last_view.azimuth_deg == 0 and 5 <= panel.last_view.elevation_deg <= 20
+
+
+def test_framing_ignores_jitter_and_glides_after_walkers():
+    rng = np.random.default_rng(0)
+    base = [(-900, 200, 3500), (0, 150, 3000), (1000, 250, 4200)]
+    panel = Panel3D(640, 480)
+    views = []
+    for _ in range(40):      # noisy root estimates: +-40 mm
+        people = [standing_person(tuple(np.add(r, rng.uniform(-40, 40, 3))), i + 1) for i, r in enumerate(base)]
+        panel.render(people)
+        views.append(panel.last_view)
+    assert all(v == views[0] for v in views[1:]), "the view moved with the jitter"
+    # One person walks 2.5 m to the right over 50 frames: the view follows without jumps.
+    distances, targets = [], []
+    for t in range(90):
+        x = 1000 + 2500 * min(t, 50) / 50
+        people = [standing_person(base[0], 1), standing_person(base[1], 2), standing_person((x, 250, 4200), 3)]
+        panel.render(people)
+        distances.append(panel.last_view.distance_mm)
+        targets.append(panel.last_view.target_mm[0])
+    steps = np.abs(np.diff(distances)) / np.array(distances[:-1])
+    assert steps.max() < 0.06, steps.max()                     # at most a few % per frame
+    assert np.abs(np.diff(targets)).max() < 150
+    assert distances[-1] > distances[0] * 1.15 and targets[-1] > targets[0] + 500   # it did follow
+    w, h, _ = _extent(panel, people)
+    assert 0.55 <= max(w, h) <= 0.8
