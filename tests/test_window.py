@@ -11,6 +11,7 @@ import ctypes.util
 import json
 import os
 import queue
+import random
 import select
 import shutil
 import subprocess
@@ -127,26 +128,33 @@ def test_no_display_is_a_user_error(monkeypatch):
 def xvfb():
     if shutil.which("Xvfb") is None:
         pytest.skip("Xvfb is not installed (apt-get install xvfb imagemagick xdotool)")
-    # -displayfd: Xvfb claims a free display number itself (atomically, by its lock file) and
-    # writes it once it accepts connections. Choosing a number here and waiting for its socket
-    # races with other test runs on the same machine: two servers pick the same number, one
-    # fails, and both tests talk to the other's server, whose screenshots miss the window.
-    read_fd, write_fd = os.pipe()
-    proc = subprocess.Popen(["Xvfb", "-displayfd", str(write_fd), "-screen", "0", "1600x900x24", "-nolisten", "tcp"],
-                            pass_fds=(write_fd,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    os.close(write_fd)
-    number = b""
-    deadline = time.monotonic() + 20
-    with os.fdopen(read_fd, "rb", buffering=0) as pipe:
-        while not number.endswith(b"\n") and time.monotonic() < deadline:
-            if select.select([pipe], [], [], 0.1)[0]:
-                chunk = pipe.read(16)
-                if not chunk:
-                    break           # Xvfb exited
-                number += chunk
-    if not number.strip().isdigit():
+    # Xvfb claims a display number by creating its lock file atomically and exits at once when
+    # another server holds it; with -displayfd it writes the number when it accepts
+    # connections. (Choosing a free-looking number and waiting for its socket raced with other
+    # test runs on the machine: both tests then talked to one server.) -noreset: the server
+    # must not reset, refusing connections, when the last client leaves between two tests.
+    # Random high numbers keep clear of :0 and of numbers other tools pick first.
+    rng = random.Random()
+    for _ in range(20):
+        read_fd, write_fd = os.pipe()
+        proc = subprocess.Popen(["Xvfb", f":{rng.randrange(100, 2000)}", "-displayfd", str(write_fd), "-noreset",
+                                 "-screen", "0", "1600x900x24", "-nolisten", "tcp"],
+                                pass_fds=(write_fd,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        os.close(write_fd)
+        number = b""
+        deadline = time.monotonic() + 20
+        with os.fdopen(read_fd, "rb", buffering=0) as pipe:
+            while not number.endswith(b"\n") and time.monotonic() < deadline:
+                if select.select([pipe], [], [], 0.1)[0]:
+                    chunk = pipe.read(16)
+                    if not chunk:
+                        break           # Xvfb exited: the number was taken
+                    number += chunk
+        if number.strip().isdigit() and proc.poll() is None:
+            break
         proc.kill()
         proc.wait(5)
+    else:
         pytest.skip("Xvfb did not start")
     yield f":{int(number)}"
     proc.terminate()
