@@ -92,6 +92,7 @@ class FrameLoop:
         self._live_frames = None
         self._live_count = 0
         self.last_with_people: FrameResult | None = None
+        self._last_sweep: int | None = None
         self._stage_totals: dict[str, float] = {}
 
     # ---- stage 1: reading ----
@@ -128,6 +129,17 @@ class FrameLoop:
         except BaseException as error:
             _put(self.results_q, _Failure(error), self.stop)
 
+    SWEEP_EVERY = 4   # periodic detections between two full (tiled) sweeps
+
+    def _detector_mode(self, frame_index: int) -> str:
+        """The tiled sweep (~50 ms, finds smaller people) when searching for people and now and
+        then; the whole-frame pass (~8 ms) when it only re-checks people already tracked."""
+        due = self._last_sweep is None or frame_index - self._last_sweep >= self.settings.detect_every * self.SWEEP_EVERY
+        if not self.tracker.tracks or due or self.source.is_still:
+            self._last_sweep = frame_index
+            return "tiled"
+        return "fast"
+
     def _next_frame(self):
         """Files: the next decoded frame, in order. Live sources: the newest frame right now,
         taken straight from the source when inference is ready for it, so latency stays
@@ -152,7 +164,8 @@ class FrameLoop:
         stages = {"read": read_ms}
         start = time.perf_counter()
         if self.tracker.needs_detection(frame.index):
-            self.tracker.update_detections(self.detector.detect(image), frame.index)
+            self.tracker.update_detections(self.detector.detect(image, mode=self._detector_mode(frame.index)),
+                                           frame.index)
         boxes = self.tracker.crops()
         stages["detect"] = (time.perf_counter() - start) * 1000.0
         start = time.perf_counter()
@@ -411,7 +424,7 @@ def run(settings) -> int:
     if settings.loop and not (source.is_live or source.is_still):
         source = _LoopingSource(settings.input, source)
     smooth = settings.smooth if settings.smooth is not None else not source.is_still
-    detector = PersonDetector(mode="tiled")
+    detector = PersonDetector()
     tracker = Tracker(redetect_every=settings.detect_every, smoothing=smooth)
     _warm_up(detector, backend, width, height, camera)
     scene = SceneRenderer()
