@@ -23,7 +23,7 @@ import numpy as np
 from .backends import create_backend
 from .errors import UserError
 from .native_logs import native_stderr_silenced
-from .types import Camera, Frame, FrameResult, Person
+from .types import Box, Camera, Frame, FrameResult, Person
 
 QUEUE_DEPTH = 4          # frames in flight between two stages: bounds memory and latency
 _END = object()          # end of stream marker
@@ -377,22 +377,66 @@ def _check_plot_path(path: str, joint: str | None) -> int | None:
 def _warm_up(detector, backend, width: int, height: int, camera: Camera) -> None:
     """One pass on a blank frame starts every graph and allocates every buffer, so the first
     real frame is not slow and start-up logs come out here, silenced."""
-    from .types import Box
     blank = np.zeros((height, width, 3), np.uint8)
     with native_stderr_silenced():
         detector.detect(blank)
         backend.estimate(blank, [Box(width * 0.25, height * 0.1, width * 0.5, height * 0.8)], camera)
 
 
+def _build_loop(settings, source, plot_joint: int | None, opened: list) -> FrameLoop:
+    """Every stage of the run, wired together; what needs closing is appended to `opened`."""
+    from .detector import PersonDetector
+    from .sinks import ExportMeta, SinkGroup, make_exporter, make_media_sink
+    from .tracker import Tracker
+    from .view import SceneInfo, SceneRenderer
+
+    backend = create_backend(settings.model, settings.device, settings.precision, settings.compile)
+    opened.append(backend)
+    display = settings.display
+    if display:
+        from .window import check_display
+        try:
+            check_display()
+        except UserError:
+            if not (settings.output or settings.export):
+                raise
+            print("No display found: running headless and saving the outputs.", file=sys.stderr)
+            display = False
+
+    width, height = source.size
+    camera = make_camera(settings, width, height)
+    if settings.loop and not (source.is_live or source.is_still):
+        source = _LoopingSource(settings.input, source)
+        opened[0] = source
+    smooth = settings.smooth if settings.smooth is not None else not source.is_still
+    detector = PersonDetector()
+    opened.append(detector)
+    tracker = Tracker(redetect_every=settings.detect_every, smoothing=smooth)
+    _warm_up(detector, backend, width, height, camera)
+    scene = SceneRenderer()
+    sinks = SinkGroup()
+    if settings.output:
+        sinks.add(make_media_sink(settings.output, source.fps, follow_time=source.is_live))
+    if settings.export:
+        meta = ExportMeta(model=backend.name, input=source.description, fps=float(source.fps), focal=float(camera.fx))
+        sinks.add(make_exporter(settings.export, meta))
+    opened.append(sinks)
+    viewer = None
+    if display:
+        from .window import Viewer
+        viewer = Viewer("ConvNeXtPose Live", scene)
+        opened.append(viewer)
+    recorder = PlotRecorder(settings.plot, plot_joint) if settings.plot else None
+    return FrameLoop(settings, source, detector, backend, tracker, scene, viewer, sinks, recorder,
+                     compose_always=settings.benchmark, info_type=SceneInfo)
+
+
 def run(settings) -> int:
     """Build every stage from the settings, run the loop, report. Everything the user could
     have got wrong is checked before the first frame is processed."""
-    from .detector import PersonDetector
     from .progress import ProgressBar, format_summary
-    from .sinks import ExportMeta, SinkGroup, check_output_path, make_exporter, make_media_sink
+    from .sinks import check_output_path
     from .sources import open_source
-    from .tracker import Tracker
-    from .view import SceneInfo, SceneRenderer
 
     # 1. Outputs: cheap to check, and a typo should not cost a whole run.
     if settings.output:
@@ -401,49 +445,20 @@ def run(settings) -> int:
         check_output_path(settings.export, "export")
     plot_joint = _check_plot_path(settings.plot, settings.plot_joint) if settings.plot else None
 
-    # 2. Input, then the model (a bad --model is reported before any frame).
-    source = open_source(settings.input)
+    # 2. The input, then the model (a bad --model is reported before any frame), then the rest.
+    opened = [open_source(settings.input)]   # closed here if setting up fails, else by the loop
     try:
-        backend = create_backend(settings.model, settings.device, settings.precision, settings.compile)
-        display = settings.display
-        if display:
-            from .window import check_display
-            try:
-                check_display()
-            except UserError:
-                if not (settings.output or settings.export):
-                    raise
-                print("No display found: running headless and saving the outputs.", file=sys.stderr)
-                display = False
+        loop = _build_loop(settings, opened[0], plot_joint, opened)
     except BaseException:
-        source.close()
+        for thing in reversed(opened):
+            close = getattr(thing, "close", None)
+            if close is not None:
+                close()
         raise
 
-    width, height = source.size
-    camera = make_camera(settings, width, height)
-    if settings.loop and not (source.is_live or source.is_still):
-        source = _LoopingSource(settings.input, source)
-    smooth = settings.smooth if settings.smooth is not None else not source.is_still
-    detector = PersonDetector()
-    tracker = Tracker(redetect_every=settings.detect_every, smoothing=smooth)
-    _warm_up(detector, backend, width, height, camera)
-    scene = SceneRenderer()
-    viewer = None
-    sinks = SinkGroup()
-    if settings.output:
-        sinks.add(make_media_sink(settings.output, source.fps, follow_time=source.is_live))
-    if settings.export:
-        sinks.add(make_exporter(settings.export, ExportMeta(model=backend.name, input=source.description,
-                                                             fps=float(source.fps), focal=float(camera.fx))))
-    if display:
-        from .window import Viewer
-        viewer = Viewer("ConvNeXtPose Live", scene)
-    recorder = PlotRecorder(settings.plot, plot_joint) if settings.plot else None
-    loop = FrameLoop(settings, source, detector, backend, tracker, scene, viewer, sinks, recorder,
-                     compose_always=settings.benchmark, info_type=SceneInfo)
-
-    show_progress = settings.progress and not display and not settings.benchmark and not source.is_live
-    total = source.frame_count
+    # 3. The loop.
+    show_progress = settings.progress and loop.viewer is None and not settings.benchmark and not loop.source.is_live
+    total = loop.source.frame_count
     if settings.max_frames is not None:
         total = min(total, settings.max_frames) if total else settings.max_frames
     loop.progress = ProgressBar(total, label="processing") if show_progress else None
@@ -456,19 +471,21 @@ def run(settings) -> int:
     finally:
         if loop.progress is not None:
             loop.progress.close()
-    files = list(sinks.files)
-    if recorder is not None:
-        plotted = recorder.save()
+
+    # 4. What was done.
+    files = list(loop.sinks.files)
+    if loop.plot_recorder is not None:
+        plotted = loop.plot_recorder.save()
         if plotted:
             files.append(plotted)
     summary.files = files
     print(format_summary(summary.frames, summary.seconds, summary.people, files, interrupted), file=sys.stderr)
     if settings.benchmark:
-        report = benchmark_report(summary, backend)
+        report = benchmark_report(summary, loop.backend)
         last = loop.last_with_people
-        if last is not None and hasattr(backend, "compare_with_reference"):
+        if last is not None and hasattr(loop.backend, "compare_with_reference"):
             # The pose network alone, plain float32 eager vs what ran, on the same crops, now.
-            report["pose_network"] = backend.compare_with_reference(last.frame.image, [p.box for p in last.people])
+            report["pose_network"] = loop.backend.compare_with_reference(last.frame.image, [p.box for p in last.people])
         print(json.dumps(report))
     return 130 if interrupted else 0
 
