@@ -15,7 +15,6 @@ so cannot be interleaved within one process. --alternatives also times what was 
 from __future__ import annotations
 
 import argparse
-import copy
 import os
 import statistics
 import subprocess

@@ -8,7 +8,7 @@ from .optimize import optimize_for_inference
 
 __all__ = [
     "build_convnextpose", "load_convnextpose", "read_state_dict", "infer_config", "resolve_device",
-    "ConvNeXtPose", "ConvNeXtPoseConfig", "VARIANTS",
+    "optimize_for_inference", "ConvNeXtPose", "ConvNeXtPoseConfig", "VARIANTS",
     "CheckpointError", "CheckpointNotFoundError", "NotACheckpointError", "CorruptCheckpointError",
     "UnsafeCheckpointError", "NotConvNeXtPoseError", "InconsistentShapesError",
 ]

@@ -30,7 +30,7 @@ import contextlib
 import torch
 from torch import nn
 
-from .convnextpose import ConvNeXtPose, heatmap_confidence, soft_argmax
+from .convnextpose import ConvNeXtPose, heatmap_confidence
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 

@@ -28,3 +28,20 @@ def group_boxes():
 @pytest.fixture(scope="session")
 def tiny_checkpoint():
     return DATA / "ConvNeXtPose_TINY.tar"
+
+
+# MediaPipe graphs take a while to build: one of each serves every test that needs it.
+@pytest.fixture(scope="session")
+def blazepose():
+    from app.blazepose import BlazePoseBackend
+    backend = BlazePoseBackend()
+    yield backend
+    backend.close()
+
+
+@pytest.fixture(scope="session")
+def detector():
+    from app.detector import PersonDetector
+    person_detector = PersonDetector()
+    yield person_detector
+    person_detector.close()

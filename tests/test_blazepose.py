@@ -7,7 +7,6 @@ import cv2
 import numpy as np
 import pytest
 
-from app.blazepose import BlazePoseBackend
 from app.skeleton import JOINT_INDEX as J, NUM_JOINTS
 from app.types import Box, Camera
 
@@ -16,17 +15,10 @@ BASKETBALL_MAN = Box(35, 80, 125, 400)     # hand-measured, left man in basketba
 
 
 @pytest.fixture(scope="module")
-def backend():
-    b = BlazePoseBackend()
-    yield b
-    b.close()
-
-
-@pytest.fixture(scope="module")
-def basketball_person(backend):
+def basketball_person(blazepose):
     image = cv2.imread(str(DATA / "basketball1.jpg"))
     camera = Camera.from_fov(image.shape[1], image.shape[0], 60)
-    (person,) = backend.estimate(image, [BASKETBALL_MAN], camera)
+    (person,) = blazepose.estimate(image, [BASKETBALL_MAN], camera)
     assert person is not None
     return person
 
@@ -74,11 +66,11 @@ def test_sides_and_up(basketball_person):
     assert np.all(p.joints_2d[:, 1] > b.y - 20) and np.all(p.joints_2d[:, 1] < b.y + b.h + 20)
 
 
-def test_root_positions_on_group_match_ground_truth(backend):
+def test_root_positions_on_group_match_ground_truth(blazepose):
     image = cv2.imread(str(DATA / "group.jpg"))
     meta = json.loads((DATA / "boxes.json").read_text())
     camera = Camera(*meta["focal"], *meta["princpt"])
-    people = backend.estimate(image, [Box(*b) for b in meta["bboxes"]], camera)
+    people = blazepose.estimate(image, [Box(*b) for b in meta["bboxes"]], camera)
     assert all(p is not None for p in people)
     depths = np.array([p.root_cam[2] for p in people])
     truth = np.array(meta["root_depths"])
@@ -89,16 +81,16 @@ def test_root_positions_on_group_match_ground_truth(backend):
     assert np.argmin(xs) == 4 and np.argmax(xs) == 2      # leftmost and rightmost people
 
 
-def test_boxes_at_border_tiny_and_alignment(backend):
+def test_boxes_at_border_tiny_and_alignment(blazepose):
     image = cv2.imread(str(DATA / "basketball1.jpg"))
     camera = Camera.from_fov(image.shape[1], image.shape[0], 60)
     boxes = [Box(2, 2, 8, 8),                     # tiny: nothing to see
              Box(-60, 60, 230, 440),              # runs off the left and bottom edges
              Box(5000, 5000, 100, 100),           # entirely outside
              BASKETBALL_MAN]
-    people = backend.estimate(image, boxes, camera)
+    people = blazepose.estimate(image, boxes, camera)
     assert len(people) == len(boxes)
     assert people[0] is None and people[2] is None
     assert people[1] is not None and people[3] is not None
     assert np.linalg.norm(people[1].joints_2d[J["Pelvis"]] - people[3].joints_2d[J["Pelvis"]]) < 25
-    assert backend.estimate(image, [], camera) == []
+    assert blazepose.estimate(image, [], camera) == []

@@ -20,13 +20,6 @@ def load(name):
 
 
 @pytest.fixture(scope="module")
-def detector():
-    det = PersonDetector()
-    yield det
-    det.close()
-
-
-@pytest.fixture(scope="module")
 def group_truth():
     meta = json.loads((DATA / "boxes.json").read_text())
     return [Box(*b) for b in meta["bboxes"]]

@@ -7,7 +7,6 @@ import cv2
 import numpy as np
 import pytest
 
-from app.blazepose import BlazePoseBackend
 from app.detector import PersonDetector
 from app.smoothing import JOINTS_PX, OneEuroFilter, OneEuroParams
 from app.tracker import Tracker, TrackerConfig
@@ -49,19 +48,12 @@ def test_one_euro_vectorized_duplicate_time_and_nan():
 # ---- tracker logic with real poses ------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def backend():
-    b = BlazePoseBackend()
-    yield b
-    b.close()
-
-
-@pytest.fixture(scope="module")
-def group_people(backend):
+def group_people(blazepose):
     """BlazePose on the five ground-truth boxes of group.jpg: five real poses."""
     image = cv2.imread(str(DATA / "group.jpg"))
     meta = json.loads((DATA / "boxes.json").read_text())
     boxes = [Box(*b) for b in meta["bboxes"]]
-    people = backend.estimate(image, boxes, Camera(*meta["focal"], *meta["princpt"]))
+    people = blazepose.estimate(image, boxes, Camera(*meta["focal"], *meta["princpt"]))
     assert all(p is not None for p in people)
     return boxes, people
 
@@ -204,7 +196,7 @@ def test_smoothing_off_passes_poses_through(group_people):
 
 # ---- end to end on a short real video ---------------------------------------------------------
 
-def test_real_video_ids_stable_with_detector_and_fallback(backend):
+def test_real_video_ids_stable_with_detector_and_fallback(blazepose):
     """basketball1.jpg panned 3 px per frame; the detector runs every 4 frames, the tracker's
     crops in between. The man on the left keeps one id the whole time."""
     image = cv2.imread(str(DATA / "basketball1.jpg"))
@@ -217,7 +209,7 @@ def test_real_video_ids_stable_with_detector_and_fallback(backend):
             m = np.float32([[1, 0, 3 * frame], [0, 1, 0]])
             img = cv2.warpAffine(image, m, (w, h), borderMode=cv2.BORDER_REPLICATE)
             boxes = tracker.boxes_for_frame(frame, lambda: detector.detect(img))
-            people = tracker.update(backend.estimate(img, boxes, camera), frame / FPS)
+            people = tracker.update(blazepose.estimate(img, boxes, camera), frame / FPS)
             left = [p for p in people if p.joints_2d[0, 0] < w / 2]
             assert len(left) == 1, frame
             seen.append(left[0].track_id)
