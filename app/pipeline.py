@@ -37,7 +37,8 @@ class RunSummary:
     seconds: float = 0.0
     files: list[str] = field(default_factory=list)
     stages_ms: dict[str, float] = field(default_factory=dict)   # mean per frame
-    rss_mb: dict[str, float] = field(default_factory=dict)
+    rss_mb: dict[str, float] = field(default_factory=dict)      # after warm-up, at the end
+    rss_samples_mb: list[float] = field(default_factory=list)   # every RSS_SAMPLE_EVERY frames
 
     @property
     def fps(self) -> float:
@@ -65,7 +66,8 @@ def _put(q: queue.Queue, item, stop: threading.Event) -> bool:
 class FrameLoop:
     """Owns the stages of one run and moves frames through them."""
 
-    WARMUP_FRAMES = 100   # resident memory is sampled after these, and at the end
+    WARMUP_FRAMES = 100       # resident memory is sampled after these, and at the end
+    RSS_SAMPLE_EVERY = 1000   # ... and every so many frames between, to show its course
 
     def __init__(self, settings, source, detector, backend, tracker, scene, viewer, sinks,
                  plot_recorder=None, compose_always=False, info_type=dict):
@@ -241,6 +243,8 @@ class FrameLoop:
             self.progress.update()
         if self.summary.frames == self.WARMUP_FRAMES:
             self.summary.rss_mb["warm"] = round(_rss_mb(), 1)
+        elif self.summary.frames % self.RSS_SAMPLE_EVERY == 0:
+            self.summary.rss_samples_mb.append(round(_rss_mb(), 1))
         return keep_going
 
     def _hold(self, last: FrameResult | None, fps: float) -> None:
@@ -495,5 +499,5 @@ def benchmark_report(summary: RunSummary, backend) -> dict:
     report = {"frames": summary.frames, "fps": round(summary.fps, 2), "stages_ms": stages,
               "device": backend.device, "model": backend.name}
     if summary.rss_mb:
-        report["rss_mb"] = summary.rss_mb
+        report["rss_mb"] = dict(summary.rss_mb, samples=summary.rss_samples_mb)
     return report
