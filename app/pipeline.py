@@ -387,7 +387,22 @@ def _warm_up(detector, backend, width: int, height: int, camera: Camera) -> None
         backend.estimate(blank, [Box(width * 0.25, height * 0.1, width * 0.5, height * 0.8)], camera)
 
 
-def _build_loop(settings, source, plot_joint: int | None, opened: list) -> FrameLoop:
+def _display_available(settings) -> bool:
+    """Whether to open the window. No screen is an error only when nothing would be saved."""
+    if not settings.display:
+        return False
+    from .window import check_display
+    try:
+        check_display()
+    except UserError:
+        if not (settings.output or settings.export):
+            raise
+        print("No display found: running headless and saving the outputs.", file=sys.stderr)
+        return False
+    return True
+
+
+def _build_loop(settings, source, plot_joint: int | None, display: bool, opened: list) -> FrameLoop:
     """Every stage of the run, wired together; what needs closing is appended to `opened`."""
     from .detector import PersonDetector
     from .sinks import ExportMeta, SinkGroup, make_exporter, make_media_sink
@@ -396,16 +411,6 @@ def _build_loop(settings, source, plot_joint: int | None, opened: list) -> Frame
 
     backend = create_backend(settings.model, settings.device, settings.precision, settings.compile)
     opened.append(backend)
-    display = settings.display
-    if display:
-        from .window import check_display
-        try:
-            check_display()
-        except UserError:
-            if not (settings.output or settings.export):
-                raise
-            print("No display found: running headless and saving the outputs.", file=sys.stderr)
-            display = False
 
     width, height = source.size
     camera = make_camera(settings, width, height)
@@ -448,11 +453,12 @@ def run(settings) -> int:
     if settings.export:
         check_output_path(settings.export, "export")
     plot_joint = _check_plot_path(settings.plot, settings.plot_joint) if settings.plot else None
+    display = _display_available(settings)
 
     # 2. The input, then the model (a bad --model is reported before any frame), then the rest.
     opened = [open_source(settings.input)]   # closed here if setting up fails, else by the loop
     try:
-        loop = _build_loop(settings, opened[0], plot_joint, opened)
+        loop = _build_loop(settings, opened[0], plot_joint, display, opened)
     except BaseException:
         for thing in reversed(opened):
             close = getattr(thing, "close", None)

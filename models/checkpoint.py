@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import pickletools
 import re
 import zipfile
 
@@ -63,8 +64,10 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         raise CorruptCheckpointError(f"checkpoint '{name}' is a truncated or corrupt archive")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        if "weights only" in str(error).lower() or "weights_only" in str(error).lower():
+    except pickle.UnpicklingError:
+        # torch says the same for a pickle it will not run and for bytes that are no pickle at
+        # all (a text file); only a well-formed pickle can be the malicious kind.
+        if _holds_valid_pickle(path):
             raise UnsafeCheckpointError(
                 f"checkpoint '{name}' was refused: it needs arbitrary code to unpickle, which could "
                 "be malicious, and only plain tensors are loaded") from None
@@ -76,6 +79,27 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     except Exception:  # torch raises assorted types for garbage input; none may escape as a traceback
         raise NotACheckpointError(f"'{name}' is not a PyTorch checkpoint") from None
     return _network_state(obj, name)
+
+
+def _holds_valid_pickle(path: str) -> bool:
+    """Whether the file's (first) pickle stream is well formed: its opcodes are walked with
+    pickletools, which only reads them and never executes anything."""
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                record = next((n for n in archive.namelist() if n.endswith("data.pkl")), None)
+                if record is None:
+                    return False
+                with archive.open(record) as stream:
+                    for _ in pickletools.genops(stream):
+                        pass
+        else:
+            with open(path, "rb") as stream:
+                for _ in pickletools.genops(stream):
+                    pass
+    except Exception:
+        return False
+    return True
 
 
 def _looks_like_truncated_zip(path: str) -> bool:

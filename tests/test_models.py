@@ -92,12 +92,14 @@ def test_missing_file(tmp_path):
     assert "does not exist" in str(error.value)
 
 
-def test_not_a_checkpoint(tmp_path):
+@pytest.mark.parametrize("text", ["these are not weights\n" * 20, "# A README\n\nSome *markdown*.\n"])
+def test_not_a_checkpoint(tmp_path, text):
     path = tmp_path / "notes.pth"
-    path.write_text("these are not weights\n" * 20)
+    path.write_text(text)
     with pytest.raises(NotACheckpointError) as error:
         load_convnextpose(path)
     _assert_one_sentence(error, "notes.pth")
+    assert "not a PyTorch checkpoint" in str(error.value)
 
 
 def test_empty_and_folder(tmp_path):
