@@ -331,8 +331,12 @@ class _FfmpegH264:
             kwargs["start_new_session"] = True   # the terminal's Ctrl-C must not reach it
         else:
             kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP
-        self._process = subprocess.Popen(command, stdin=subprocess.PIPE,
-                                         stdout=subprocess.DEVNULL, stderr=self._log, **kwargs)
+        try:
+            self._process = subprocess.Popen(command, stdin=subprocess.PIPE,
+                                             stdout=subprocess.DEVNULL, stderr=self._log, **kwargs)
+        except BaseException:
+            self._log.close()   # the caller falls back to OpenCV: nothing else would close it
+            raise
 
     def _error(self, what: str) -> UserError:
         self._log.seek(0)
@@ -343,14 +347,14 @@ class _FfmpegH264:
     def write(self, image: np.ndarray) -> None:
         try:
             self._process.stdin.write(memoryview(np.ascontiguousarray(image)).cast("B"))
-        except (BrokenPipeError, OSError):
+        except OSError:   # BrokenPipeError included
             self._process.wait()
             raise self._error("the video encoder stopped") from None
 
     def finish(self) -> None:
         try:
             self._process.stdin.close()
-        except (BrokenPipeError, OSError):
+        except OSError:   # BrokenPipeError included
             pass
         try:
             code = self._process.wait(FFMPEG_FINISH_TIMEOUT_S)
