@@ -532,7 +532,6 @@ class ImageSink(FileSink):
         self.image_ext = image_ext if image_ext.startswith(".") else "." + image_ext
         self._name_for_index = name_for_index
         self._last: np.ndarray | None = None
-        self.files_written: list[Path] = []
 
     def _render(self, result: FrameResult, composed: np.ndarray | None):
         image = composed if composed is not None else result.frame.image
@@ -549,12 +548,10 @@ class ImageSink(FileSink):
         target, data = payload
         self.path.mkdir(exist_ok=True)
         _write_bytes_atomically(target, data)
-        self.files_written.append(target)
 
     def _finish(self) -> None:
         if not self.is_folder:
             _write_bytes_atomically(self.path, _encode_image(self._last, self.path.suffix.lower()))
-            self.files_written.append(self.path)
 
 
 def make_media_sink(path: str | os.PathLike, fps: float, size: tuple[int, int] | None = None,
