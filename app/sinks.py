@@ -790,20 +790,17 @@ class SinkGroup:
 
     def write(self, result: FrameResult, composed: np.ndarray | None = None) -> None:
         # Feed every sink even if one fails, so all outputs hold the same frames; then raise.
-        first_error: BaseException | None = None
-        for sink in self.sinks:
-            try:
-                sink.write(result, composed)
-            except BaseException as error:
-                first_error = first_error or error
-        if first_error is not None:
-            raise first_error
+        self._each(lambda sink: sink.write(result, composed))
 
     def close(self) -> None:
+        self._each(lambda sink: sink.close())
+
+    def _each(self, call: Callable[[FileSink], None]) -> None:
+        """call(sink) for every sink even when one raises; then raise the first error."""
         first_error: BaseException | None = None
         for sink in self.sinks:
             try:
-                sink.close()
+                call(sink)
             except BaseException as error:
                 first_error = first_error or error
         if first_error is not None:
