@@ -451,6 +451,7 @@ class ImageFilesSource(Source):
         self._first = first
         self.paths = paths[skipped:]   # the files behind the frames, in order
         self._next_path = 1            # paths[0] is the first frame, already decoded
+        self._next_index = 1           # the first frame is index 0
         self.frame_count = len(self.paths)
         self.size = _image_size(first)
         self._closed = False
@@ -461,11 +462,9 @@ class ImageFilesSource(Source):
         return self._frame_paths[index]
 
     def __iter__(self) -> Iterator[Frame]:
-        index = 0
         if self._first is not None:
             first, self._first = self._first, None
             yield Frame(index=0, time=0.0, image=first)
-            index = 1
         while self._next_path < len(self.paths) and not self._closed:
             path = self.paths[self._next_path]
             self._next_path += 1
@@ -473,9 +472,10 @@ class ImageFilesSource(Source):
             if image is None:
                 log.warning("skipping '%s': cannot decode it as an image", path)
                 continue
+            index = self._next_index
+            self._next_index += 1
             self._frame_paths[index] = path
             yield Frame(index=index, time=index / self.fps, image=image)
-            index += 1
 
     def close(self) -> None:
         self._closed = True

@@ -82,6 +82,16 @@ def test_folder_sorted_by_name_and_non_images_skipped(tmp_path, group):
         np.testing.assert_array_equal(frame.image, crop)
 
 
+def test_folder_iterated_again_continues_the_indices(tmp_path, group):
+    for i, crop in enumerate(pan_crops(group, 3)):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), crop)
+    with open_source(str(tmp_path)) as source:
+        first = next(iter(source))
+        rest = list(source)
+        assert [f.index for f in [first, *rest]] == [0, 1, 2]
+        assert [source.path_of(f.index).name for f in rest] == ["1.png", "2.png"]
+
+
 def test_folder_skips_an_undecodable_image(tmp_path, group):
     crops = pan_crops(group, 3)
     cv2.imwrite(str(tmp_path / "a.png"), crops[0])
