@@ -224,6 +224,9 @@ def test_missing_camera_is_fast():
 def test_stream_url_password_is_hidden():
     assert _redact_url("rtsp://admin:secret@10.0.0.2:554/live") == "rtsp://admin:***@10.0.0.2:554/live"
     assert _redact_url("http://host/video.mjpg") == "http://host/video.mjpg"
+    # The host stays as written: case kept, an IPv6 address keeps its brackets.
+    assert _redact_url("rtsp://u:p@[fe80::1]:554/x") == "rtsp://u:***@[fe80::1]:554/x"
+    assert _redact_url("rtsp://u:p@Cam.Local/x") == "rtsp://u:***@Cam.Local/x"
 
 
 # --------------------------------------------------------------------------------------------
