@@ -241,15 +241,14 @@ class LatestFrameReader:
         with self._cond:
             return self._newest
 
-    def next_frame(self) -> tuple[np.ndarray, int, float] | None:
-        """(image, device sequence number, arrival time) of the newest unseen frame, or None at
-        the end of the stream."""
+    def next_frame(self) -> tuple[np.ndarray, float] | None:
+        """(image, arrival time) of the newest unseen frame, or None at the end of the stream."""
         with self._cond:
             self._cond.wait_for(lambda: self._newest_seq > self._returned_seq or self._ended)
             if self._newest_seq <= self._returned_seq:
                 return None   # ended and nothing new left
             self._returned_seq = self._newest_seq
-            return self._newest, self._newest_seq, self._newest_time
+            return self._newest, self._newest_time
 
     def stop(self, timeout: float = 2.0) -> None:
         self._stop.set()
@@ -293,7 +292,7 @@ class LiveSource(Source):
             item = self._reader.next_frame()
             if item is None:
                 return
-            image, _seq, arrived = item
+            image, arrived = item
             if self._t0 is None:
                 self._t0 = arrived
             frame = Frame(index=self._yielded, time=arrived - self._t0, image=image)
@@ -545,14 +544,13 @@ def _open_file(path: Path, still_fps: float) -> Source:
         raise UserError(f"cannot read '{path}': it is a text file, not an image or a video.")
     if read_image(path) is not None:
         return ImageFilesSource([path], str(path), fps=still_fps)
-    capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
-    if capture.isOpened():
-        ok, _ = capture.read()
-        capture.release()
-        if ok:
-            return _open_video(path)
-    else:
-        capture.release()
+    probe = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    try:
+        decodes = probe.isOpened() and probe.read()[0]
+    finally:
+        probe.release()
+    if decodes:
+        return _open_video(path)
     raise UserError(f"cannot read '{path}': it is neither an image nor a video this program can "
                     "decode.")
 
