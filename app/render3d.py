@@ -8,7 +8,7 @@ camera marker, axis gizmo) are drawn once per view into a cached layer and copie
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -249,7 +249,6 @@ class Panel3D:
         self.fov_deg = fov_deg
         self.min_confidence = min_confidence
         self.state = OrbitState()
-        self._default_state = OrbitState()
         self._target = _Glide(deadband=250.0)      # both scale with the distance, see _frame_scene
         self._distance = _Glide(deadband=300.0)
         self._floor = _Glide(deadband=80.0)
@@ -275,8 +274,7 @@ class Panel3D:
         return self.state.centred
 
     def reset_view(self) -> None:
-        centred = self.state.centred
-        self.state = replace(self._default_state, centred=centred)
+        self.state = OrbitState(centred=self.state.centred)
         self._reset_framing()
 
     def _reset_framing(self) -> None:
@@ -296,10 +294,13 @@ class Panel3D:
         self.width, self.height = width, height
 
     def current_view(self) -> OrbitView:
-        target = self._target.value if self._target.value is not None else np.array([0.0, 0.0, 3000.0])
+        if self._target.value is not None:
+            target = self._target.value
+        elif self.state.centred:
+            target = np.zeros(3)                     # the centred person's root
+        else:
+            target = np.array([0.0, 0.0, 3000.0])    # nobody framed yet: 3 m in front of the camera
         distance = float(self._distance.value[0]) if self._distance.value is not None else 3500.0
-        if self.state.centred and self._target.value is None:
-            target = np.zeros(3)
         return OrbitView(azimuth_deg=self.state.azimuth_deg, elevation_deg=self.state.elevation_deg,
                          distance_mm=distance * self.state.zoom,
                          target_mm=tuple(float(v) for v in target),
