@@ -396,11 +396,8 @@ class Panel3D:
         b = np.concatenate([np.stack([xs, np.full_like(xs, floor_y), np.full_like(xs, z1)], 1),
                             np.stack([np.full_like(zs, x1), np.full_like(zs, floor_y), zs], 1)])
         major = np.concatenate([np.isclose(xs % 1000.0, 0.0), np.isclose(zs % 1000.0, 0.0)])
-        pa, pb, visible = project_segments(a, b, view)
-        fa, fb = _fixed(pa), _fixed(pb)
-        for i in np.flatnonzero(visible):
-            colour = self.style.grid_major if major[i] else self.style.grid
-            cv2.line(img, tuple(fa[i]), tuple(fb[i]), colour, 1, cv2.LINE_AA, _SHIFT)
+        colours = [self.style.grid_major if m else self.style.grid for m in major]
+        _draw_segments(img, a, b, view, colours)
 
     def _draw_camera_marker(self, img: np.ndarray, view: OrbitView) -> None:
         """The real camera at the world origin, as a small pyramid looking along +z."""
@@ -410,10 +407,7 @@ class Panel3D:
                             [s, 0.75 * s, 1.6 * s], [-s, 0.75 * s, 1.6 * s]])
         a = np.concatenate([np.repeat(apex[None], 4, 0), corners])
         b = np.concatenate([corners, np.roll(corners, -1, axis=0)])
-        pa, pb, visible = project_segments(a, b, view)
-        fa, fb = _fixed(pa), _fixed(pb)
-        for i in np.flatnonzero(visible):
-            cv2.line(img, tuple(fa[i]), tuple(fb[i]), self.style.camera, 1, cv2.LINE_AA, _SHIFT)
+        _draw_segments(img, a, b, view, [self.style.camera] * len(a))
         label = project(np.array([[0.0, -0.75 * s - 60.0, 0.0]]), view)[0]
         if np.isfinite(label).all():
             _text(img, "camera", (int(label[0]) - 24, int(label[1])), self.style.camera, 0.38)
@@ -470,7 +464,8 @@ class Panel3D:
             x, y = px[:n][ok_px][top]
             _label(img, pp.label, (int(x), int(y) - 14), pp.colour, style.font_scale)
 
-    def _draw_floor_ring(self, img, root, floor_y, view, colour) -> None:
+    def _draw_floor_ring(self, img: np.ndarray, root: np.ndarray, floor_y: float, view: OrbitView,
+                         colour: Colour) -> None:
         angles = np.linspace(0.0, 2.0 * np.pi, 25)
         ring = np.stack([root[0] + RING_MM * np.cos(angles), np.full_like(angles, floor_y),
                          root[2] + RING_MM * np.sin(angles)], axis=1)
@@ -487,6 +482,15 @@ class Panel3D:
         _text(img, caption, (10, 20), self.style.text, 0.45)
         if not placed:
             _text(img, "no people", (self.width // 2 - 40, self.height // 2), self.style.text, 0.55)
+
+
+def _draw_segments(img: np.ndarray, a_world: np.ndarray, b_world: np.ndarray, view: OrbitView,
+                   colours: list[Colour]) -> None:
+    """World segments a[i]-b[i] as thin anti-aliased lines, clipped at the near plane."""
+    pa, pb, visible = project_segments(a_world, b_world, view)
+    fa, fb = _fixed(pa), _fixed(pb)
+    for i in np.flatnonzero(visible):
+        cv2.line(img, tuple(fa[i]), tuple(fb[i]), colours[i], 1, cv2.LINE_AA, _SHIFT)
 
 
 def _pt(p: np.ndarray) -> tuple[int, int]:
