@@ -28,7 +28,7 @@ from app.errors import UserError
 from app.render2d import draw_text_box
 from app.render3d import Panel3D
 from app.types import FrameResult
-from app.view import SceneInfo, SceneRenderer
+from app.view import Rect, SceneInfo, SceneRenderer
 
 
 class Action(Enum):
@@ -159,7 +159,7 @@ class ViewerControls:
         print(f"screenshot saved: {path.resolve()}", flush=True)
         return path
 
-    def on_mouse(self, event: int, x: int, y: int, flags: int, panel_rect) -> None:
+    def on_mouse(self, event: int, x: int, y: int, flags: int, panel_rect: Rect) -> None:
         """Drag to orbit, wheel to zoom; only over the 3D panel (a drag may leave it)."""
         over_panel = panel_rect.contains(x, y)
         if event == cv2.EVENT_LBUTTONDOWN and over_panel:
@@ -279,9 +279,6 @@ class Viewer:
         """The composed image last shown, without the help overlay (what --output records)."""
         return self.controls.last_image
 
-    def handle_key(self, key_code: int) -> Action:
-        return self.controls.handle_key(key_code)
-
     def close(self) -> None:
         if self._open:
             self._open = False
@@ -327,12 +324,12 @@ class Viewer:
         self._qt_zoomed = False
         x, y, _, _ = cv2.getWindowImageRect(self.title)
         cv2.destroyWindow(self.title)
-        self._handle_key(cv2.waitKeyEx(1))      # let Qt delete the old window; keep any key
+        self.controls.handle_key(cv2.waitKeyEx(1))   # let Qt delete the old window; keep any key
         self._create_window()
         if x >= 0 and y >= 0:
             cv2.moveWindow(self.title, x, y)
         self.redraw()
-        self._handle_key(cv2.waitKeyEx(1))
+        self.controls.handle_key(cv2.waitKeyEx(1))
         if x >= 0 and y >= 0:
             # moveWindow places the frame, the rect is the image's: take window decorations out.
             nx, ny, _, _ = cv2.getWindowImageRect(self.title)
@@ -349,16 +346,12 @@ class Viewer:
         self._shown_size = (w, h)
 
     def _pump(self, wait_ms: int) -> None:
-        self._handle_key(cv2.waitKeyEx(wait_ms))
+        self.controls.handle_key(cv2.waitKeyEx(wait_ms))   # -1 (no key) is Action.NONE
         if self._window_closed():
             self.controls.quit = True
             self.close()
         elif self._qt_zoomed:
             self._undo_qt_zoom()
-
-    def _handle_key(self, key: int) -> None:
-        if key != -1:
-            self.controls.handle_key(key)
 
     def _window_closed(self) -> bool:
         try:
