@@ -39,6 +39,10 @@ class RunSummary:
     stages_ms: dict[str, float] = field(default_factory=dict)   # mean per frame
     rss_mb: dict[str, float] = field(default_factory=dict)      # after warm-up, at the end
     rss_samples_mb: list[float] = field(default_factory=list)   # every RSS_SAMPLE_EVERY frames
+    # per frame, ms: from the frame's arrival to its result being shown and written; and the
+    # work done on it (detect + pose + track + render + write), the rest being waiting
+    latency_ms: deque = field(default_factory=lambda: deque(maxlen=10000))
+    processing_ms: deque = field(default_factory=lambda: deque(maxlen=10000))
 
     @property
     def fps(self) -> float:
@@ -238,6 +242,8 @@ class FrameLoop:
         if self.plot_recorder is not None:
             self.plot_recorder.add(result)
         result.stages_ms["write"] = (time.perf_counter() - start) * 1000.0
+        self.summary.latency_ms.append((time.monotonic() - result.frame.captured) * 1000.0)
+        self.summary.processing_ms.append(sum(v for k, v in result.stages_ms.items() if k != "read"))
         self._account(result)
         if self.progress is not None:
             self.progress.update()
@@ -346,7 +352,7 @@ class _LoopingSource:
             last = None
             for frame in self.current:
                 last = frame
-                yield Frame(frame.index + offset_index, frame.time + offset_time, frame.image)
+                yield Frame(frame.index + offset_index, frame.time + offset_time, frame.image, frame.captured)
             if last is None:
                 return
             offset_index += last.index + 1
@@ -440,9 +446,10 @@ def _build_loop(settings, source, plot_joint: int | None, display: bool, opened:
                      compose_always=settings.benchmark, info_type=SceneInfo)
 
 
-def run(settings) -> int:
+def run(settings, source=None) -> int:
     """Build every stage from the settings, run the loop, report. Everything the user could
-    have got wrong is checked before the first frame is processed."""
+    have got wrong is checked before the first frame is processed. `source`: an already open
+    source to read instead of `settings.input` (benchmarks and tests use a simulated camera)."""
     from .progress import ProgressBar, format_summary
     from .sinks import check_output_path
     from .sources import open_source
@@ -456,7 +463,7 @@ def run(settings) -> int:
     display = _display_available(settings)
 
     # 2. The input, then the model (a bad --model is reported before any frame), then the rest.
-    opened = [open_source(settings.input)]   # closed here if setting up fails, else by the loop
+    opened = [source or open_source(settings.input)]   # closed here if setting up fails, else by the loop
     try:
         loop = _build_loop(settings, opened[0], plot_joint, display, opened)
     except BaseException:
@@ -491,7 +498,7 @@ def run(settings) -> int:
     summary.files = files
     print(format_summary(summary.frames, summary.seconds, summary.people, files, interrupted), file=sys.stderr)
     if settings.benchmark:
-        report = benchmark_report(summary, loop.backend)
+        report = benchmark_report(summary, loop.backend, loop.source)
         last = loop.last_with_people
         if last is not None and hasattr(loop.backend, "compare_with_reference"):
             # The pose network alone, plain float32 eager vs what ran, on the same crops, now.
@@ -500,10 +507,19 @@ def run(settings) -> int:
     return 130 if interrupted else 0
 
 
-def benchmark_report(summary: RunSummary, backend) -> dict:
+def benchmark_report(summary: RunSummary, backend, source) -> dict:
     stages = {k: round(summary.stages_ms.get(k, 0.0), 3) for k in ("read", "detect", "pose", "render", "write")}
     report = {"frames": summary.frames, "fps": round(summary.fps, 2), "stages_ms": stages,
               "device": backend.device, "model": backend.name}
     if summary.rss_mb:
         report["rss_mb"] = dict(summary.rss_mb, samples=summary.rss_samples_mb)
+    if source.is_live and summary.latency_ms:
+        # A camera's promise: latency at most one frame interval beyond the processing time.
+        latency = np.array(summary.latency_ms)
+        waiting = latency - np.array(summary.processing_ms)
+        report["latency_ms"] = {"mean": round(float(latency.mean()), 2),
+                                "p95": round(float(np.percentile(latency, 95)), 2),
+                                "processing_mean": round(float(np.mean(summary.processing_ms)), 2),
+                                "beyond_processing_p95": round(float(np.percentile(waiting, 95)), 2),
+                                "frame_interval": round(1000.0 / source.fps, 2)}
     return report

@@ -295,7 +295,7 @@ class LiveSource(Source):
             image, arrived = item
             if self._t0 is None:
                 self._t0 = arrived
-            frame = Frame(index=self._yielded, time=arrived - self._t0, image=image)
+            frame = Frame(index=self._yielded, time=arrived - self._t0, image=image, captured=arrived)
             self._yielded += 1
             yield frame
 
@@ -395,7 +395,7 @@ class VideoFileSource(Source):
     def _frame(self, image: np.ndarray) -> Frame:
         index = self.frames_read
         self.frames_read += 1
-        return Frame(index=index, time=index / self.fps, image=image)
+        return Frame(index=index, time=index / self.fps, image=image, captured=time.monotonic())
 
     def close(self) -> None:
         self._stop.set()
@@ -462,7 +462,7 @@ class ImageFilesSource(Source):
     def __iter__(self) -> Iterator[Frame]:
         if self._first is not None:
             first, self._first = self._first, None
-            yield Frame(index=0, time=0.0, image=first)
+            yield Frame(index=0, time=0.0, image=first, captured=time.monotonic())
         while self._next_path < len(self.paths) and not self._closed:
             path = self.paths[self._next_path]
             self._next_path += 1
@@ -473,7 +473,7 @@ class ImageFilesSource(Source):
             index = self._next_index
             self._next_index += 1
             self._frame_paths[index] = path
-            yield Frame(index=index, time=index / self.fps, image=image)
+            yield Frame(index=index, time=index / self.fps, image=image, captured=time.monotonic())
 
     def close(self) -> None:
         self._closed = True

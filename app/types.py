@@ -71,6 +71,7 @@ class Frame:
     index: int
     time: float                 # seconds: media time for files, wall time since start for cameras
     image: np.ndarray           # BGR uint8, H x W x 3
+    captured: float = 0.0       # time.monotonic() when the frame arrived from the device or decoder
 
 
 @dataclass

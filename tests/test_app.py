@@ -303,3 +303,16 @@ def test_live_camera_input_processes_the_newest_frames(tmp_path, monkeypatch):
     assert all(b > a for a, b in zip(times, times[1:])), "wall-clock times increase"
     assert camera.released
     assert count_frames(out)[0] >= 6
+
+
+def test_benchmark_of_a_live_source_reports_latency(monkeypatch, capsys):
+    from app import sources
+
+    camera = _FakeCamera(cv2.imread(str(DATA / "group.jpg")))
+    monkeypatch.setattr(sources, "open_source", lambda spec, **kw: sources.LiveSource(camera, "camera 0"))
+    assert main(["--input", "0", "--model", TINY, "--benchmark", "--max-frames", "5"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    latency = report["latency_ms"]
+    assert set(latency) == {"mean", "p95", "processing_mean", "beyond_processing_p95", "frame_interval"}
+    assert latency["frame_interval"] == pytest.approx(20.0)      # the camera's 50 fps
+    assert 0 < latency["processing_mean"] <= latency["mean"]      # waiting is never negative

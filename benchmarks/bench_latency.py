@@ -1,0 +1,58 @@
+"""Camera latency: the real frame loop fed by a simulated camera that delivers a real photo at a
+steady frame rate, as a driver does. Prints the benchmark JSON, whose `latency_ms` says how long
+a frame takes from its arrival to its result, and how much of that is waiting beyond the work
+done on it (the promise: at most one frame interval).
+
+    python benchmarks/bench_latency.py [--model PATH] [--fps 30] [--frames 300]
+"""
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import cv2
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from app import pipeline  # noqa: E402
+from app.cli import parse_settings  # noqa: E402
+from app.sources import LiveSource  # noqa: E402
+from benchmarks.make_clip import PHOTO  # noqa: E402
+
+
+class SimulatedCamera:
+    """cv2.VideoCapture's reading interface, delivering frames at `fps` in real time."""
+
+    def __init__(self, image, fps: float):
+        self.image, self.interval, self.next_due = image, 1.0 / fps, time.monotonic()
+
+    def read(self):
+        self.next_due += self.interval
+        time.sleep(max(0.0, self.next_due - time.monotonic()))
+        return True, self.image.copy()
+
+    def get(self, prop):
+        return 1.0 / self.interval if prop == cv2.CAP_PROP_FPS else 0.0
+
+    def release(self):
+        pass
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=None, help="checkpoint (default: as run_demo.py picks)")
+    parser.add_argument("--fps", type=float, default=30.0)
+    parser.add_argument("--frames", type=int, default=300)
+    args = parser.parse_args()
+    photo = cv2.imread(str(PHOTO))
+    frame = cv2.hconcat([photo[:, :400], photo[:, 195:435]])   # one person, as make_clip.py
+    argv = ["--input", "0", "--benchmark", "--max-frames", str(args.frames)]
+    if args.model:
+        argv += ["--model", args.model]
+    source = LiveSource(SimulatedCamera(frame, args.fps), "simulated camera")
+    return pipeline.run(parse_settings(argv), source=source)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
