@@ -790,7 +790,9 @@ class SinkGroup:
 
     def write(self, result: FrameResult, composed: np.ndarray | None = None) -> None:
         # Feed every sink even if one fails, so all outputs hold the same frames; then raise.
-        self._each(lambda sink: sink.write(result, composed))
+        # Ctrl-C waits for the whole frame, not just one sink: a frame is in all outputs or none.
+        with _ctrl_c_deferred():
+            self._each(lambda sink: sink.write(result, composed))
 
     def close(self) -> None:
         self._each(lambda sink: sink.close())
