@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,6 +32,27 @@ class PoseEstimate:
     pose_3d_rel: np.ndarray  # (J, 3) mm, Pelvis subtracted
     confidence: np.ndarray   # (J,) heatmap confidence in [0, 1]
     root_depth: float        # mm, given or from the RootNet prior
+
+
+@dataclass
+class Crop:
+    """One box's network input: which box it came from, the processed box, the affine map."""
+    index: int               # position in the boxes given
+    bbox: np.ndarray         # (4,) processed box, x y w h pixels
+    transform: np.ndarray    # (2, 3) image -> crop
+    image: np.ndarray        # 256 x 256 BGR uint8
+
+
+def crop_boxes(frame_bgr: np.ndarray, boxes) -> list[Crop]:
+    """The crop of every box (x, y, w, h) that is not empty after clipping."""
+    height, width = frame_bgr.shape[:2]
+    crops = []
+    for i, box in enumerate(boxes):
+        bbox = geometry.process_box(box, width, height)
+        if bbox is not None:
+            transform = geometry.crop_transform(bbox)
+            crops.append(Crop(i, bbox, transform, geometry.crop(frame_bgr, transform)))
+    return crops
 
 
 def normalize_crops(crops_bgr: list[np.ndarray]) -> torch.Tensor:
@@ -61,30 +83,21 @@ def estimate_poses(model, frame_bgr: np.ndarray, boxes, focal, principal_point,
     box is empty after clipping, so the list stays aligned with `boxes`.
     """
     camera = Camera(float(focal[0]), float(focal[1]), float(principal_point[0]), float(principal_point[1]))
-    height, width = frame_bgr.shape[:2]
     results: list[PoseEstimate | None] = [None] * len(boxes)
-    kept, bboxes, transforms, crops = [], [], [], []
-    for i, box in enumerate(boxes):
-        bbox = geometry.process_box(box, width, height)
-        if bbox is None:
-            continue
-        transform = geometry.crop_transform(bbox)
-        kept.append(i)
-        bboxes.append(bbox)
-        transforms.append(transform)
-        crops.append(geometry.crop(frame_bgr, transform))
-    if not kept:
+    crops = crop_boxes(frame_bgr, boxes)
+    if not crops:
         return results
-    coords, confidences = run_network(model, normalize_crops(crops))
+    coords, confidences = run_network(model, normalize_crops([c.image for c in crops]))
     depth_bins = model.config.depth_bins
-    for k, i in enumerate(kept):
+    for c, coord, confidence in zip(crops, coords, confidences):
+        i = c.index
         root_depth = (float(root_depths[i]) if root_depths is not None
-                      else geometry.root_depth_prior(bboxes[k], camera))
-        pose_2d = geometry.heatmap_to_image(coords[k], transforms[k], HEATMAP_SIZE)
-        depth = geometry.bins_to_depth(coords[k][:, 2], depth_bins, root_depth)
+                      else geometry.root_depth_prior(c.bbox, camera))
+        pose_2d = geometry.heatmap_to_image(coord, c.transform, HEATMAP_SIZE)
+        depth = geometry.bins_to_depth(coord[:, 2], depth_bins, root_depth)
         pose_3d_cam = geometry.pixels_to_camera(pose_2d, depth, camera)
-        results[i] = PoseEstimate(bboxes[k], transforms[k], coords[k], pose_2d, pose_3d_cam,
-                                  pose_3d_cam - pose_3d_cam[ROOT], confidences[k], root_depth)
+        results[i] = PoseEstimate(c.bbox, c.transform, coord, pose_2d, pose_3d_cam,
+                                  pose_3d_cam - pose_3d_cam[ROOT], confidence, root_depth)
     return results
 
 
@@ -105,16 +118,10 @@ class ConvNeXtPoseBackend(PoseBackend):
         """Median milliseconds of the network alone on this frame's crops, plain float32 eager
         vs the path that runs, interleaved so both see the same machine load; and the largest
         difference of their answers in heatmap units."""
-        import time
-        height, width = image_bgr.shape[:2]
-        crops = []
-        for box in boxes:
-            bbox = geometry.process_box(box.as_xywh(), width, height)
-            if bbox is not None:
-                crops.append(geometry.crop(image_bgr, geometry.crop_transform(bbox)))
+        crops = crop_boxes(image_bgr, [b.as_xywh() for b in boxes])
         if self.reference is None or not crops:
             return {}
-        images = normalize_crops(crops)
+        images = normalize_crops([c.image for c in crops])
         timings = {"fp32_eager": [], "selected": []}
         outputs = {}
         for _ in range(repeats + 2):   # the first two are warm-up

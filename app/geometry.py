@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .types import Box, Camera
+from .types import Camera
 
 CROP_SIZE = 256          # the network's input, pixels
 BOX_ENLARGE = 1.25       # context around the person
@@ -76,11 +76,3 @@ def root_depth_prior(bbox: np.ndarray, camera: Camera) -> float:
     """RootNet's distance prior: a processed box of area A px^2 is sqrt(fx fy 2m x 2m / A) away."""
     area = float(bbox[2] * bbox[3])
     return float(np.sqrt(camera.fx * camera.fy * ROOT_AREA_MM2 / area))
-
-
-def box_around(points_xy: np.ndarray, margin: float = 0.15, score: float = 1.0) -> Box:
-    """The tight box around 2D points, grown by `margin` of its size on every side."""
-    lo, hi = points_xy.min(axis=0), points_xy.max(axis=0)
-    w, h = hi - lo
-    return Box(float(lo[0] - margin * w), float(lo[1] - margin * h),
-               float(w * (1 + 2 * margin)), float(h * (1 + 2 * margin)), score)
