@@ -36,8 +36,11 @@ def missing_weights_notice(folder: Path = WEIGHTS_DIR) -> str:
 
 
 def create_backend(model: str | None, device: str = "auto", precision: str = "auto", compile: bool = False,
+                   keep_reference: bool = False,
                    notify=lambda line: print(line, file=sys.stderr)) -> PoseBackend:
-    """The pose backend for `--model` (a path, 'blazepose', or None for the best in weights/)."""
+    """The pose backend for `--model` (a path, 'blazepose', or None for the best in weights/).
+    keep_reference: keep the plain float32 network beside the optimized one, for benchmarks
+    (it costs the model's size in memory again, so only then)."""
     if model is not None and model.lower() == FALLBACK:
         return _blazepose()
     path = Path(model) if model is not None else find_checkpoint()
@@ -56,7 +59,7 @@ def create_backend(model: str | None, device: str = "auto", precision: str = "au
     network = load_convnextpose(path, device=torch_device)
     notify(f"Loaded {path.name}: {network.describe()}")
     runner = optimize_for_inference(network, precision=precision, compile=compile)
-    return ConvNeXtPoseBackend(runner, name=network.display_name, reference=network)
+    return ConvNeXtPoseBackend(runner, name=network.display_name, reference=network if keep_reference else None)
 
 
 def _blazepose() -> PoseBackend:
