@@ -35,7 +35,7 @@ def missing_weights_notice(folder: Path = WEIGHTS_DIR) -> str:
             f"linked in {RELEASE_URL} and put it in {folder}/ (or pass --model PATH).")
 
 
-def create_backend(model: str | None, device: str = "auto", precision: str = "auto", compile: bool = False,
+def create_backend(model: str | None, device: str = "auto", precision: str = "auto",
                    keep_reference: bool = False,
                    notify=lambda line: print(line, file=sys.stderr)) -> PoseBackend:
     """The pose backend for `--model` (a path, 'blazepose', or None for the best in weights/).
@@ -58,7 +58,7 @@ def create_backend(model: str | None, device: str = "auto", precision: str = "au
         raise UserError(f"{error}; use --device cpu or auto") from None
     network = load_convnextpose(path, device=torch_device)
     notify(f"Loaded {path.name}: {network.describe()}")
-    runner = optimize_for_inference(network, precision=precision, compile=compile)
+    runner = optimize_for_inference(network, precision=precision)
     return ConvNeXtPoseBackend(runner, name=network.display_name, reference=network if keep_reference else None)
 
 

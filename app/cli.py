@@ -26,7 +26,6 @@ class Settings:
     focal: float | None = None
     fov: float = DEFAULT_FOV_DEG
     precision: str = "auto"           # "auto" picks the fastest path that keeps the answers; "fp32", "bf16"
-    compile: bool = False
     detect_every: int = 15
     benchmark: bool = False
     loop: bool = False
@@ -64,9 +63,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto: the fastest numerics whose answers stay within 0.05 heatmap units of "
                         "float32 (float32 with folded BatchNorm on these CPUs); fp32: force float32; "
                         "bf16: faster on CPUs with AVX512-BF16/AMX, but its answers differ more")
-    p.add_argument("--compile", action="store_true",
-                   help="torch.compile the pose network: faster per frame, but seconds of start-up "
-                        "and again for each new number of people")
     p.add_argument("--detect-every", type=int, default=15, metavar="N",
                    help="re-run the person detector every N frames (and whenever a track is lost)")
     p.add_argument("--benchmark", action="store_true",

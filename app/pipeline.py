@@ -415,7 +415,7 @@ def _build_loop(settings, source, plot_joint: int | None, display: bool, opened:
     from .tracker import Tracker
     from .view import SceneInfo, SceneRenderer
 
-    backend = create_backend(settings.model, settings.device, settings.precision, settings.compile,
+    backend = create_backend(settings.model, settings.device, settings.precision,
                              keep_reference=settings.benchmark)
     opened.append(backend)
 

@@ -13,6 +13,8 @@
     also shift the zero padding, which changes the border pixels. It stays a per-channel affine
     (an 8x8 map, so it costs nothing).
 * activations run channels_last (NHWC), which oneDNN's convolutions prefer;
+* in float32 on the CPU, the convolutions run prepacked with their ReLUs and residual adds fused
+  (onednn.py; bit-identical logits), wherever PyTorch's oneDNN operators are there;
 * numerics are chosen per device (`numerics` says which):
   - "fp32": float32 everywhere (only float rounding differs from the original);
   - "bf16-avx512" / "bf16-amx": on CPUs with AVX512-BF16 (or AMX) the convolutions run under
@@ -31,6 +33,7 @@ import torch
 from torch import nn
 
 from .convnextpose import ConvNeXtPose, heatmap_confidence
+from .onednn import FusedCpuNetwork
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
@@ -179,13 +182,19 @@ def tune_cpu_allocator() -> bool:
 # --------------------------------------------------------------------------- the optimised network
 
 def _coords_and_plane(logits: torch.Tensor, joints: int, depth_bins: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """soft_argmax in float32 with two passes over the softmax volume instead of three:
-    the (x, y) plane (also what the confidence needs) and the depth marginal."""
+    """soft_argmax in float32, read where the logits lie: channels_last logits are a
+    (N, H*W, J, D) volume with no copy, so this exponentiates once and takes the (x, y) plane
+    (also what the confidence needs) and the depth marginal from that one pass. The softmax
+    of soft_argmax wants (N, J, D*H*W) and would first transpose the whole volume (3-4x
+    slower at batch 3). Same answers up to float32 rounding."""
     n, _, height, width = logits.shape
-    probs = torch.softmax(logits.reshape(n, joints, depth_bins * height * width).float(), dim=2)
-    probs = probs.view(n * joints, depth_bins, height * width)
-    depth = probs.sum(dim=2).view(n, joints, depth_bins)
-    plane = probs.sum(dim=1).view(n, joints, height, width)
+    volume = logits.permute(0, 2, 3, 1).reshape(n, height * width, joints, depth_bins).float()
+    weights = (volume - volume.amax(dim=(1, 3), keepdim=True)).exp_()   # unnormalised softmax
+    plane = weights.sum(dim=3)                                          # (N, H*W, J)
+    depth = weights.sum(dim=1)                                          # (N, J, D)
+    total = depth.sum(dim=2)                                            # (N, J)
+    plane = (plane / total.unsqueeze(1)).transpose(1, 2).reshape(n, joints, height, width)
+    depth = depth / total.unsqueeze(2)
     xs = torch.arange(width, dtype=plane.dtype, device=plane.device)
     ys = torch.arange(height, dtype=plane.dtype, device=plane.device)
     zs = torch.arange(depth_bins, dtype=plane.dtype, device=plane.device)
@@ -213,6 +222,8 @@ class OptimizedConvNeXtPose(ConvNeXtPose):
         fold_batchnorms(self)
         self.to(memory_format=torch.channels_last)
         self.numerics = numerics
+        # oneDNN's fused kernels: float32 only (bf16 runs under autocast, which they bypass)
+        self.fused = FusedCpuNetwork.build(self, self._modules_network) if numerics == "fp32" else None
 
     @property
     def reduced_precision(self) -> torch.dtype | None:
@@ -228,15 +239,13 @@ class OptimizedConvNeXtPose(ConvNeXtPose):
             return torch.backends.cudnn.flags(enabled=True, benchmark=True, deterministic=False, allow_tf32=False)
         return contextlib.nullcontext()
 
-    compiled = None   # set by optimize_for_inference(compile=True): an inductor-compiled network
-
-    def _network(self, images: torch.Tensor) -> torch.Tensor:
+    def _modules_network(self, images: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone(images))
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
         images = images.to(next(self.parameters()).device).contiguous(memory_format=torch.channels_last)
         with self._numerics_context(images.device):
-            out = (self.compiled or self._network)(images)
+            out = (self.fused or self._modules_network)(images)
         return out.float()
 
     def _coords_and_plane(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -258,7 +267,7 @@ class OptimizedConvNeXtPose(ConvNeXtPose):
         return (f"{self.display_name}: depths {list(c.depths)}, dims {list(c.dims)}, head width "
                 f"{c.head_width}, {c.depth_bins} depth bins, {c.joints} joints, "
                 f"{self._source_parameters / 1e6:.3f} M parameters; inference: BatchNorm folded, "
-                f"channels_last, {self.numerics}")
+                f"channels_last, {self.numerics}" + (", oneDNN fused" if self.fused else ""))
 
 
 def max_coord_deviation(model: nn.Module, reference: nn.Module, images: torch.Tensor) -> float:
@@ -273,7 +282,7 @@ def max_coord_deviation(model: nn.Module, reference: nn.Module, images: torch.Te
 
 def optimize_for_inference(model: ConvNeXtPose, precision: str = "auto", *,
                            calibration: torch.Tensor | None = None, tolerance: float = 0.05,
-                           tune_allocator: bool = True, compile: bool = False) -> OptimizedConvNeXtPose:
+                           tune_allocator: bool = True) -> OptimizedConvNeXtPose:
     """A faster copy of `model` (left untouched) with the same interface and answers.
 
     precision: "fp32" forces float32; "bf16" forces bfloat16 convolutions (only where the device
@@ -283,11 +292,7 @@ def optimize_for_inference(model: ConvNeXtPose, precision: str = "auto", *,
     keeps float32 unless `calibration` crops (N, 3, 256, 256, normalized) are given: then it
     measures bf16 against float32 on them and takes bf16 only when its largest deviation is at
     most half of `tolerance`. `optimized.numerics` says what was chosen.
-    tune_allocator: on CPU, also call `tune_cpu_allocator()` (process-wide; see there).
-    compile: also run the network through torch.compile (inductor, weight freezing). Faster on
-    CPU (about 20-40% over the eager optimized path here) but it costs ~10-25 s of compiling at
-    start and again for every new batch size, and needs a C++ compiler; off by default. Falls
-    back to the eager path (`compiled` stays None) if compiling fails."""
+    tune_allocator: on CPU, also call `tune_cpu_allocator()` (process-wide; see there)."""
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
     if precision == "fp16":
@@ -308,23 +313,5 @@ def optimize_for_inference(model: ConvNeXtPose, precision: str = "auto", *,
         deviation = max_coord_deviation(candidate, chosen, calibration)
         if deviation == deviation and deviation <= tolerance / 2:   # not NaN, and with a margin
             chosen = candidate
-    if compile:
-        _compile(chosen)
     return chosen
 
-
-def _compile(model: OptimizedConvNeXtPose) -> None:
-    """Compile the network (batch 1 now, other sizes when first seen); on failure stay eager."""
-    import warnings
-    try:
-        import torch._inductor.config as inductor_config
-        inductor_config.freezing = True            # weights as constants: folded, prepacked
-        compiled = torch.compile(model._network, dynamic=False)
-        device = next(model.parameters()).device
-        example = torch.zeros(1, 3, 256, 256, device=device).contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode(), model._numerics_context(device):   # as forward runs it
-            compiled(example)
-    except Exception as error:  # noqa: BLE001 - any compiler failure leaves the eager path
-        warnings.warn(f"torch.compile failed, staying eager: {type(error).__name__}: {error}", stacklevel=3)
-        return
-    model.compiled = compiled

@@ -8,7 +8,8 @@ from torch import nn
 
 from app.estimator import normalize_crops, run_network
 from models import load_convnextpose
-from models.optimize import (OptimizedConvNeXtPose, available_precisions, fold_batchnorms,
+from models.onednn import FusedCpuNetwork
+from models.optimize import (OptimizedConvNeXtPose, _coords_and_plane, available_precisions, fold_batchnorms,
                              fold_bn_before_conv, optimize_for_inference)
 
 from conftest import DATA, SHARED_CONVNEXTPOSE
@@ -120,11 +121,45 @@ def test_refusals():
         fold_bn_before_conv(nn.BatchNorm2d(4).eval(), nn.Conv2d(4, 4, 3, padding=1))
 
 
-def test_compiled_path_keeps_the_answers():
-    """torch.compile is opt-in; where it works it must give the float32 answers (else it stays eager)."""
-    model, images, coords, confidence, _ = _case("TINY")
-    optimized = optimize_for_inference(model, "fp32", compile=True)
+def test_onednn_fused_network_gives_the_modules_logits(case):
+    """On CPU the float32 path runs prepacked oneDNN convolutions with fused ReLU and residual
+    adds; its logits must be the folded modules' (same kernels, same arithmetic), at every batch
+    size, though the weights were laid out for batch 1."""
+    model, images, coords, _, expected = case
+    optimized = optimize_for_inference(model, "fp32")
+    if not torch.backends.mkldnn.is_available():
+        pytest.skip("this PyTorch has no oneDNN")
+    assert optimized.fused is not None and "oneDNN fused" in optimized.describe()
     with torch.inference_mode():
-        c, conf = optimized.forward_with_confidence(images[:1])
-    np.testing.assert_allclose(c.numpy(), coords[:1].numpy(), atol=FP32_TOL)
-    np.testing.assert_allclose(conf.numpy(), confidence[:1].numpy(), atol=FP32_TOL)
+        x = images.contiguous(memory_format=torch.channels_last)
+        fused, modules = optimized.fused(x), optimized._modules_network(x)
+        np.testing.assert_allclose(fused.numpy(), modules.numpy(), rtol=1e-5, atol=1e-5 * float(modules.abs().max()))
+        np.testing.assert_allclose(optimized(images).numpy(), expected, atol=FP32_TOL)
+
+
+def test_onednn_fused_network_refuses_what_it_cannot_run_exactly():
+    model, images, _, _, _ = _case("TINY")
+    # BatchNorms not folded: it cannot fuse them, so it declines (the caller keeps the modules)
+    assert FusedCpuNetwork.build(model, model.logits) is None
+    optimized = optimize_for_inference(model, "fp32")
+    # a probe disagreement (here: a reference that is off by 1%) also declines
+    assert FusedCpuNetwork.build(optimized, lambda x: optimized._modules_network(x) * 1.01) is None
+    bf16 = ["bf16"] if "bf16" in available_precisions("cpu") else []
+    for precision in bf16:
+        assert optimize_for_inference(model, precision).fused is None   # float32 only
+
+
+def test_soft_argmax_from_channels_last_logits_is_exact():
+    """The optimized soft-argmax reads channels_last logits without a transpose; against a
+    float64 softmax it must agree to float32 rounding."""
+    generator = torch.Generator().manual_seed(1)
+    for n, joints, depth, scale in ((1, 18, 64, 3.0), (3, 18, 64, 10.0), (2, 5, 8, 1.0)):
+        logits = (torch.randn(n, joints * depth, 32, 32, generator=generator) * scale)
+        logits = logits.contiguous(memory_format=torch.channels_last)
+        coords, plane = _coords_and_plane(logits, joints, depth)
+        probs = torch.softmax(logits.double().reshape(n, joints, -1), dim=2).reshape(n, joints, depth, 32, 32)
+        cells = torch.arange(32, dtype=torch.float64)
+        truth = torch.stack(((probs.sum(dim=(2, 3)) * cells).sum(2), (probs.sum(dim=(2, 4)) * cells).sum(2),
+                             (probs.sum(dim=(3, 4)) * torch.arange(depth, dtype=torch.float64)).sum(2)), dim=2)
+        np.testing.assert_allclose(coords.double().numpy(), truth.numpy(), atol=1e-4)
+        np.testing.assert_allclose(plane.double().numpy(), probs.sum(dim=2).numpy(), atol=1e-6)

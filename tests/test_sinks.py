@@ -182,32 +182,29 @@ def test_follow_time_plays_live_input_in_real_time(tmp_path, group):
 
 def test_ctrl_c_in_terminal_leaves_complete_files(tmp_path):
     """A real SIGINT to the whole process group, as a terminal sends it: the encoder survives
-    (own session), close() in `finally` finishes both files with every frame written."""
+    (own session), close() in `finally` finishes both files, and both hold the same frames
+    (SinkGroup lets Ctrl-C land only between frames)."""
     script = textwrap.dedent(f"""
         import sys, time
         sys.path.insert(0, {str(REPO)!r})
         import cv2
-        from app.sinks import VideoSink, JsonExporter, ExportMeta
+        from app.sinks import VideoSink, JsonExporter, ExportMeta, SinkGroup
         from app.types import Frame, FrameResult
         image = cv2.imread({str(DATA / 'group.jpg')!r})
         meta = ExportMeta(model="test", input="group.jpg", fps=25.0, focal=500.0)
-        sinks = [VideoSink({str(tmp_path / 'v.mp4')!r}, 25.0), JsonExporter({str(tmp_path / 'j.json')!r}, meta)]
-        written = 0
+        sinks = SinkGroup([VideoSink({str(tmp_path / 'v.mp4')!r}, 25.0),
+                           JsonExporter({str(tmp_path / 'j.json')!r}, meta)])
         try:
             for i in range(100000):
-                result = FrameResult(Frame(i, i / 25.0, image))
-                for sink in sinks:
-                    sink.write(result, None)
-                written += 1
-                if written == 10:
+                sinks.write(FrameResult(Frame(i, i / 25.0, image)), None)
+                if i == 9:
                     print("ready", flush=True)
                 time.sleep(0.01)
         except KeyboardInterrupt:
             pass
         finally:
-            for sink in sinks:
-                sink.close()
-            print("written", written, flush=True)
+            sinks.close()
+            print("closed", flush=True)
     """)
     child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
                              start_new_session=True)
@@ -215,12 +212,13 @@ def test_ctrl_c_in_terminal_leaves_complete_files(tmp_path):
     time.sleep(0.2)
     os.killpg(child.pid, signal.SIGINT)   # the whole group, like Ctrl-C in a terminal
     out, _ = child.communicate(timeout=30)
-    written = int(out.split()[-1])
+    assert out.split()[-1] == "closed"
+    data = json.loads((tmp_path / "j.json").read_text())
+    written = len(data["frames"])
     assert written >= 10
+    assert [f["index"] for f in data["frames"]] == list(range(written))
     frames, _ = decode_all(tmp_path / "v.mp4")
     assert len(frames) == written
-    data = json.loads((tmp_path / "j.json").read_text())
-    assert [f["index"] for f in data["frames"]] == list(range(written))
     assert leftovers(tmp_path) == []
 
 
