@@ -22,6 +22,7 @@ import numpy as np
 
 from .backends import create_backend
 from .errors import UserError
+from .memory import rss_mb, trim_heap
 from .native_logs import native_stderr_silenced
 from .types import Box, Camera, Frame, FrameResult, Person
 
@@ -72,6 +73,8 @@ class FrameLoop:
 
     WARMUP_FRAMES = 100       # resident memory is sampled after these, and at the end
     RSS_SAMPLE_EVERY = 1000   # ... and every so many frames between, to show its course
+    TRIM_EVERY = 500          # frames between handing free heap back to the OS (memory.py);
+                              # offset by half from the samples, so they show what builds up
 
     def __init__(self, settings, source, detector, backend, tracker, scene, viewer, sinks,
                  plot_recorder=None, compose_always=False, info_type=dict):
@@ -219,7 +222,7 @@ class FrameLoop:
 
     def _finish_summary(self) -> None:
         if "warm" in self.summary.rss_mb:
-            self.summary.rss_mb["end"] = round(_rss_mb(), 1)
+            self.summary.rss_mb["end"] = round(rss_mb(), 1)
             self.summary.rss_mb["growth"] = round(self.summary.rss_mb["end"] - self.summary.rss_mb["warm"], 1)
         self.summary.tracks = len(self._track_ids)
         n = max(1, self.summary.frames)
@@ -248,9 +251,11 @@ class FrameLoop:
         if self.progress is not None:
             self.progress.update()
         if self.summary.frames == self.WARMUP_FRAMES:
-            self.summary.rss_mb["warm"] = round(_rss_mb(), 1)
+            self.summary.rss_mb["warm"] = round(rss_mb(), 1)
         elif self.summary.frames % self.RSS_SAMPLE_EVERY == 0:
-            self.summary.rss_samples_mb.append(round(_rss_mb(), 1))
+            self.summary.rss_samples_mb.append(round(rss_mb(), 1))
+        if self.summary.frames % self.TRIM_EVERY == self.TRIM_EVERY // 2:
+            trim_heap()
         return keep_going
 
     def _hold(self, last: FrameResult | None, fps: float) -> None:
@@ -322,16 +327,6 @@ class PlotRecorder:
         if not self.last_people:
             return None
         return str(plot_frame(self.last_people, self.path))
-
-
-def _rss_mb() -> float:
-    """Resident memory of this process now, in MB (Linux; 0 elsewhere)."""
-    try:
-        with open("/proc/self/statm") as f:
-            pages = int(f.read().split()[1])
-        return pages * os.sysconf("SC_PAGE_SIZE") / 1e6
-    except (OSError, ValueError, IndexError):
-        return 0.0
 
 
 class _LoopingSource:

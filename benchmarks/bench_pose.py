@@ -128,7 +128,66 @@ def alternatives(model, images) -> dict:
         out["torch.compile fp32"] = compiled_run
     except Exception as error:  # noqa: BLE001
         print(f"  (torch.compile not measured: {type(error).__name__}: {str(error)[:80]})")
+    if "bf16" in available_precisions("cpu"):
+        head = folded.head
+
+        def final_layer_bf16(x):
+            """bf16 in the cheapest place that matters: the last 1x1 convolution only."""
+            with torch.inference_mode():
+                x = x.contiguous(memory_format=torch.channels_last)
+                features = head.deconv_layers_3(head.deconv_layers_2(head.deconv_layers_1(folded.backbone(x))))
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    logits = head.final_layer(features)
+                return _coords_and_plane(logits.float(), j, d)[0]
+        out["bf16 final layer only"] = final_layer_bf16
     return out
+
+
+def network_flop(model) -> float:
+    """Multiply-adds of one 256x256 crop through every convolution, times 2 (GFLOP)."""
+    macs = []
+
+    def count(module, inputs, output):
+        macs.append(output.numel() * module.weight[0].numel())
+    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    with torch.no_grad():
+        model.logits(torch.zeros(1, 3, 256, 256))
+    for hook in hooks:
+        hook.remove()
+    return 2 * sum(macs) / 1e9
+
+
+def peak_gflops(dtype: torch.dtype, runs: int = 20) -> float:
+    """What these cores compute per second at best: a large prepacked 1x1 convolution through
+    oneDNN (the kernels the network uses). torch.mm's float32 goes through MKL, which runs far
+    below this on AMD CPUs, so it is not the measure."""
+    x = torch.randn(1, 512, 32, 32).contiguous(memory_format=torch.channels_last).to(dtype)
+    weight = torch.randn(1152, 512, 1, 1).contiguous(memory_format=torch.channels_last).to(dtype)
+    packed = torch.ops.mkldnn._reorder_convolution_weight(weight, [0, 0], [1, 1], [1, 1], 1, list(x.shape))
+
+    def conv():
+        return torch.ops.mkldnn._convolution_pointwise(x, packed, None, [0, 0], [1, 1], [1, 1], 1, "none", [], "")
+    for _ in range(3):
+        conv()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        conv()
+        times.append(time.perf_counter() - start)
+    return 2 * 512 * 1152 * 32 * 32 / statistics.median(times) / 1e9
+
+
+def roofline(model, eager_ms: float) -> None:
+    """Why float32 cannot be 2x faster than plain eager here: the time the convolutions need at
+    the cores' peak rate, against half the eager time."""
+    flop = network_flop(model)
+    fp32 = peak_gflops(torch.float32)
+    bf16 = peak_gflops(torch.bfloat16) if "bf16" in available_precisions("cpu") else float("nan")
+    print(f"roofline: {flop:.2f} GFLOP per crop; peak (1x1 conv, oneDNN) fp32 {fp32:.0f} GFLOP/s, "
+          f"bf16 {bf16:.0f} GFLOP/s")
+    print(f"          at the fp32 peak the convolutions alone take {flop / fp32 * 1e3:.1f} ms; 2x over "
+          f"eager ({eager_ms:.1f} ms) leaves {eager_ms / 2:.1f} ms for everything, "
+          f"i.e. {flop / (eager_ms / 2) * 1e3:.0f} GFLOP/s sustained")
 
 
 def time_interleaved(paths: dict, x: torch.Tensor, runs: int, warmup: int = 3) -> dict:
@@ -168,6 +227,8 @@ def child(args) -> None:
         for name, (median, best) in result.items():
             flag = "" if deviation[name] <= 0.05 else "  > 0.05: fails"
             print(f"         {name:28s} {median:9.1f} {best:7.1f} {base / median:6.2f}x {deviation[name]:8.5f}{flag}")
+        if batch == 1 and tuned:
+            roofline(model, base)
     if args.threads:
         optimized = inference(optimize_for_inference(model, "fp32", tune_allocator=False))
         x = images[:1].clone()
