@@ -14,6 +14,8 @@ plain modules, wherever they are missing or disagree with the modules on a probe
 """
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -34,6 +36,12 @@ class _PrepackedConv:
         self.weight = torch.ops.mkldnn._reorder_convolution_weight(
             weight, self.padding, self.stride, self.dilation, self.groups, input_size)
         self.bias = None if conv.bias is None else conv.bias.detach()
+
+    def __deepcopy__(self, memo) -> "_PrepackedConv":
+        # a blocked weight has no storage to copy; nothing writes it, so copies share it
+        clone = copy.copy(self)
+        clone.bias = copy.deepcopy(self.bias, memo)
+        return clone
 
     def __call__(self, x: torch.Tensor, relu: bool = False) -> torch.Tensor:
         return torch.ops.mkldnn._convolution_pointwise(
@@ -60,7 +68,8 @@ class FusedCpuNetwork:
 
     Holds prepacked copies of a *folded* model's convolution weights (see optimize.py); the
     model itself is still used for the one unfolded affine (`backbone.norm`). Not an nn.Module:
-    oneDNN's blocked tensors have no storage to save, copy or move."""
+    oneDNN's blocked tensors have no storage to save or move (a deep copy shares them). A
+    snapshot: changing the model's weights afterwards does not reach it."""
 
     def __init__(self, model: ConvNeXtPose):
         backbone, head = model.backbone, model.head

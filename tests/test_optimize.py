@@ -163,3 +163,13 @@ def test_soft_argmax_from_channels_last_logits_is_exact():
                              (probs.sum(dim=(3, 4)) * torch.arange(depth, dtype=torch.float64)).sum(2)), dim=2)
         np.testing.assert_allclose(coords.double().numpy(), truth.numpy(), atol=1e-4)
         np.testing.assert_allclose(plane.double().numpy(), probs.sum(dim=2).numpy(), atol=1e-6)
+
+
+def test_optimized_model_can_be_deep_copied():
+    """oneDNN's prepacked weights have no storage; a deep copy shares them and still works."""
+    model, images, coords, _, _ = _case("TINY")
+    optimized = optimize_for_inference(model, "fp32")
+    clone = copy.deepcopy(optimized)
+    assert (clone.fused is None) == (optimized.fused is None)
+    with torch.inference_mode():
+        np.testing.assert_allclose(clone(images).numpy(), coords.numpy(), atol=FP32_TOL)
