@@ -220,6 +220,11 @@ class FileSink:
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def committed(self) -> bool:
+        """Closed with its file complete and in place (not failed, not empty)."""
+        return self._closed and self.frames_written > 0 and not self._failed and self.path.exists()
+
     def write(self, result: FrameResult, composed: np.ndarray | None = None) -> None:
         if self._closed:
             raise RuntimeError(f"write to closed sink {self.path}")
@@ -811,8 +816,7 @@ class SinkGroup:
     @property
     def files(self) -> list[str]:
         """Outputs that exist after close(): sinks that wrote at least one frame and finished."""
-        return [str(s.path) for s in self.sinks
-                if s.closed and s.frames_written > 0 and not s._failed and s.path.exists()]
+        return [str(s.path) for s in self.sinks if s.committed]
 
     def __enter__(self) -> "SinkGroup":
         return self
