@@ -15,15 +15,14 @@
 * activations run channels_last (NHWC), which oneDNN's convolutions prefer;
 * in float32 on the CPU, the convolutions run prepacked with their ReLUs and residual adds fused
   (onednn.py; bit-identical logits), wherever PyTorch's oneDNN operators are there;
-* numerics are chosen per device (`numerics` says which):
-  - "fp32": float32 everywhere (only float rounding differs from the original);
-  - "bf16-avx512" / "bf16-amx": on CPUs with AVX512-BF16 (or AMX) the convolutions run under
-    bfloat16 autocast; the head's output is taken back to float32 before the soft-argmax, whose
-    softmax and expectations always run in float32;
-  - "fp16-cuda": on CUDA, float16 autocast with the same float32 soft-argmax.
-
-Every reduced-precision choice has been checked on the conformance data to stay within 0.05
-heatmap units of the float32 network (tests/test_optimize.py); `precision="fp32"` forces float32.
+* numerics (`numerics` says which):
+  - "fp32": float32 everywhere (only float rounding differs from the original); the default;
+  - "bf16-avx512" / "bf16-amx" / "bf16-cuda": the convolutions under bfloat16 autocast, on
+    devices with native bf16; the head's output goes back to float32 before the soft-argmax,
+    whose softmax and expectations always run in float32. Taken on request, or by "auto" only
+    when calibration crops show it within half the tolerance: on the conformance data it moves
+    the joints by far more than 0.05 heatmap units (tests/test_optimize.py);
+  - float16 is refused: ConvNeXtPose's activations overflow it to NaN.
 """
 from __future__ import annotations
 
