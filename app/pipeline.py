@@ -195,7 +195,7 @@ class FrameLoop:
         try:
             for thread in threads:
                 thread.start()
-            last, fps = None, 0.0
+            last, fps = None, None   # no rate until two frames have been seen
             while True:
                 item = self.results_q.get()
                 if item is _END:
@@ -204,7 +204,7 @@ class FrameLoop:
                 if isinstance(item, _Failure):
                     raise item.error
                 fps_window.append(time.perf_counter())
-                fps = (len(fps_window) - 1) / (fps_window[-1] - fps_window[0]) if len(fps_window) > 1 else 0.0
+                fps = (len(fps_window) - 1) / (fps_window[-1] - fps_window[0]) if len(fps_window) > 1 else None
                 last = item
                 if item.people:
                     self.last_with_people = item
@@ -228,7 +228,7 @@ class FrameLoop:
         n = max(1, self.summary.frames)
         self.summary.stages_ms = {k: v / n for k, v in self._stage_totals.items()}
 
-    def _present(self, result: FrameResult, fps: float) -> bool:
+    def _present(self, result: FrameResult, fps: float | None) -> bool:
         info = self.info_type(model=self.backend.name, device=self.backend.device, fps=fps)
         keep_going = True
         start = time.perf_counter()
@@ -258,7 +258,7 @@ class FrameLoop:
             trim_heap()
         return keep_going
 
-    def _hold(self, last: FrameResult | None, fps: float) -> None:
+    def _hold(self, last: FrameResult | None, fps: float | None) -> None:
         """Images stay on screen, still rotatable, until the user quits (q, Esc, or closing)."""
         if self.viewer is None or last is None or not self.source.is_still:
             return

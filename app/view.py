@@ -70,9 +70,10 @@ class SceneRenderer:
         # Both halves are drawn straight into the canvas: no intermediate copies.
         left = self._canvas[:, :video.w]
         np.copyto(left, frame)
-        draw_people(left, result.people, self.overlay_style)
         if self.show_hud:
             draw_hud(left, result.stages_ms, info.model, info.device, info.fps, len(result.people))
+        # people over the HUD: a person in the top-left corner is never hidden behind it
+        draw_people(left, result.people, self.overlay_style)
         self.panel.render(result.people, out=self._canvas[:, panel.x:panel.x + panel.w])
         self.last_render_ms = (time.perf_counter() - start) * 1000.0
         return self._canvas
