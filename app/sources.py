@@ -8,7 +8,8 @@ frame_count, size, description, close()). Two reading disciplines:
 
 * live (camera, stream URL): a daemon thread reads as fast as the device delivers and keeps only
   the newest frame; iteration yields the newest frame not yet yielded. A slow consumer therefore
-  skips frames instead of building up lag.
+  skips frames instead of building up lag. A live stream URL (one of unknown length, such as an
+  IP camera's RTSP or MJPEG feed) that drops is reopened with a short backoff.
 * files (video, images): every frame in order, none dropped. A video is decoded on a small
   read-ahead thread with a bounded queue so decoding overlaps the consumer's work.
 
@@ -25,7 +26,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Iterator, Protocol
+from typing import Callable, Iterator, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import cv2
@@ -51,6 +52,9 @@ CAMERA_FIRST_FRAME_TIMEOUT_S = 5.0
 STREAM_OPEN_TIMEOUT_S = 10.0
 READ_AHEAD_FRAMES = 8        # bounded: decoding may run ahead of the consumer by this much
 LIVE_READ_FAILURES_TO_END = 10  # consecutive failed reads before a live source counts as gone
+# Waits before each attempt to reopen a live stream URL that dropped (IP cameras reboot, Wi-Fi
+# blips); one attempt per entry, then the source ends. Each attempt has the open/read timeouts.
+STREAM_RECONNECT_DELAYS_S = (0.5, 1.0, 2.0, 4.0, 8.0)
 
 
 class Capture(Protocol):
@@ -179,10 +183,18 @@ class LatestFrameReader:
     frame is never returned twice and frames that arrive while the consumer is busy are dropped.
     The reader thread owns the capture once started and releases it when it exits; releasing it
     from another thread while read() is blocked inside the driver can crash the process.
+
+    With `reopen` (live stream URLs only), a capture that is gone is released and replaced by
+    `reopen()` after each delay of STREAM_RECONNECT_DELAYS_S until one opens; `reopen` returns
+    None when it cannot open. Frames then simply continue. `name` appears in messages: pass it
+    with any password already hidden.
     """
 
-    def __init__(self, capture: Capture, name: str = "capture"):
-        self._capture = capture
+    def __init__(self, capture: Capture, name: str = "capture",
+                 reopen: Callable[[], Capture | None] | None = None):
+        self._capture: Capture | None = capture
+        self._name = name
+        self._reopen = reopen
         self._cond = threading.Condition()
         self._newest: np.ndarray | None = None
         self._newest_seq = 0          # 1-based count of frames read from the device
@@ -202,7 +214,29 @@ class LatestFrameReader:
         return self._ended
 
     def _run(self) -> None:
+        # Reopen attempts since a frame last arrived: counting on across reopens that send no
+        # picture keeps a stream that opens but never delivers from retrying forever.
+        attempts = 0
+        try:
+            while not self._stop.is_set():
+                if self._read_until_gone():
+                    attempts = 0
+                if self._reopen is None or self._stop.is_set():
+                    break
+                self._release()   # here, on the thread that owns it (see the class docstring)
+                self._capture, attempts = self._reconnect(attempts)
+                if self._capture is None:
+                    break
+        finally:
+            with self._cond:
+                self._ended = True
+                self._cond.notify_all()
+            self._release()
+
+    def _read_until_gone(self) -> bool:
+        """Read frames until stopped or the capture is gone; True if any frame arrived."""
         failures = 0
+        got_frame = False
         try:
             while not self._stop.is_set():
                 ok, image = self._capture.read()
@@ -214,20 +248,47 @@ class LatestFrameReader:
                     time.sleep(0.01)
                     continue
                 failures = 0
+                got_frame = True
                 now = time.monotonic()
                 with self._cond:
                     self._newest = _as_bgr(image)
                     self._newest_seq += 1
                     self._newest_time = now
                     self._cond.notify_all()
-        except Exception:  # a driver error ends the stream; the consumer sees a clean end
-            log.exception("live capture failed")
-        finally:
-            with self._cond:
-                self._ended = True
-                self._cond.notify_all()
+        except Exception:  # a driver error counts as the capture gone; the consumer sees no error
+            log.exception("live capture '%s' failed", self._name)
+        return got_frame
+
+    def _reconnect(self, attempts: int) -> tuple[Capture | None, int]:
+        """Reopen after the remaining backoff delays: (new capture or None, attempts used).
+        None when stop() was called or every attempt failed."""
+        delays = STREAM_RECONNECT_DELAYS_S
+        if attempts == 0:   # one message per drop, not one per attempt
+            log.warning("stream '%s' dropped; reconnecting (up to %d attempts)",
+                        self._name, len(delays))
+        while attempts < len(delays):
+            if self._stop.wait(delays[attempts]):   # a wait that stop() cuts short
+                return None, attempts
+            attempts += 1
             try:
-                self._capture.release()
+                capture = self._reopen()
+            except Exception:
+                log.exception("reopening stream '%s' failed", self._name)
+                capture = None
+            if capture is not None:
+                log.warning("stream '%s' reconnected (attempt %d of %d)",
+                            self._name, attempts, len(delays))
+                return capture, attempts
+            log.info("stream '%s': reconnection attempt %d of %d failed",
+                     self._name, attempts, len(delays))
+        log.warning("stream '%s' gave up after %d attempts to reconnect", self._name, attempts)
+        return None, attempts
+
+    def _release(self) -> None:
+        capture, self._capture = self._capture, None
+        if capture is not None:
+            try:
+                capture.release()
             except Exception:
                 pass
 
@@ -262,17 +323,20 @@ class LiveSource(Source):
     """A camera or stream: yields the newest frame; time is wall time since the first frame.
 
     `index` counts yielded frames (0, 1, 2, ...); `frames_dropped` says how many device frames
-    were skipped because the consumer was busy.
+    were skipped because the consumer was busy. With `reopen` a dropped stream is reconnected
+    (see LatestFrameReader); index and time run on across the gap. `size` stays the size at
+    open: frames after a reconnect may have another size, and each Frame carries its own image.
     """
 
     is_live = True
 
     def __init__(self, capture: Capture, description: str,
-                 first_frame_timeout: float = CAMERA_FIRST_FRAME_TIMEOUT_S):
+                 first_frame_timeout: float = CAMERA_FIRST_FRAME_TIMEOUT_S,
+                 reopen: Callable[[], Capture | None] | None = None):
         self.description = description
         self.fps = _usable_fps(capture.get(cv2.CAP_PROP_FPS))
         self.frame_count = None
-        self._reader = LatestFrameReader(capture, description)
+        self._reader = LatestFrameReader(capture, description, reopen=reopen)
         if not self._reader.wait_first(first_frame_timeout):
             self._reader.stop()
             if self._reader.ended:
@@ -496,16 +560,37 @@ def _open_camera(index: int, description: str) -> LiveSource:
     return LiveSource(capture, description)
 
 
-def _open_stream(url: str) -> LiveSource:
-    description = _redact_url(url)
+def _capture_stream(url: str) -> cv2.VideoCapture | None:
+    """The URL opened through FFmpeg with the open/read timeouts, or None when it cannot open."""
     timeout_ms = int(STREAM_OPEN_TIMEOUT_S * 1000)
     capture = cv2.VideoCapture(url, cv2.CAP_FFMPEG, [
         cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms])
     if not capture.isOpened():
         capture.release()
+        return None
+    return capture
+
+
+def _reopen_stream(url: str) -> cv2.VideoCapture | None:
+    """_capture_stream for reconnecting: quiet, since the reader reports the outcome itself.
+    Runs on the reader thread; cv2's log level is process-wide, which is harmless here."""
+    with _quiet_opencv():
+        return _capture_stream(url)
+
+
+def _open_stream(url: str) -> LiveSource:
+    description = _redact_url(url)
+    capture = _capture_stream(url)
+    if capture is None:
         raise UserError(f"cannot open stream '{description}': check the address and that the "
                         "stream is running.")
-    return LiveSource(capture, description, first_frame_timeout=STREAM_OPEN_TIMEOUT_S)
+    # Only a stream of unknown length (a camera feed) is reconnected when it drops; a file
+    # served over HTTP reports its frame count and ends at its end, as a file does.
+    count = capture.get(cv2.CAP_PROP_FRAME_COUNT)
+    is_feed = not (np.isfinite(count) and count > 0)
+    reopen = (lambda: _reopen_stream(url)) if is_feed else None
+    return LiveSource(capture, description, first_frame_timeout=STREAM_OPEN_TIMEOUT_S,
+                      reopen=reopen)
 
 
 def _open_video(path: Path) -> VideoFileSource:

@@ -348,3 +348,172 @@ def test_http_stream_is_live(tmp_path, group):
         assert [f.index for f in frames] == list(range(len(frames)))
     finally:
         server.shutdown()
+
+
+# --------------------------------------------------------------------------------------------
+# Live stream URLs reconnect after a drop
+
+class MjpegServer:
+    """An IP camera's MJPEG feed on 127.0.0.1: multipart/x-mixed-replace with one JPEG per part
+    and no Content-Length for the whole response, so FFmpeg (its mpjpeg demuxer, picked from
+    the content type) sees a live stream of unknown length: CAP_PROP_FRAME_COUNT < 0.
+
+    Connection k sends `plan[k]` frames then closes the socket (a drop); connections beyond the
+    plan get "503 Service Unavailable" (a camera that stays away). Frame i is crop i, so the
+    consumer can tell which connection a frame came from."""
+
+    BOUNDARY = "frameboundary"
+
+    def __init__(self, crops: list, plan: list[int], period: float = 0.02):
+        import http.server
+
+        self.parts = [cv2.imencode(".jpg", crop)[1].tobytes() for crop in crops]
+        self.plan, self.period = plan, period
+        self.connections = 0
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                outer.serve(self)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def url(self, credentials: str = "") -> str:
+        return f"http://{credentials}127.0.0.1:{self.server.server_address[1]}/video.mjpg"
+
+    def serve(self, handler) -> None:
+        connection = self.connections
+        self.connections += 1
+        if connection >= len(self.plan):
+            handler.send_error(503)
+            return
+        handler.send_response(200)
+        handler.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={self.BOUNDARY}")
+        handler.end_headers()
+        first = sum(self.plan[:connection])
+        for i in range(first, first + self.plan[connection]):
+            part = self.parts[i]
+            handler.wfile.write(f"--{self.BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
+                                f"Content-Length: {len(part)}\r\n\r\n".encode() + part + b"\r\n")
+            handler.wfile.flush()
+            time.sleep(self.period)
+        handler.close_connection = True   # the drop: the handler returns, the socket closes
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def fast_reconnect(monkeypatch):
+    """Three quick reconnection attempts instead of the user-facing backoff."""
+    from app import sources
+    monkeypatch.setattr(sources, "STREAM_RECONNECT_DELAYS_S", (0.05, 0.1, 0.1))
+
+
+def test_mjpeg_stream_reconnects_after_a_drop(group, caplog, fast_reconnect):
+    crops = pan_crops(group, 20)
+    server = MjpegServer(crops, plan=[5, 15])   # drops after 5 frames, then 15 more, then 503
+    caplog.set_level("INFO", logger="app.sources")
+    try:
+        url = server.url("admin:secret@")
+        started = time.monotonic()
+        with open_source(url) as source:
+            assert source.is_live and source.size == (320, 240)
+            frames = list(source)   # ends once the second connection drops and retries fail
+        assert time.monotonic() - started < 15
+    finally:
+        server.close()
+    assert server.connections == 2 + 3      # two served, three refused attempts
+    assert len(frames) > 5, "frames must keep coming after the drop"
+    assert [f.index for f in frames] == list(range(len(frames)))
+    assert all(b.time > a.time for a, b in zip(frames, frames[1:]))
+    shown = [closest(f.image, crops) for f in frames]
+    assert shown == sorted(set(shown)), "newest-frame order, none repeated"
+    assert max(shown) >= 10, f"frames from the second connection are yielded: {shown}"
+    messages = [r.getMessage() for r in caplog.records
+                if r.name == "app.sources" and r.levelname == "WARNING"]
+    redacted = server.url("admin:***@")
+    assert messages == [
+        f"stream '{redacted}' dropped; reconnecting (up to 3 attempts)",
+        f"stream '{redacted}' reconnected (attempt 1 of 3)",
+        f"stream '{redacted}' dropped; reconnecting (up to 3 attempts)",
+        f"stream '{redacted}' gave up after 3 attempts to reconnect",
+    ]
+    assert "secret" not in caplog.text
+
+
+def test_mjpeg_stream_gives_up_when_the_camera_stays_away(group, caplog, fast_reconnect):
+    server = MjpegServer(pan_crops(group, 5), plan=[5])
+    try:
+        started = time.monotonic()
+        with open_source(server.url()) as source:
+            frames = list(source)
+        assert time.monotonic() - started < 15
+    finally:
+        server.close()
+    assert 1 <= len(frames) <= 5
+    assert server.connections == 1 + 3
+    assert f"stream '{server.url()}' gave up after 3 attempts to reconnect" in caplog.text
+
+
+class FakeStream(FakeCamera):
+    """A FakeCamera whose frame numbers start after `first`, with a chosen frame size."""
+
+    def __init__(self, count: int, first: int = 0, size: tuple[int, int] = (64, 48)):
+        super().__init__(count, period=0.005)
+        self.first, self.size = first, size
+
+    def read(self):
+        ok, image = super().read()
+        if not ok:
+            return ok, image
+        n = self.first + self.delivered
+        image = np.zeros((self.size[1], self.size[0], 3), np.uint8)
+        image[0, 0] = (n % 256, n // 256, 0)
+        return True, image
+
+
+def test_reconnect_releases_the_dead_capture_first_and_accepts_a_new_size(monkeypatch):
+    from app import sources
+    monkeypatch.setattr(sources, "STREAM_RECONNECT_DELAYS_S", (0.01, 0.01))
+    first = FakeStream(count=4)
+    second = FakeStream(count=6, first=4, size=(80, 60))
+    reopened = []
+
+    def reopen():
+        assert first.released.is_set(), "the dead capture is released before reopening"
+        if reopened:
+            return None
+        reopened.append(threading.current_thread().name)
+        return second
+
+    with LiveSource(first, "rtsp://cam/live", reopen=reopen) as source:
+        frames = list(source)
+        assert source.size == (64, 48)   # the size at open
+    assert reopened == ["reader rtsp://cam/live"]   # reopened on the reader thread
+    numbers = [number(f.image) for f in frames]
+    assert numbers == sorted(set(numbers)) and numbers[-1] == 10   # on across the reconnect
+    assert [f.index for f in frames] == list(range(len(frames)))
+    assert all(f.image.shape == ((48, 64, 3) if n <= 4 else (60, 80, 3))
+               for n, f in zip(numbers, frames))
+    assert second.released.is_set()
+
+
+def test_close_interrupts_the_reconnection_backoff(monkeypatch):
+    from app import sources
+    monkeypatch.setattr(sources, "STREAM_RECONNECT_DELAYS_S", (60.0,))
+    dead = FakeStream(count=2)
+    reopen_calls = []
+    source = LiveSource(dead, "rtsp://cam/live", reopen=lambda: reopen_calls.append(1))
+    # The reader releases the dead capture right before it waits to reopen.
+    assert dead.released.wait(10)
+    started = time.monotonic()
+    source.close()
+    assert time.monotonic() - started < 2.5
+    assert not source._reader._thread.is_alive()
+    assert len(list(source)) <= 2 and reopen_calls == []
