@@ -58,7 +58,10 @@ def create_backend(model: str | None, device: str = "auto", precision: str = "au
         raise UserError(f"{error}; use --device cpu or auto") from None
     network = load_convnextpose(path, device=torch_device)
     notify(f"Loaded {path.name}: {network.describe()}")
-    runner = optimize_for_inference(network, precision=precision)
+    try:
+        runner = optimize_for_inference(network, precision=precision, tune_allocator=True)
+    except ValueError as error:   # e.g. bf16 asked for on hardware without it
+        raise UserError(f"--precision {precision}: {error}") from None
     return ConvNeXtPoseBackend(runner, name=network.display_name, reference=network if keep_reference else None)
 
 

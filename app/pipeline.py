@@ -154,7 +154,12 @@ class FrameLoop:
         taken straight from the source when inference is ready for it, so latency stays
         within one frame interval of the processing time."""
         if not self.source.is_live:
-            return self.frames_q.get()
+            while not self.stop.is_set():   # a bounded wait: shutdown must not strand this thread
+                try:
+                    return self.frames_q.get(timeout=0.1)
+                except queue.Empty:
+                    continue
+            return _END
         if self._live_frames is None:
             self._live_frames, self._live_count = iter(self.source), 0
         limit = self.settings.max_frames
@@ -291,7 +296,7 @@ class FrameLoop:
                 continue
             try:
                 closer()
-            except Exception as error:  # keep closing the others; report the first
+            except BaseException as error:  # even a second Ctrl-C: close the others, then raise
                 errors.append(error)
         if errors:
             raise errors[0]

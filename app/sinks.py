@@ -214,6 +214,7 @@ class FileSink:
         self._temp: Path | None = None
         self._closed = False
         self._failed = False
+        self._committed = False   # this run's file completed and moved into place
         _unclosed_sinks.add(self)
 
     @property
@@ -222,8 +223,9 @@ class FileSink:
 
     @property
     def committed(self) -> bool:
-        """Closed with its file complete and in place (not failed, not empty)."""
-        return self._closed and self.frames_written > 0 and not self._failed and self.path.exists()
+        """This run's file is complete and in place (a file left there by an earlier run, when
+        this one failed to finish, does not count)."""
+        return self._committed and self.path.exists()
 
     def write(self, result: FrameResult, composed: np.ndarray | None = None) -> None:
         if self._closed:
@@ -256,6 +258,7 @@ class FileSink:
             except BaseException:
                 self._discard()
                 raise
+            self._committed = True
 
     def __enter__(self) -> "FileSink":
         return self

@@ -74,7 +74,7 @@ def inference(model):
 def alternatives(model, images) -> dict:
     """Paths that were tried and lost; kept here so the numbers can be reproduced."""
     out = {}
-    folded = optimize_for_inference(model, "fp32", tune_allocator=False)
+    folded = optimize_for_inference(model, "fp32")
 
     class Logits(torch.nn.Module):
         def __init__(self, net):
@@ -214,7 +214,7 @@ def child(args) -> None:
           f"{model.display_name} from {source}; {torch.get_num_threads()} threads")
     paths = {"fp32 eager (as loaded)": eager(model)}
     for precision in available_precisions("cpu"):
-        optimized = optimize_for_inference(model, precision, tune_allocator=False)
+        optimized = optimize_for_inference(model, precision)
         paths[f"optimized {optimized.numerics}"] = inference(optimized)
     if args.alternatives:
         paths.update(alternatives(model, images))
@@ -232,7 +232,7 @@ def child(args) -> None:
         if batch == 1 and tuned:
             roofline(model, base)
     if args.threads:
-        optimized = inference(optimize_for_inference(model, "fp32", tune_allocator=False))
+        optimized = inference(optimize_for_inference(model, "fp32"))
         x = images[:1].clone()
         threads = torch.get_num_threads()
         for _ in range(3):

@@ -281,7 +281,7 @@ def max_coord_deviation(model: nn.Module, reference: nn.Module, images: torch.Te
 
 def optimize_for_inference(model: ConvNeXtPose, precision: str = "auto", *,
                            calibration: torch.Tensor | None = None, tolerance: float = 0.05,
-                           tune_allocator: bool = True) -> OptimizedConvNeXtPose:
+                           tune_allocator: bool = False) -> OptimizedConvNeXtPose:
     """A faster copy of `model` (left untouched) with the same interface and answers.
 
     precision: "fp32" forces float32; "bf16" forces bfloat16 convolutions (only where the device
@@ -291,7 +291,9 @@ def optimize_for_inference(model: ConvNeXtPose, precision: str = "auto", *,
     keeps float32 unless `calibration` crops (N, 3, 256, 256, normalized) are given: then it
     measures bf16 against float32 on them and takes bf16 only when its largest deviation is at
     most half of `tolerance`. `optimized.numerics` says what was chosen.
-    tune_allocator: on CPU, also call `tune_cpu_allocator()` (process-wide; see there)."""
+    tune_allocator: on CPU, also call `tune_cpu_allocator()`. Process-wide, so off unless asked
+    for: a long-running caller that turns it on should also trim the heap now and then (the app's
+    frame loop does, app/memory.py)."""
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
     if precision == "fp16":
@@ -303,7 +305,7 @@ def optimize_for_inference(model: ConvNeXtPose, precision: str = "auto", *,
         tune_cpu_allocator()
     if precision in ("bf16", "auto") and "bf16" not in available_precisions(device):
         if precision == "bf16":
-            raise ValueError(f"{device} has no native bfloat16 support; use precision='fp32'")
+            raise ValueError(f"{device} has no native bfloat16 support; use fp32")
         precision = "fp32"
     bf16_name = "bf16-cuda" if device.type == "cuda" else (cpu_bf16_kind() or "bf16")
     chosen = OptimizedConvNeXtPose(model, bf16_name if precision == "bf16" else "fp32")

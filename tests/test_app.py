@@ -188,6 +188,16 @@ def test_corrupt_video(tmp_path, capsys):
     assert not out.exists() and list(tmp_path.iterdir()) == [bad]
 
 
+def test_bf16_on_hardware_without_it(tmp_path, capsys, monkeypatch):
+    """--precision bf16 where the device has no native bf16: one line naming the flag."""
+    import models.optimize
+    monkeypatch.setattr(models.optimize, "available_precisions", lambda device: ["fp32"])
+    out = tmp_path / "out.json"
+    _bad(["--input", str(DATA / "group.jpg"), "--no-display", "--model", TINY, "--precision", "bf16",
+          "--export", str(out)], capsys, "--precision bf16")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_camera_that_is_not_there(capsys):
     _bad(["--input", "9", "--no-display", "--model", "blazepose"], capsys, "camera")
 
@@ -316,3 +326,45 @@ def test_benchmark_of_a_live_source_reports_latency(monkeypatch, capsys):
     assert set(latency) == {"mean", "p95", "processing_mean", "beyond_processing_p95", "frame_interval"}
     assert latency["frame_interval"] == pytest.approx(20.0)      # the camera's 50 fps
     assert 0 < latency["processing_mean"] <= latency["mean"]      # waiting is never negative
+
+
+def test_a_failing_output_stops_every_thread_while_decoding_is_slow():
+    """The writer fails while the decoder is slower than inference: run() re-raises, and the
+    inference thread has ended by then (it used to wait forever on the empty frame queue and
+    be left running while the backend was closed under it)."""
+    import threading
+    from types import SimpleNamespace
+
+    from app.pipeline import FrameLoop
+    from app.types import Frame, FrameResult
+
+    class SlowVideo:
+        is_live = False
+        is_still = False
+        fps = 30.0
+        frame_count = None
+
+        def __iter__(self):
+            for i in range(100):
+                time.sleep(0.3)
+                yield Frame(i, i / 30, np.zeros((48, 64, 3), np.uint8), time.monotonic())
+
+        def close(self):
+            pass
+
+    class FullDisk:
+        needs_image = False
+
+        def write(self, result, composed):
+            raise OSError("disk full")
+
+        def close(self):
+            pass
+
+    settings = SimpleNamespace(max_frames=None, detect_every=15, focal=None, fov=60.0)
+    loop = FrameLoop(settings, SlowVideo(), detector=None, backend=SimpleNamespace(name="x", device="cpu"),
+                     tracker=None, scene=None, viewer=None, sinks=FullDisk())
+    loop.process = lambda frame, read_ms=0.0: FrameResult(frame, [], {})
+    with pytest.raises(OSError, match="disk full"):
+        loop.run()
+    assert [t.name for t in threading.enumerate() if t.name == "infer"] == []

@@ -603,3 +603,23 @@ def test_summary_and_duration():
         "Processed 300 frames in 24.4 s (12.3 fps), 412 people found; wrote out.mp4, out.json."
     assert format_summary(1, 0.5, 1, [], interrupted=True) == \
         "Stopped after 1 frame in 0.5 s (2.0 fps), 1 person found; no files written."
+
+
+def test_a_file_left_by_an_earlier_run_is_not_reported_as_written(tmp_path):
+    """When this run's export fails to finish, the file already at the path (an earlier run's)
+    stays untouched and is not listed as written."""
+    path = tmp_path / "joints.json"
+    path.write_text('{"earlier": true}')
+
+    class FailingFinish(JsonExporter):
+        def _finish(self):
+            raise OSError("disk full")
+
+    meta = ExportMeta(model="test", input="x.mp4", fps=25.0, focal=500.0)
+    group = SinkGroup([FailingFinish(path, meta)])
+    group.write(FrameResult(Frame(0, 0.0, np.zeros((8, 8, 3), np.uint8))))
+    with pytest.raises(OSError):
+        group.close()
+    assert group.files == []
+    assert json.loads(path.read_text()) == {"earlier": True}
+    assert leftovers(tmp_path) == []
