@@ -35,7 +35,7 @@ class _PrepackedConv:
         # The input size only picks the blocked layout; other batch sizes run correctly with it.
         self.weight = torch.ops.mkldnn._reorder_convolution_weight(
             weight, self.padding, self.stride, self.dilation, self.groups, input_size)
-        self.bias = None if conv.bias is None else conv.bias.detach()
+        self.bias = None if conv.bias is None else conv.bias.detach().clone()   # a snapshot, like the weight
 
     def __deepcopy__(self, memo) -> "_PrepackedConv":
         # a blocked weight has no storage to copy; nothing writes it, so copies share it
@@ -69,7 +69,7 @@ class FusedCpuNetwork:
     Holds prepacked copies of a *folded* model's convolution weights (see optimize.py); the
     model itself is still used for the one unfolded affine (`backbone.norm`). Not an nn.Module:
     oneDNN's blocked tensors have no storage to save or move (a deep copy shares them). A
-    snapshot: changing the model's weights afterwards does not reach it."""
+    snapshot of the weights: OptimizedConvNeXtPose rebuilds it when its modules move or load."""
 
     def __init__(self, model: ConvNeXtPose):
         backbone, head = model.backbone, model.head

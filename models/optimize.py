@@ -221,8 +221,30 @@ class OptimizedConvNeXtPose(ConvNeXtPose):
         fold_batchnorms(self)
         self.to(memory_format=torch.channels_last)
         self.numerics = numerics
-        # oneDNN's fused kernels: float32 only (bf16 runs under autocast, which they bypass)
-        self.fused = FusedCpuNetwork.build(self, self._modules_network) if numerics == "fp32" else None
+        self.fused: FusedCpuNetwork | None = None
+        self._refresh_fused()
+
+    def _refresh_fused(self) -> None:
+        """(Re)build oneDNN's fused network from the current weights, where it applies: float32
+        on the CPU only (bf16 runs under autocast, which the fused kernels bypass)."""
+        if not hasattr(self, "numerics"):   # still inside __init__
+            return
+        self.fused = None
+        if self.numerics == "fp32":
+            self.fused = FusedCpuNetwork.build(self, self._modules_network)
+
+    # The fused network holds its own copies of the weights: keep them in step with the modules
+    # when they move (.to(), .cuda(), .double()) or are replaced. In-place edits of parameters
+    # are not seen; call _refresh_fused() after those.
+    def _apply(self, fn, *args, **kwargs):
+        result = super()._apply(fn, *args, **kwargs)
+        self._refresh_fused()
+        return result
+
+    def load_state_dict(self, *args, **kwargs):
+        result = super().load_state_dict(*args, **kwargs)
+        self._refresh_fused()
+        return result
 
     @property
     def reduced_precision(self) -> torch.dtype | None:

@@ -173,3 +173,23 @@ def test_optimized_model_can_be_deep_copied():
     assert (clone.fused is None) == (optimized.fused is None)
     with torch.inference_mode():
         np.testing.assert_allclose(clone(images).numpy(), coords.numpy(), atol=FP32_TOL)
+
+
+def test_fused_network_follows_the_modules_when_they_move_or_load():
+    """.to() and load_state_dict reach oneDNN's prepacked copy (rebuilt, or dropped where it
+    does not apply), so the optimized model never runs stale weights."""
+    model, images, _, _, _ = _case("TINY")
+    optimized = optimize_for_inference(model, "fp32")
+    if optimized.fused is None:
+        pytest.skip("no oneDNN fused path here")
+    state = {k: v * 0.5 if k.endswith("weight") else v for k, v in optimized.state_dict().items()}
+    optimized.load_state_dict(state)
+    assert optimized.fused is not None
+    with torch.inference_mode():
+        x = images.contiguous(memory_format=torch.channels_last)
+        np.testing.assert_allclose(optimized.fused(x).numpy(), optimized._modules_network(x).numpy(),
+                                   rtol=1e-5, atol=1e-6)
+        optimized.double()
+        assert optimized.fused is None   # float64 has no fused kernels: the modules run
+        coords = optimized(images.double())
+        assert coords.shape == (5, 18, 3) and torch.isfinite(coords).all()
