@@ -196,6 +196,7 @@ class FrameLoop:
         if not self.source.is_live:
             threads.append(threading.Thread(target=self._read, name="reader", daemon=True))
         started = time.perf_counter()
+        ended: float | None = None
         fps_window: deque[float] = deque(maxlen=30)
         try:
             for thread in threads:
@@ -204,6 +205,7 @@ class FrameLoop:
             while True:
                 item = self.results_q.get()
                 if item is _END:
+                    ended = time.perf_counter()   # the time spent looking at a still is not processing
                     self._hold(last, fps)
                     break
                 if isinstance(item, _Failure):
@@ -216,7 +218,7 @@ class FrameLoop:
                 if not self._present(item, fps):
                     break
         finally:
-            self.summary.seconds = time.perf_counter() - started
+            self.summary.seconds = (ended or time.perf_counter()) - started
             self.stop.set()
             self._drain()
             for thread in threads:
@@ -267,7 +269,9 @@ class FrameLoop:
         """Images stay on screen, still rotatable, until the user quits (q, Esc, or closing)."""
         if self.viewer is None or last is None or not self.source.is_still:
             return
-        print("Showing the result: drag to orbit, h for help, q to quit.", file=sys.stderr)
+        self.sinks.close()   # the files are complete while the picture is on screen
+        saved = "".join(f"Saved {path}. " for path in self.sinks.files)
+        print(f"{saved}Showing the result: drag to orbit, h for help, q to quit.", file=sys.stderr)
         info = self.info_type(model=self.backend.name, device=self.backend.device, fps=fps)
         while self.viewer.present(last, info):
             time.sleep(0.01)
