@@ -25,7 +25,7 @@ class Settings:
     smooth: bool | None = None        # None: on for video and camera, off for still images
     focal: float | None = None
     fov: float = DEFAULT_FOV_DEG
-    precision: str = "auto"           # "auto" picks the fastest path that keeps the answers; "fp32", "bf16"
+    precision: str = "auto"           # "auto": fastest path proven to keep the answers (float32 today); "fp32", "bf16"
     detect_every: int = 15
     benchmark: bool = False
     loop: bool = False
@@ -60,8 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     cam.add_argument("--fov", type=float, default=DEFAULT_FOV_DEG,
                      help=f"horizontal field of view in degrees when --focal is not given (default: {DEFAULT_FOV_DEG:g})")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
-                   help="auto: the fastest numerics whose answers stay within 0.05 heatmap units of "
-                        "float32 (float32 with folded BatchNorm on these CPUs); fp32: force float32; "
+                   help="auto: the fastest path per device among those whose answers were proven "
+                        "within 0.05 heatmap units of float32; today that is float32 everywhere (fused "
+                        "oneDNN kernels on CPU), since bf16 and fp16 were not; fp32: force float32; "
                         "bf16: faster on CPUs with AVX512-BF16/AMX, but its answers differ more")
     p.add_argument("--detect-every", type=int, default=15, metavar="N",
                    help="re-run the person detector every N frames (and whenever a track is lost)")

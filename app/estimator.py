@@ -1,7 +1,8 @@
 """ConvNeXtPose backend: person boxes -> crops -> one batched network pass -> 3D joints.
 
-`estimate_poses` is the authors' demo pipeline (SPEC.md) for all boxes of a frame at once;
-`ConvNeXtPoseBackend` wraps it as the frame loop's pose backend.
+`estimate_poses` is the authors' demo pipeline (as specified in ../shared/convnextpose/SPEC.md,
+beside the conformance data) for all boxes of a frame at once; `ConvNeXtPoseBackend` wraps it as
+the frame loop's pose backend.
 """
 from __future__ import annotations
 

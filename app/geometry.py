@@ -1,5 +1,6 @@
-"""Box processing, the affine crop, back-projection and the root-depth prior (SPEC.md, as the
-authors' demo does them). All float64, as the authors compute after the network."""
+"""Box processing, the affine crop, back-projection and the root-depth prior, as the authors'
+demo does them (../shared/convnextpose/SPEC.md). All float64, as the authors compute after the
+network."""
 from __future__ import annotations
 
 import cv2

@@ -16,8 +16,8 @@ def rss_mb() -> float:
 
 
 def trim_heap() -> bool:
-    """Give memory that glibc holds free back to the OS (`malloc_trim`); False where the C
-    library is not glibc.
+    """Give memory that glibc holds free back to the OS (`malloc_trim`). True when some was
+    returned; False when there was none to return, or the C library is not glibc.
 
     The pose model asks glibc to keep freed memory (models.optimize.tune_cpu_allocator): that
     saves page faults on every pass, but then each transient peak (a queue briefly full, a burst

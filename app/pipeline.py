@@ -1,8 +1,9 @@
 """THE frame loop: source -> detector -> pose backend -> tracker/smoother -> renderer -> sinks.
 
 Three stages overlap, joined by bounded queues:
-  reader thread   decodes file frames ahead: every frame, in order (a camera or stream has its
-                  own reader in sources.py; inference takes its newest frame directly)
+  reader thread   pulls file frames ahead: every frame, in order (a video decodes on its own
+                  read-ahead thread in sources.py, image folders decode here; a camera or stream
+                  has its own reader there and inference takes its newest frame directly)
   infer thread    detection (when the tracker asks), pose, tracking and smoothing
   main thread     composition, window, encoding and export (GUI calls must stay on it)
 Every sink is finalized in a `finally`, so Ctrl-C, end of stream or an error leaves complete files.
@@ -73,8 +74,8 @@ class FrameLoop:
 
     WARMUP_FRAMES = 100       # resident memory is sampled after these, and at the end
     RSS_SAMPLE_EVERY = 1000   # ... and every so many frames between, to show its course
-    TRIM_EVERY = 500          # frames between handing free heap back to the OS (memory.py);
-                              # offset by half from the samples, so they show what builds up
+    TRIM_EVERY = 500          # frames between handing free heap back to the OS (memory.py), at
+                              # 250, 750, ...: samples fall between trims and count what builds up
 
     def __init__(self, settings, source, detector, backend, tracker, scene, viewer, sinks,
                  plot_recorder=None, compose_always=False, info_type=dict):
@@ -141,8 +142,10 @@ class FrameLoop:
     SWEEP_EVERY = 4   # periodic detections between two full (tiled) sweeps
 
     def _detector_mode(self, frame_index: int) -> str:
-        """The tiled sweep (~50 ms, finds smaller people) when searching for people and now and
-        then; the whole-frame pass (~8 ms) when it only re-checks people already tracked."""
+        """The tiled sweep (~50 ms, finds smaller people) when nobody is tracked, on stills, and
+        every SWEEP_EVERY-th periodic detection; otherwise the whole-frame pass (~8 ms), also to
+        re-find a lost track: it usually finds a person it was tracking, and a small one it misses
+        is retired and then found again by the sweep that follows."""
         due = self._last_sweep is None or frame_index - self._last_sweep >= self.settings.detect_every * self.SWEEP_EVERY
         if not self.tracker.tracks or due or self.source.is_still:
             self._last_sweep = frame_index

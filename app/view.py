@@ -2,7 +2,6 @@
 right at the same height. The window and the --output file both show exactly this image."""
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import cv2
@@ -47,7 +46,6 @@ class SceneRenderer:
         self.panel = panel or Panel3D()
         self._canvas = np.empty((0, 0, 3), np.uint8)
         self.panel_rect = Rect(0, 0, 0, 0)
-        self.last_render_ms = 0.0
 
     def layout(self, frame_shape: tuple[int, ...]) -> tuple[Rect, Rect]:
         """(video rect, panel rect) inside the composed image for a frame of this shape."""
@@ -56,7 +54,6 @@ class SceneRenderer:
         return Rect(0, 0, w, h), Rect(w, 0, panel_w, h)
 
     def render(self, result: FrameResult, info: SceneInfo | None = None) -> np.ndarray:
-        start = time.perf_counter()
         info = info or SceneInfo()
         frame = result.frame.image
         if frame.ndim == 2:
@@ -71,9 +68,9 @@ class SceneRenderer:
         left = self._canvas[:, :video.w]
         np.copyto(left, frame)
         if self.show_hud:
-            draw_hud(left, result.stages_ms, info.model, info.device, info.fps, len(result.people))
+            draw_hud(left, result.stages_ms, info.model, info.device, info.fps, len(result.people),
+                     alpha=self.overlay_style.hud_alpha)
         # people over the HUD: a person in the top-left corner is never hidden behind it
         draw_people(left, result.people, self.overlay_style)
         self.panel.render(result.people, out=self._canvas[:, panel.x:panel.x + panel.w])
-        self.last_render_ms = (time.perf_counter() - start) * 1000.0
         return self._canvas

@@ -1,6 +1,6 @@
 """Pose-stage speed: plain float32 eager ConvNeXtPose vs optimize_for_inference's paths.
 
-    .venv/bin/python benchmarks/bench_pose.py [--runs 30] [--variant L] [--alternatives]
+    .venv/bin/python benchmarks/bench_pose.py [--runs 30] [--variant L] [--alternatives] [--threads]
 
 Prints, per batch size (1 and 3 crops of 256x256), the median ms per batch of every path, timed
 interleaved in one process (the machines are shared, so only same-run comparisons mean
@@ -11,8 +11,9 @@ The whole comparison runs twice, in two child processes: with glibc's default al
 settings and after `tune_cpu_allocator()` (what the app does), which is process-wide and so
 cannot be interleaved within one process. --alternatives also times what was tried and lost
 (TorchScript freezing, torch.compile, bf16 in the final layer only, and ONNX Runtime where
-`pip install onnx onnxruntime` has been run). On the tuned run it also prints the roofline: the
-network's GFLOP, the cores' fp32 and bf16 peak, and what 2x over plain eager would need.
+`pip install onnx onnxruntime` has been run); --threads compares 1 thread with the default.
+Always, after the tuned run's batch-1 table: the roofline (the network's GFLOP, the cores' fp32
+and bf16 peak, and what 2x over plain eager would need).
 """
 from __future__ import annotations
 
@@ -102,10 +103,12 @@ def alternatives(model, images) -> dict:
         path = Path("/tmp") / f"convnextpose_{os.getpid()}.onnx"
         torch.onnx.export(wrapped, (images[:1],), str(path), dynamo=False, input_names=["x"],
                           output_names=["y"], dynamic_axes={"x": {0: "n"}, "y": {0: "n"}}, opset_version=17)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = torch.get_num_threads()
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        path.unlink()
+        try:
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = torch.get_num_threads()
+            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        finally:
+            path.unlink(missing_ok=True)
 
         def ort_run(x):
             logits = torch.from_numpy(session.run(None, {"x": x.numpy()})[0])

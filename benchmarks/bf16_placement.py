@@ -6,7 +6,8 @@ Runs parts of the folded ConvNeXtPose (BatchNorm folded, channels_last, module p
 bfloat16 autocast and the rest in float32, and prints, per placement, the largest coordinate
 deviation from the float32 network on the five conformance crops (heatmap units; the limit for
 "equal answers" is 0.05) and the median ms per crop against all-float32 modules. Needs a CPU with
-native bf16 (AVX512-BF16 or AMX) and ../shared/convnextpose.
+native bf16 (AVX512-BF16 or AMX). Uses ../shared/convnextpose's checkpoint and crops; without
+them, seeded random weights and random crops (it says which), whose deviations mean less.
 """
 from __future__ import annotations
 
