@@ -28,6 +28,11 @@ def _scale_for(img: np.ndarray) -> float:
     return max(0.6, min(img.shape[0], img.shape[1] * 0.75) / 480.0)
 
 
+def text_stroke(font_scale: float) -> int:
+    """Stroke width for Hershey text: grows with the font so big text does not look hairline."""
+    return max(1, round(font_scale * 1.4))
+
+
 def draw_people(img: np.ndarray, people: list[Person], style: Overlay2DStyle | None = None) -> None:
     """Bones by side colour, joints as dots, and each person's box, id and score in their
     track colour."""
@@ -61,11 +66,12 @@ def _draw_box(img: np.ndarray, person: Person, colour: Colour, s: float) -> None
     ident = f"id {person.track_id}" if person.track_id >= 0 else "id ?"
     text = f"{ident}  {person.score:.2f}"
     scale = 0.5 * s
-    (tw, th), base = cv2.getTextSize(text, FONT, scale, 1)
+    stroke = text_stroke(scale)
+    (tw, th), base = cv2.getTextSize(text, FONT, scale, stroke)
     # The tag sits on top of the box, or inside it when the box touches the top edge.
     ty = y1 - 4 if y1 - th - base - 4 >= 0 else y1 + th + 4
     cv2.rectangle(img, (x1, ty - th - 3), (x1 + tw + 6, ty + base), colour, -1)
-    cv2.putText(img, text, (x1 + 3, ty), FONT, scale, (20, 20, 20), 1, cv2.LINE_AA)
+    cv2.putText(img, text, (x1 + 3, ty), FONT, scale, (20, 20, 20), stroke, cv2.LINE_AA)
 
 
 def hud_lines(stages_ms: dict[str, float], model: str, device: str, fps: float | None,
@@ -88,7 +94,7 @@ def draw_text_box(img: np.ndarray, lines: list[str], origin: tuple[int, int] = (
     """Lines of text on a darkened, semi-transparent box. Returns the box (x, y, w, h)."""
     s = _scale_for(img)
     scale = scale if scale is not None else 0.5 * s
-    thickness = 1 if scale < 0.9 else 2
+    thickness = text_stroke(scale)
     sizes = [cv2.getTextSize(t, FONT, scale, thickness) for t in lines]
     line_h = max((h + b for (_, h), b in sizes), default=0) + round(6 * s)
     pad = round(8 * s)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from app.render2d import text_stroke
 from app.skeleton import BONES, JOINT_INDEX, ROOT, SIDE_COLOURS_BGR, bone_side, track_colour
 from app.types import Person
 
@@ -292,6 +293,13 @@ class Panel3D:
             self._background[:] = self.style.background
             self._static_key = None
         self.width, self.height = width, height
+        # 1 up to 480 rows; lines, dots and text grow with bigger panels (HD video) so they keep
+        # the same look instead of turning into hairlines
+        self.scale = max(1.0, min(height, width * 0.75) / 480.0)
+
+    def _px(self, size: float) -> int:
+        """A size given for a 480-row panel, in this panel's pixels."""
+        return max(1, round(size * self.scale))
 
     def current_view(self) -> OrbitView:
         if self._target.value is not None:
@@ -397,7 +405,7 @@ class Panel3D:
                             np.stack([np.full_like(zs, x1), np.full_like(zs, floor_y), zs], 1)])
         major = np.concatenate([np.isclose(xs % 1000.0, 0.0), np.isclose(zs % 1000.0, 0.0)])
         colours = [self.style.grid_major if m else self.style.grid for m in major]
-        _draw_segments(img, a, b, view, colours)
+        _draw_segments(img, a, b, view, colours, self._px(1))
 
     def _draw_camera_marker(self, img: np.ndarray, view: OrbitView) -> None:
         """The real camera at the world origin, as a small pyramid looking along +z."""
@@ -407,16 +415,17 @@ class Panel3D:
                             [s, 0.75 * s, 1.6 * s], [-s, 0.75 * s, 1.6 * s]])
         a = np.concatenate([np.repeat(apex[None], 4, 0), corners])
         b = np.concatenate([corners, np.roll(corners, -1, axis=0)])
-        _draw_segments(img, a, b, view, [self.style.camera] * len(a))
+        _draw_segments(img, a, b, view, [self.style.camera] * len(a), self._px(1))
         label = project(np.array([[0.0, -0.75 * s - 60.0, 0.0]]), view)[0]
         if np.isfinite(label).all():
-            _text(img, "camera", (int(label[0]) - 24, int(label[1])), self.style.camera, 0.38)
+            _text(img, "camera", (int(label[0]) - self._px(24), int(label[1])), self.style.camera,
+                  0.38 * self.scale)
 
     def _draw_axis_gizmo(self, img: np.ndarray, view: OrbitView) -> None:
         """Orientation of the world axes in the bottom-left corner (rotation only)."""
         rot = view.rotation()
-        origin = np.array([34.0, img.shape[0] - 34.0])
-        length = 22.0
+        origin = np.array([34.0 * self.scale, img.shape[0] - 34.0 * self.scale])
+        length = 22.0 * self.scale
         axes = (("x", np.array([1.0, 0, 0]), self.style.axis_x),
                 ("y", np.array([0, 1.0, 0]), self.style.axis_y),
                 ("z", np.array([0, 0, 1.0]), self.style.axis_z))
@@ -424,9 +433,9 @@ class Panel3D:
         for name, axis, colour in sorted(axes, key=lambda a: -(rot @ a[1])[2]):
             d = (rot @ axis)[:2]
             tip = origin + length * d
-            cv2.line(img, _pt(origin), _pt(tip), colour, 1, cv2.LINE_AA, _SHIFT)
-            lab = origin + (length + 8.0) * d
-            _text(img, name, (int(lab[0]) - 3, int(lab[1]) + 4), colour, 0.38)
+            cv2.line(img, _pt(origin), _pt(tip), colour, self._px(1), cv2.LINE_AA, _SHIFT)
+            lab = origin + (length + 8.0 * self.scale) * d
+            _text(img, name, (int(lab[0]) - self._px(3), int(lab[1]) + self._px(4)), colour, 0.38 * self.scale)
 
     def _draw_person(self, img: np.ndarray, pp: _PlacedPerson, view: OrbitView, floor_y: float) -> None:
         style = self.style
@@ -445,24 +454,25 @@ class Panel3D:
         fx = _fixed(px)
         for a, b in BONES:
             if ok_shadow[a] and ok_shadow[b]:
-                cv2.line(img, tuple(fx[n + a]), tuple(fx[n + b]), style.shadow, 3, cv2.LINE_AA, _SHIFT)
+                cv2.line(img, tuple(fx[n + a]), tuple(fx[n + b]), style.shadow, self._px(3), cv2.LINE_AA, _SHIFT)
         self._draw_floor_ring(img, joints[ROOT], floor_y, view, pp.colour)
         for bone in BONES:
             a, b = bone
             if ok_px[a] and ok_px[b]:
                 cv2.line(img, tuple(fx[a]), tuple(fx[b]), SIDE_COLOURS_BGR[bone_side(bone)],
-                         style.bone_thickness, cv2.LINE_AA, _SHIFT)
+                         self._px(style.bone_thickness), cv2.LINE_AA, _SHIFT)
         # Joints are neutral dots: several track colours are close to the side colours, so the
         # person's own colour goes on the head ring, the floor ring and the label instead.
         for j in np.flatnonzero(ok_px):
-            cv2.circle(img, tuple(fx[j]), style.joint_radius * _ONE, style.joint, -1, cv2.LINE_AA, _SHIFT)
+            cv2.circle(img, tuple(fx[j]), self._px(style.joint_radius) * _ONE, style.joint, -1, cv2.LINE_AA, _SHIFT)
         if ok_px[HEAD]:
-            cv2.circle(img, tuple(fx[HEAD]), (style.joint_radius + 4) * _ONE, pp.colour, 2, cv2.LINE_AA, _SHIFT)
+            cv2.circle(img, tuple(fx[HEAD]), self._px(style.joint_radius + 4) * _ONE, pp.colour, self._px(2),
+                       cv2.LINE_AA, _SHIFT)
         # Label above the highest joint (smallest y).
         if ok_px.any():
             top = px[:n][ok_px][:, 1].argmin()
             x, y = px[:n][ok_px][top]
-            _label(img, pp.label, (int(x), int(y) - 14), pp.colour, style.font_scale)
+            _label(img, pp.label, (int(x), int(y) - self._px(14)), pp.colour, style.font_scale * self.scale)
 
     def _draw_floor_ring(self, img: np.ndarray, root: np.ndarray, floor_y: float, view: OrbitView,
                          colour: Colour) -> None:
@@ -471,7 +481,7 @@ class Panel3D:
                          root[2] + RING_MM * np.sin(angles)], axis=1)
         px = project(ring, view)
         if np.isfinite(px).all():
-            cv2.polylines(img, [_fixed(px)], True, colour, 2, cv2.LINE_AA, _SHIFT)
+            cv2.polylines(img, [_fixed(px)], True, colour, self._px(2), cv2.LINE_AA, _SHIFT)
 
     def _draw_caption(self, img: np.ndarray, placed: list[_PlacedPerson]) -> None:
         if self.state.centred:
@@ -479,32 +489,35 @@ class Panel3D:
             caption = f"3D  centred on {who} (root-relative)"
         else:
             caption = "3D  placed by estimated root position"
-        _text(img, caption, (10, 20), self.style.text, 0.45)
+        _text(img, caption, (self._px(10), self._px(20)), self.style.text, 0.45 * self.scale)
         if not placed:
-            _text(img, "no people", (self.width // 2 - 40, self.height // 2), self.style.text, 0.55)
+            _text(img, "no people", (self.width // 2 - self._px(40), self.height // 2), self.style.text,
+                  0.55 * self.scale)
 
 
 def _draw_segments(img: np.ndarray, a_world: np.ndarray, b_world: np.ndarray, view: OrbitView,
-                   colours: list[Colour]) -> None:
+                   colours: list[Colour], thickness: int = 1) -> None:
     """World segments a[i]-b[i] as thin anti-aliased lines, clipped at the near plane."""
     pa, pb, visible = project_segments(a_world, b_world, view)
     fa, fb = _fixed(pa), _fixed(pb)
     for i in np.flatnonzero(visible):
-        cv2.line(img, tuple(fa[i]), tuple(fb[i]), colours[i], 1, cv2.LINE_AA, _SHIFT)
+        cv2.line(img, tuple(fa[i]), tuple(fb[i]), colours[i], thickness, cv2.LINE_AA, _SHIFT)
 
 
 def _pt(p: np.ndarray) -> tuple[int, int]:
     return (int(round(p[0] * _ONE)), int(round(p[1] * _ONE)))
 
 
+
+
 def _text(img: np.ndarray, text: str, org: tuple[int, int], colour: Colour, scale: float) -> None:
-    cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, 1, cv2.LINE_AA)
+    cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, text_stroke(scale), cv2.LINE_AA)
 
 
 def _label(img: np.ndarray, text: str, centre_bottom: tuple[int, int], colour: Colour, scale: float) -> None:
     """Dark text centred above a point on a tag of the person's colour."""
-    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, text_stroke(scale))
     x = centre_bottom[0] - tw // 2
     y = centre_bottom[1]
     cv2.rectangle(img, (x - 3, y - th - 3), (x + tw + 3, y + base), colour, -1)
-    cv2.putText(img, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (20, 20, 20), 1, cv2.LINE_AA)
+    cv2.putText(img, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (20, 20, 20), text_stroke(scale), cv2.LINE_AA)

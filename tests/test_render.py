@@ -122,6 +122,20 @@ def test_panel_paints_side_colours_at_projected_bones():
     assert r_hip[0] < l_hip[0]
 
 
+def test_big_panels_draw_proportionally_not_in_hairlines():
+    """An HD-sized panel, shrunk back to 640x480, looks like the 640x480 one: its strokes, dots
+    and text grow with it (fixed 1-2 px strokes would wash out to a third of the ink)."""
+    people = [standing_person((-600, 200, 3500), 1), standing_person((500, 150, 3000), 2)]
+    small = Panel3D(640, 480).render(people)
+    big = Panel3D(1920, 1440).render(people)
+    shrunk = cv2.resize(big, (640, 480), interpolation=cv2.INTER_AREA)
+    background = np.array(Panel3D(640, 480).style.background, np.int16)
+
+    def ink(img):   # how far from the background colour, summed over the picture
+        return float(np.abs(img.astype(np.int16) - background).sum())
+    assert 0.7 < ink(shrunk) / ink(small) < 1.4
+
+
 def test_panel_is_upright_with_floor_below_and_centred_mode():
     person = standing_person((500, 200, 3000), 4)
     panel = Panel3D(640, 480)
