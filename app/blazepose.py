@@ -61,6 +61,7 @@ _EAR_TO_HEAD_TOP_M = 0.11
 # The Pose model wants the region a bit larger than a snug body box (it was trained on crops
 # 1.25x the full-body circle). A snug box is ~0.9 of that circle's diameter: 1.25 / 0.9 ~ 1.4.
 _ROI_SCALE = 1.4
+_REGION_SCALE = 1.25        # MediaPipe's own: the crop is 1.25x the full-body circle
 _MIN_BOX_SIDE_PX = 24.0     # smaller than this the landmark model sees only a blur
 _MIN_JOINTS_FOR_SCALE = 4
 
@@ -120,12 +121,18 @@ class BlazePoseBackend(PoseBackend):
         clipped = _clip_box(box, width, height)
         if clipped is None or max(clipped.w, clipped.h) < self.min_box_side:
             return None
-        # Square region about the box centre, in the image's normalized coordinates (so its
-        # normalized width and height differ when the image is not square).
-        side = max(clipped.w, clipped.h) * self.roi_scale
-        cx, cy = clipped.x + clipped.w / 2.0, clipped.y + clipped.h / 2.0
+        # A square region in the image's normalized coordinates (so its normalized width and
+        # height differ when the image is not square). With the body's region, it is the one the
+        # model was trained on: hip-centred, turned upright, 2.5 radii. Where people overlap, a
+        # box's centre can sit on the wrong one; the hips are this person's own.
+        if box.region is not None:
+            r = box.region
+            cx, cy, side, rotation = r.cx, r.cy, 2.0 * r.radius * _REGION_SCALE, r.rotation
+        else:
+            cx, cy = clipped.x + clipped.w / 2.0, clipped.y + clipped.h / 2.0
+            side, rotation = max(clipped.w, clipped.h) * self.roi_scale, 0.0
         roi = self._rect_type(x_center=cx / width, y_center=cy / height,
-                              width=side / width, height=side / height, rotation=0.0)
+                              width=side / width, height=side / height, rotation=rotation)
         result = self._graph.process({"image": rgb, "roi": roi})
         if result.landmarks is None or result.world_landmarks is None:
             return None   # the model's own presence score said: nobody in this region

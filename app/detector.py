@@ -29,7 +29,7 @@ from typing import Literal
 import numpy as np
 
 from app.errors import UserError
-from app.types import Box
+from app.types import BodyRegion, Box
 from app.native_logs import native_stderr_silenced
 
 Mode = Literal["fast", "tiled"]
@@ -184,7 +184,9 @@ class PersonDetector:
             cx1, cy1 = min(float(image_w), x1), min(float(image_h), y1)
             if min(cx1 - cx0, cy1 - cy0) < self.config.min_box_side:
                 continue
-            found.append(_Candidate(Box(cx0, cy0, cx1 - cx0, cy1 - cy0, score), rank))
+            hip, axis_point = keypoints[0], keypoints[1]
+            region = BodyRegion.along(hip, axis_point, float(np.hypot(*(axis_point - hip))))
+            found.append(_Candidate(Box(cx0, cy0, cx1 - cx0, cy1 - cy0, score, region), rank))
         return found
 
     def _body_bounds(self, keypoints: np.ndarray) -> tuple[float, float, float, float]:

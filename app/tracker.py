@@ -38,7 +38,8 @@ from typing import Callable
 import numpy as np
 
 from app.smoothing import JOINTS_MM, JOINTS_PX, ROOT_MM, OneEuroFilter, OneEuroParams
-from app.types import Box, Person
+from app.skeleton import JOINT_INDEX, ROOT
+from app.types import BodyRegion, Box, Person
 
 
 @dataclass(frozen=True)
@@ -239,7 +240,8 @@ class Tracker:
         x0, y0, x1, y1 = x0 - pad, y0 - pad, x1 + pad, y1 + pad
         if min(x1 - x0, y1 - y0) < cfg.min_crop_side * 0.5 or max(x1 - x0, y1 - y0) < cfg.min_crop_side:
             return None
-        return Box(float(x0), float(y0), float(x1 - x0), float(y1 - y0), person.box.score)
+        return Box(float(x0), float(y0), float(x1 - x0), float(y1 - y0), person.box.score,
+                   _region_from_joints(joints, good))
 
     def _smoothed(self, track: Track, person: Person, time: float) -> Person:
         joints_2d, joints_3d, root = person.joints_2d, person.joints_3d, person.root_cam
@@ -263,3 +265,17 @@ class Tracker:
                     younger.crop = None
         retired = {t.track_id for t in self.tracks if t.missed > self.config.max_missed}
         people[:] = [p for p in people if p.track_id not in retired]
+
+
+def _region_from_joints(joints: np.ndarray, good: np.ndarray) -> BodyRegion | None:
+    """The body's hip-centred region from last frame's joints, as the detector would give it:
+    up along pelvis -> neck, radius the farthest trusted joint from the pelvis (on real photos
+    the detector's radius is 0.8-1.4x that, about 1.0x typically). None without pelvis or neck."""
+    neck = JOINT_INDEX["Neck"]
+    if not (good[ROOT] and good[neck]):
+        return None
+    pelvis = joints[ROOT]
+    radius = float(np.linalg.norm(joints[good] - pelvis, axis=1).max()) * 1.05
+    if radius < 1.0:
+        return None
+    return BodyRegion.along(pelvis, joints[neck], radius)

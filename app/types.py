@@ -1,19 +1,42 @@
 """Small dataclasses that cross module lines. Arrays are numpy, float32 unless said."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
 
+@dataclass(frozen=True)
+class BodyRegion:
+    """Where a body is, the way BlazePose describes it: a circle about the hip centre that holds
+    the whole body, and the body's tilt (radians, 0 = upright, clockwise positive in the image).
+    A crop centred on the hips says whose body is meant when people overlap; a box does not."""
+    cx: float
+    cy: float
+    radius: float
+    rotation: float = 0.0
+
+    @classmethod
+    def along(cls, hip_xy, toward_head_xy, radius: float) -> "BodyRegion":
+        """The region about `hip_xy` whose "up" points at `toward_head_xy` (any point on the
+        body axis above the hips), in MediaPipe's convention: clockwise angle from upright."""
+        dx, dy = float(toward_head_xy[0] - hip_xy[0]), float(toward_head_xy[1] - hip_xy[1])
+        rotation = math.pi / 2 - math.atan2(-dy, dx)
+        rotation = (rotation + math.pi) % (2 * math.pi) - math.pi
+        return cls(float(hip_xy[0]), float(hip_xy[1]), float(radius), rotation)
+
+
 @dataclass
 class Box:
-    """A person box in image pixels, (x, y) its top-left corner."""
+    """A person box in image pixels, (x, y) its top-left corner; `region`, when known, is the
+    body's hip-centred region (from the detector, or from the last frame's joints)."""
     x: float
     y: float
     w: float
     h: float
     score: float = 1.0
+    region: BodyRegion | None = None
 
     def as_xywh(self) -> tuple[float, float, float, float]:
         return (self.x, self.y, self.w, self.h)

@@ -239,3 +239,29 @@ def test_uncertain_pose_is_reported_and_looked_for_in_place(group_people):
     tracker.update_detections([person.box], 4)
     assert [p.track_id for p in tracker.update([weak], 4 / 30, 4)] == [track_id]
     assert not tracker.need_detection(5), "the fresh detection vouched for the track"
+
+
+def test_next_crop_carries_the_body_region_from_the_joints():
+    """A tracked person's next crop says where their hips are and which way is up, so the
+    fallback's crop stays on them where people overlap (BlazePose's own convention: clockwise
+    angle from upright)."""
+    from app.skeleton import JOINT_INDEX, NUM_JOINTS
+    from app.tracker import _region_from_joints
+
+    joints = np.zeros((NUM_JOINTS, 2))
+    for name, (x, y) in {"Pelvis": (300, 300), "Neck": (300, 200), "Head": (300, 160),
+                         "R_Ankle": (290, 460), "L_Ankle": (310, 460)}.items():
+        joints[JOINT_INDEX[name]] = (x, y)
+    good = np.zeros(NUM_JOINTS, bool)
+    good[[JOINT_INDEX[n] for n in ("Pelvis", "Neck", "Head", "R_Ankle", "L_Ankle")]] = True
+    region = _region_from_joints(joints, good)
+    assert (region.cx, region.cy) == (300, 300)
+    assert region.radius == pytest.approx(1.05 * np.hypot(10, 160))
+    assert region.rotation == pytest.approx(0.0, abs=1e-9)
+    # lying down, head to the image's right: up is turned a quarter clockwise
+    turned = joints.copy()
+    turned[:, 0], turned[:, 1] = 300 + (300 - joints[:, 1]), 300 + (joints[:, 0] - 300)
+    assert _region_from_joints(turned, good).rotation == pytest.approx(np.pi / 2)
+    # without a trusted pelvis there is no region (the crop is then a plain box)
+    good[JOINT_INDEX["Pelvis"]] = False
+    assert _region_from_joints(joints, good) is None
