@@ -55,11 +55,15 @@ class _PrepackedConv:
             self.groups, "add", 1.0, None, [], None)
 
 
+def _require_folded(ok: bool) -> None:
+    if not ok:
+        raise ValueError("the network's BatchNorms must be folded first")
+
+
 def _only_conv(layer: nn.Sequential) -> nn.Conv2d:
     convs = [m for m in layer if isinstance(m, nn.Conv2d)]
     rest = [m for m in layer if not isinstance(m, (nn.Conv2d, nn.Identity))]
-    if len(convs) != 1 or rest:
-        raise ValueError("the network's BatchNorms must be folded first")
+    _require_folded(len(convs) == 1 and not rest)
     return convs[0]
 
 
@@ -81,8 +85,7 @@ class FusedCpuNetwork:
             size //= conv.stride[0]
             blocks = []
             for block in stage:
-                if not isinstance(block.norm, nn.Identity):
-                    raise ValueError("the network's BatchNorms must be folded first")
+                _require_folded(isinstance(block.norm, nn.Identity))
                 dim = block.dwconv.in_channels
                 blocks.append((_PrepackedConv(block.dwconv, [1, dim, size, size]),
                                _PrepackedConv(block.pwconv1, [1, dim, size, size]),
@@ -91,8 +94,7 @@ class FusedCpuNetwork:
         self.backbone_norm = backbone.norm
         self.head_blocks = []
         for block in (head.deconv_layers_1, head.deconv_layers_2, head.deconv_layers_3):
-            if not isinstance(block.norm, nn.Identity):
-                raise ValueError("the network's BatchNorms must be folded first")
+            _require_folded(isinstance(block.norm, nn.Identity))
             dim = block.dwconv.in_channels
             self.head_blocks.append((_PrepackedConv(block.dwconv, [1, dim, size, size]),
                                      _PrepackedConv(block.pwconv, [1, dim, size, size]), block.upsample))
