@@ -10,10 +10,11 @@ float32 network on the conformance patches, in heatmap units (the bound is 0.05)
 The whole comparison runs twice, in two child processes: with glibc's default allocator
 settings and after `tune_cpu_allocator()` (what the app does), which is process-wide and so
 cannot be interleaved within one process. --alternatives also times what was tried and lost
-(TorchScript freezing, torch.compile, bf16 in the final layer only, and ONNX Runtime where
-`pip install onnx onnxruntime` has been run); --threads compares 1 thread with the default.
-Always, after the tuned run's batch-1 table: the roofline (the network's GFLOP, the cores' fp32
-and bf16 peak, and what 2x over plain eager would need).
+(TorchScript freezing, torch.compile, and ONNX Runtime where `pip install onnx onnxruntime` has
+been run; bf16 in one part of the network at a time is benchmarks/bf16_placement.py).
+--threads compares 1 thread with the default. Always, after the tuned run's batch-1 table: the
+roofline (the network's GFLOP, the cores' fp32 and bf16 peak, and what 2x over plain eager would
+need).
 """
 from __future__ import annotations
 
@@ -133,18 +134,6 @@ def alternatives(model, images) -> dict:
         out["torch.compile fp32"] = compiled_run
     except Exception as error:  # noqa: BLE001
         print(f"  (torch.compile not measured: {type(error).__name__}: {str(error)[:80]})")
-    if "bf16" in available_precisions("cpu"):
-        head = folded.head
-
-        def final_layer_bf16(x):
-            """bf16 in the cheapest place that matters: the last 1x1 convolution only."""
-            with torch.inference_mode():
-                x = x.contiguous(memory_format=torch.channels_last)
-                features = head.deconv_layers_3(head.deconv_layers_2(head.deconv_layers_1(folded.backbone(x))))
-                with torch.autocast("cpu", dtype=torch.bfloat16):
-                    logits = head.final_layer(features)
-                return _coords_and_plane(logits.float(), j, d)[0]
-        out["bf16 final layer only"] = final_layer_bf16
     return out
 
 
