@@ -16,14 +16,11 @@ project's camera convention, so mapping is a scale to mm plus a root shift.
 """
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 
-from app.errors import UserError
+from app.mediapipe_graph import MediaPipeGraph
 from app.skeleton import JOINT_INDEX, NUM_JOINTS, ROOT
 from app.types import Box, Camera, Person, PoseBackend
-from app.native_logs import native_stderr_silenced
 
 _GRAPH = """
 input_stream: "image"
@@ -75,38 +72,21 @@ class BlazePoseBackend(PoseBackend):
     def __init__(self, roi_scale: float = _ROI_SCALE, min_box_side: float = _MIN_BOX_SIDE_PX):
         self.roi_scale = roi_scale
         self.min_box_side = min_box_side
-        try:
-            from google.protobuf import text_format
-            from mediapipe.framework import calculator_pb2
-            from mediapipe.framework.formats import rect_pb2
-            from mediapipe.python.solution_base import SolutionBase
-        except ImportError as exc:  # pragma: no cover - depends on the install
-            raise UserError(
-                f"the BlazePose fallback needs mediapipe==0.10.21 ({exc}); "
-                "install it with: pip install mediapipe==0.10.21") from exc
-        self._rect_type = rect_pb2.NormalizedRect
-        graph = text_format.Parse(_GRAPH, calculator_pb2.CalculatorGraphConfig())
         # model_complexity=1 is pose_landmark_full.tflite, inside the wheel. 0 and 2 would
         # trigger a download at run time: never use them.
-        with native_stderr_silenced():
-            self._graph = SolutionBase(graph_config=graph, side_inputs={"model_complexity": 1})
-        self._lock = threading.Lock()
+        self._graph = MediaPipeGraph(_GRAPH, "the BlazePose fallback", side_inputs={"model_complexity": 1})
+        from mediapipe.framework.formats import rect_pb2   # importable once the graph is built
+        self._rect_type = rect_pb2.NormalizedRect
 
     def estimate(self, image_bgr: np.ndarray, boxes: list[Box],
                  camera: Camera) -> list[Person | None]:
         if not boxes:
             return []
         rgb = np.ascontiguousarray(image_bgr[:, :, ::-1])
-        with self._lock:
-            if self._graph is None:
-                raise RuntimeError("BlazePoseBackend used after close()")
-            return [self._estimate_one(rgb, box, camera) for box in boxes]
+        return [self._estimate_one(rgb, box, camera) for box in boxes]
 
     def close(self) -> None:
-        with self._lock:
-            if self._graph is not None:
-                self._graph.close()
-                self._graph = None
+        self._graph.close()
 
     def __enter__(self) -> "BlazePoseBackend":
         return self

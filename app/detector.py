@@ -22,15 +22,13 @@ within a few metres of the camera, so small people in a wide frame are missed. T
 """
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
 
-from app.errors import UserError
+from app.mediapipe_graph import MediaPipeGraph
 from app.types import BodyRegion, Box
-from app.native_logs import native_stderr_silenced
 
 Mode = Literal["fast", "tiled"]
 
@@ -80,25 +78,14 @@ class _Candidate:
 
 
 class PersonDetector:
-    """Every person box the BlazePose detector finds. Not thread-safe across processes; calls on
-    one instance are serialized by a lock (the MediaPipe graph is stateful)."""
+    """Every person box the BlazePose detector finds. Its MediaPipe graph serializes each call
+    (mediapipe_graph.py), so one instance may be shared between threads."""
 
     def __init__(self, config: DetectorConfig | None = None, **overrides):
         """`PersonDetector(DetectorConfig(...))` or `PersonDetector(mode="tiled")`."""
         config = replace(config or DetectorConfig(), **overrides)
         self.config = config
-        try:
-            from google.protobuf import text_format
-            from mediapipe.framework import calculator_pb2
-            from mediapipe.python.solution_base import SolutionBase
-        except ImportError as exc:  # pragma: no cover - depends on the install
-            raise UserError(
-                f"the person detector needs mediapipe==0.10.21 ({exc}); "
-                "install it with: pip install mediapipe==0.10.21") from exc
-        graph = text_format.Parse(_GRAPH, calculator_pb2.CalculatorGraphConfig())
-        with native_stderr_silenced():
-            self._graph = SolutionBase(graph_config=graph)
-        self._lock = threading.Lock()
+        self._graph = MediaPipeGraph(_GRAPH, "the person detector")
 
     # ---- public API -------------------------------------------------------------------------
 
@@ -118,18 +105,12 @@ class PersonDetector:
         if mode == "tiled":
             views += self._tiles(width, height)
         candidates: list[_Candidate] = []
-        with self._lock:
-            if self._graph is None:
-                raise RuntimeError("PersonDetector used after close()")
-            for view in views:
-                candidates += self._detect_view(rgb, view, is_whole=(view == views[0]))
+        for view in views:
+            candidates += self._detect_view(rgb, view, is_whole=(view == views[0]))
         return self._merge(candidates)
 
     def close(self) -> None:
-        with self._lock:
-            if self._graph is not None:
-                self._graph.close()
-                self._graph = None
+        self._graph.close()
 
     def __enter__(self) -> "PersonDetector":
         return self
