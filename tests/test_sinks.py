@@ -310,6 +310,13 @@ def test_make_media_sink(tmp_path):
 META = ExportMeta(model="ConvNeXtPose-TINY", input="tests/data/group.jpg", fps=12.5, focal=612.5)
 
 
+def export_all(path: Path, results: list) -> None:
+    """Write every result through the exporter the path's extension picks, and close it."""
+    with make_exporter(path, META) as sink:
+        for r in results:
+            sink.write(r, None)
+
+
 def sample_results(n_frames: int = 5, seed: int = 0) -> list:
     """Frames with 0..2 people holding arbitrary float32 values; frame 2 is empty."""
     rng = np.random.default_rng(seed)
@@ -351,9 +358,7 @@ def assert_json_matches(data: dict, results: list) -> None:
 def test_json_round_trip_is_exact(tmp_path):
     results = sample_results()
     path = tmp_path / "joints.json"
-    with make_exporter(path, META) as sink:
-        for r in results:
-            sink.write(r, None)
+    export_all(path, results)
     data = json.loads(path.read_text())
     assert_json_matches(data, results)
     assert data["frames"][2]["people"] == []
@@ -416,9 +421,7 @@ def test_export_write_failure_removes_the_temp_file(tmp_path):
 def test_csv_round_trip_is_exact(tmp_path):
     results = sample_results()
     path = tmp_path / "joints.csv"
-    with make_exporter(path, META) as sink:
-        for r in results:
-            sink.write(r, None)
+    export_all(path, results)
     text = path.read_text()
     assert text.splitlines()[0] == ",".join(CSV_COLUMNS)
     rows = list(csv.DictReader(io.StringIO(text)))
@@ -441,9 +444,7 @@ def test_csv_round_trip_is_exact(tmp_path):
 def test_npz_round_trip_is_exact(tmp_path):
     results = sample_results()
     path = tmp_path / "joints.npz"
-    with make_exporter(path, META) as sink:
-        for r in results:
-            sink.write(r, None)
+    export_all(path, results)
     with np.load(path, allow_pickle=False) as data:
         people = [(r, p) for r in results for p in r.people]
         np.testing.assert_array_equal(data["frame_index"], [r.frame.index for r in results])
