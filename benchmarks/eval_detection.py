@@ -1,0 +1,302 @@
+"""How many of the people a user sees does the app report, and how many of the people it reports
+are real? Runs the live path (FrameLoop.process: the tracker asks for detections, the detector
+runs in the mode the loop picks, the pose backend estimates, the tracker updates) frame by frame
+over each annotated file of tests/data/people_boxes.json, and scores the annotated frames.
+
+    python benchmarks/eval_detection.py [--files pedestrians.mp4 group.jpg ...] [--json]
+
+Per file: recall for people taller than 100 px and for 40-100 px (the share of annotated people
+matched by a reported person, per annotated frame, summed over frames), precision (the share of
+reported people that match an annotated person), and the cost: detector and landmark-model calls
+per frame, ms per frame (detection and pose), and what one full sweep (the tiled search) costs.
+
+Matching: a reported person's extent is the bounding box of its confident 2D joints (the box it
+was estimated in when fewer than 4 are confident), widened a little because joints are centres;
+it matches an annotated box at IoU >= 0.3, greedily, best IoU first, one to one. Reported people
+lying mostly inside a file's "ignore" regions (the blurred crowd behind messi5.jpg) count neither
+way. Files whose media are absent (vtest.avi comes from Debian's opencv-doc) are skipped.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from app.cli import Settings  # noqa: E402
+from app.types import Box, Person  # noqa: E402
+
+DATA = ROOT / "tests" / "data"
+GROUND_TRUTH = DATA / "people_boxes.json"
+MATCH_IOU = 0.3
+TALL_PX = 100.0      # "people taller than 100 px"
+SMALL_PX = 40.0      # "people 40-100 px tall"; smaller ones are counted in neither recall
+JOINT_CONFIDENCE = 0.3
+
+
+# ---- scoring ----------------------------------------------------------------------------------
+
+def person_extent(person: Person) -> Box:
+    """Where a reported person is: its confident joints' bounds, padded (joints are centres: the
+    head-top joint is near the top, but wrists, feet and shoulders lie inside the outline)."""
+    joints = np.asarray(person.joints_2d, dtype=np.float64)
+    good = (np.asarray(person.confidence) >= JOINT_CONFIDENCE) & np.all(np.isfinite(joints), axis=1)
+    if good.sum() < 4:
+        return person.box
+    (x0, y0), (x1, y1) = joints[good].min(axis=0), joints[good].max(axis=0)
+    height = y1 - y0
+    pad_x, pad_y = max(0.1 * height, 0.05 * (x1 - x0)), 0.05 * height
+    return Box(x0 - pad_x, y0 - pad_y, x1 - x0 + 2 * pad_x, y1 - y0 + 2 * pad_y, person.box.score)
+
+
+def _inside_fraction(box: Box, region: list[float]) -> float:
+    rx, ry, rw, rh = region
+    w = min(box.x + box.w, rx + rw) - max(box.x, rx)
+    h = min(box.y + box.h, ry + rh) - max(box.y, ry)
+    return max(0.0, w) * max(0.0, h) / box.area if box.area > 0 else 0.0
+
+
+@dataclass
+class Score:
+    """Counts over the annotated frames of one file."""
+    tall: int = 0            # annotated people > 100 px tall
+    tall_found: int = 0
+    small: int = 0           # annotated people 40-100 px tall
+    small_found: int = 0
+    tiny: int = 0            # annotated people < 40 px (reported people matching them are real)
+    tiny_found: int = 0
+    reported: int = 0        # reported people, outside ignore regions
+    reported_real: int = 0
+
+    def add(self, other: "Score") -> None:
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    @staticmethod
+    def ratio(num: int, den: int) -> float | None:
+        return num / den if den else None
+
+    @property
+    def recall_tall(self) -> float | None:
+        return self.ratio(self.tall_found, self.tall)
+
+    @property
+    def recall_small(self) -> float | None:
+        return self.ratio(self.small_found, self.small)
+
+    @property
+    def precision(self) -> float | None:
+        return self.ratio(self.reported_real, self.reported)
+
+
+def score_frame(reported: list[Box], truth: list[list[float]], ignore: list[list[float]] = ()) -> Score:
+    """Match reported extents to annotated [x, y, w, h] boxes (IoU >= MATCH_IOU, greedy)."""
+    truth_boxes = [Box(*t) for t in truth]
+    pairs = sorted(((r.iou(t), ri, ti) for ri, r in enumerate(reported)
+                    for ti, t in enumerate(truth_boxes)), reverse=True)
+    matched_r: set[int] = set()
+    matched_t: set[int] = set()
+    for iou, ri, ti in pairs:
+        if iou < MATCH_IOU:
+            break
+        if ri in matched_r or ti in matched_t:
+            continue
+        matched_r.add(ri)
+        matched_t.add(ti)
+    score = Score()
+    for ti, t in enumerate(truth_boxes):
+        found = ti in matched_t
+        if t.h > TALL_PX:
+            score.tall += 1
+            score.tall_found += found
+        elif t.h >= SMALL_PX:
+            score.small += 1
+            score.small_found += found
+        else:
+            score.tiny += 1
+            score.tiny_found += found
+    for ri, r in enumerate(reported):
+        if ri not in matched_r and any(_inside_fraction(r, region) > 0.5 for region in ignore):
+            continue
+        score.reported += 1
+        score.reported_real += ri in matched_r
+    return score
+
+
+# ---- the live path, counted -------------------------------------------------------------------
+
+@dataclass
+class Cost:
+    frames: int = 0
+    detect_ms: float = 0.0
+    pose_ms: float = 0.0
+    detector_calls: int = 0           # detector model invocations
+    landmark_calls: int = 0           # pose model invocations (one per box estimated)
+    sweeps: list[tuple[float, int]] = field(default_factory=list)   # (ms, detector calls)
+
+
+class _CountingDetector:
+    """The app's detector, its calls timed and counted."""
+
+    def __init__(self, detector, cost: Cost):
+        self._detector, self._cost = detector, cost
+
+    def detect(self, image, mode=None):
+        calls_before = _model_calls(self._detector, image, mode)
+        start = time.perf_counter()
+        boxes = self._detector.detect(image, mode=mode)
+        ms = (time.perf_counter() - start) * 1000.0
+        calls = _model_calls(self._detector, image, mode) - calls_before \
+            if hasattr(self._detector, "model_calls") else calls_before
+        self._cost.detector_calls += calls
+        if mode not in (None, "fast"):
+            self._cost.sweeps.append((ms, calls))
+        return boxes
+
+    def close(self):
+        self._detector.close()
+
+
+def _model_calls(detector, image, mode) -> int:
+    """The detector's own count of model invocations when it keeps one; else (the mediapipe
+    graph detector) the views it runs: the whole frame, plus its tiles in "tiled" mode."""
+    if hasattr(detector, "model_calls"):
+        return int(detector.model_calls)
+    if (mode or detector.config.mode) == "tiled":
+        return 1 + len(detector._tiles(image.shape[1], image.shape[0]))
+    return 1
+
+
+class _CountingBackend:
+    def __init__(self, backend, cost: Cost):
+        self._backend, self._cost = backend, cost
+        self.name, self.device = backend.name, backend.device
+
+    def estimate(self, image, boxes, camera):
+        self._cost.landmark_calls += len(boxes)
+        return self._backend.estimate(image, boxes, camera)
+
+    def close(self):
+        self._backend.close()
+
+
+def evaluate_file(name: str, spec: dict, backend, max_frames: int | None = None) -> tuple[Score, Cost, dict]:
+    """Run the live path over one annotated file. Returns the score, the cost and what was
+    reported on each annotated frame (for drawing)."""
+    from app.detector import PersonDetector
+    from app.pipeline import FrameLoop, _warm_up, make_camera
+    from app.sources import open_source
+    from app.tracker import Tracker
+
+    path = spec.get("path") or str(DATA / name)
+    truth: dict[str, list] = spec["frames"]
+    ignore = spec.get("ignore", [])
+    settings = Settings(input=path, model="blazepose", display=False)
+    cost = Cost()
+    total, reported_on = Score(), {}
+    source = open_source(path)
+    detector = _CountingDetector(PersonDetector(), cost)
+    try:
+        tracker = Tracker(redetect_every=settings.detect_every, smoothing=not source.is_still)
+        width, height = source.size
+        _warm_up(detector._detector, backend, width, height, make_camera(settings, width, height))
+        loop = FrameLoop(settings, source, detector, _CountingBackend(backend, cost), tracker,
+                         scene=None, viewer=None, sinks=None)
+        last = max(int(k) for k in truth) if truth else 0
+        for frame in source:
+            if frame.index > last or (max_frames is not None and frame.index >= max_frames):
+                break
+            result = loop.process(frame)
+            cost.frames += 1
+            cost.detect_ms += result.stages_ms["detect"]
+            cost.pose_ms += result.stages_ms["pose"]
+            key = str(frame.index)
+            if key in truth:
+                extents = [person_extent(p) for p in result.people]
+                reported_on[key] = [list(e.as_xywh()) for e in extents]
+                total.add(score_frame(extents, truth[key], ignore))
+    finally:
+        detector.close()
+        source.close()
+    return total, cost, reported_on
+
+
+# ---- the command ------------------------------------------------------------------------------
+
+def _pct(value: float | None, num: int, den: int, empty: str = "-") -> str:
+    if value is None:
+        return empty
+    return f"{100 * value:.0f}% ({num}/{den})"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--files", nargs="*", help="annotated files to run (default: all present)")
+    parser.add_argument("--max-frames", type=int, help="stop each video after N frames")
+    parser.add_argument("--json", action="store_true", help="also print one JSON line per file")
+    args = parser.parse_args(argv)
+
+    from app.backends import create_backend
+    import platform
+
+    annotated = json.loads(GROUND_TRUTH.read_text())["files"]
+    names = args.files or list(annotated)
+    unknown = [n for n in names if n not in annotated]
+    if unknown:
+        print(f"no annotations for {', '.join(unknown)}; annotated: {', '.join(annotated)}", file=sys.stderr)
+        return 2
+    backend = create_backend("blazepose", notify=lambda line: None)
+    print(f"CPU: {_cpu_name()}; Python {platform.python_version()}; backend {backend.name}")
+    header = (f"{'file':<16} {'frames':>6} {'recall >100px':>15} {'recall 40-100px':>16} {'precision':>14} "
+              f"{'det calls/fr':>12} {'lmk calls/fr':>12} {'ms/frame':>9} {'sweep':>18}")
+    print(header)
+    try:
+        for name in names:
+            spec = annotated[name]
+            path = Path(spec.get("path") or DATA / name)
+            if not path.exists():
+                print(f"{name:<16} skipped: {path} is absent")
+                continue
+            score, cost, _ = evaluate_file(name, spec, backend, args.max_frames)
+            n = max(1, cost.frames)
+            sweep = "-"
+            if cost.sweeps:
+                sweep_ms = np.mean([ms for ms, _ in cost.sweeps])
+                sweep_calls = np.mean([c for _, c in cost.sweeps])
+                sweep = f"{sweep_calls:.0f} calls {sweep_ms:.0f} ms"
+            print(f"{name:<16} {cost.frames:>6} "
+                  f"{_pct(score.recall_tall, score.tall_found, score.tall):>15} "
+                  f"{_pct(score.recall_small, score.small_found, score.small):>16} "
+                  f"{_pct(score.precision, score.reported_real, score.reported, 'none reported'):>14} "
+                  f"{cost.detector_calls / n:>12.2f} {cost.landmark_calls / n:>12.2f} "
+                  f"{(cost.detect_ms + cost.pose_ms) / n:>9.1f} {sweep:>18}")
+            if args.json:
+                print(json.dumps({"file": name, "frames": cost.frames, **score.__dict__,
+                                  "detector_calls": cost.detector_calls, "landmark_calls": cost.landmark_calls,
+                                  "detect_ms": round(cost.detect_ms, 1), "pose_ms": round(cost.pose_ms, 1),
+                                  "sweeps": [(round(ms, 1), c) for ms, c in cost.sweeps]}))
+    finally:
+        backend.close()
+    return 0
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+    return platform.processor() or "unknown"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
