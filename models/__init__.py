@@ -1,14 +1,28 @@
-"""ConvNeXtPose networks. Knows nothing of the application."""
-from .checkpoint import (CheckpointError, CheckpointNotFoundError, CorruptCheckpointError,
-                         InconsistentShapesError, NotACheckpointError, NotConvNeXtPoseError,
-                         UnsafeCheckpointError, infer_config, load_convnextpose, read_state_dict,
-                         resolve_device)
-from .convnextpose import VARIANTS, ConvNeXtPose, ConvNeXtPoseConfig, build_convnextpose
-from .optimize import optimize_for_inference
+"""Pose networks: ConvNeXtPose (torch) and BlazePose (LiteRT, models/blazepose/). Knows nothing of
+the application.
 
-__all__ = [
-    "build_convnextpose", "load_convnextpose", "read_state_dict", "infer_config", "resolve_device",
-    "optimize_for_inference", "ConvNeXtPose", "ConvNeXtPoseConfig", "VARIANTS",
-    "CheckpointError", "CheckpointNotFoundError", "NotACheckpointError", "CorruptCheckpointError",
-    "UnsafeCheckpointError", "NotConvNeXtPoseError", "InconsistentShapesError",
-]
+The ConvNeXtPose names below are imported on first use, so that importing models.blazepose (the
+fallback, which must start where torch is absent or slow to load) does not import torch."""
+from importlib import import_module
+
+_LAZY = {
+    "CheckpointError": "checkpoint", "CheckpointNotFoundError": "checkpoint",
+    "CorruptCheckpointError": "checkpoint", "InconsistentShapesError": "checkpoint",
+    "NotACheckpointError": "checkpoint", "NotConvNeXtPoseError": "checkpoint",
+    "UnsafeCheckpointError": "checkpoint", "infer_config": "checkpoint",
+    "load_convnextpose": "checkpoint", "read_state_dict": "checkpoint",
+    "resolve_device": "checkpoint",
+    "VARIANTS": "convnextpose", "ConvNeXtPose": "convnextpose",
+    "ConvNeXtPoseConfig": "convnextpose", "build_convnextpose": "convnextpose",
+    "optimize_for_inference": "optimize",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,152 @@
+"""The LiteRT port of BlazePose (models/blazepose) against MediaPipe 0.10.21's own graphs, on real
+photos and video frames: tests/data/blazepose_reference.npz, made by
+tests/data/make_blazepose_reference.py (which needs mediapipe; these tests do not).
+
+Tolerances (issue 9): detection keypoints within 1 px and scores within 0.01 at the image's
+resolution; landmarks within 1 px; world landmarks within 2 mm."""
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from blazepose_media import reference_images
+from models.blazepose import PoseDetector, PoseLandmarker, Roi
+
+ROOT = Path(__file__).resolve().parent.parent
+REFERENCE = ROOT / "tests" / "data" / "blazepose_reference.npz"
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return dict(np.load(REFERENCE))
+
+
+@pytest.fixture(scope="module")
+def images(reference):
+    built = reference_images()
+    assert [name for name, _ in built] == list(reference["image_names"])
+    for (name, rgb), digest in zip(built, reference["image_sha256"]):
+        # The video frames must decode to the very pixels MediaPipe saw.
+        assert hashlib.sha256(rgb.tobytes()).hexdigest() == digest, f"{name} decodes differently"
+    return built
+
+
+@pytest.fixture(scope="module")
+def port_detector():
+    detector = PoseDetector(num_threads=2)
+    yield detector
+    detector.close()
+
+
+@pytest.fixture(scope="module")
+def port_landmarker():
+    landmarker = PoseLandmarker(num_threads=2)
+    yield landmarker
+    landmarker.close()
+
+
+def test_fixture_covers_enough(reference, images):
+    assert len({name.split("[")[0] for name, _ in images}) >= 6
+    assert len(reference["detections"]) >= 15
+    assert np.sum(~np.isnan(reference["landmarks"][:, 0, 0])) >= 25
+
+
+def test_detections_match_mediapipe(reference, images, port_detector):
+    rows = reference["detections"]
+    checked = 0
+    for index, (name, rgb) in enumerate(images):
+        height, width = rgb.shape[:2]
+        expected = rows[rows[:, 0] == index]
+        found = port_detector.detect(rgb)
+        assert len(found) == len(expected), name
+        for row in expected:
+            keypoints = row[6:14].reshape(4, 2) * [width, height]
+            box = np.array([row[2], row[3], row[2] + row[4], row[3] + row[5]]) * np.tile([width, height], 2)
+            match = min(found, key=lambda d: np.abs(d.keypoints - keypoints).max())
+            assert np.abs(match.keypoints - keypoints).max() < 1.0, name
+            assert np.abs(match.face_box - box).max() < 1.0, name
+            assert abs(match.score - row[1]) < 0.01, name
+            checked += 1
+    assert checked == len(rows)
+
+
+def test_bgr_input_gives_the_same_detections(images, port_detector):
+    name, rgb = images[1]   # basketball1.jpg
+    from_rgb = port_detector.detect(rgb)
+    from_bgr = port_detector.detect(np.ascontiguousarray(rgb[:, :, ::-1]), bgr=True)
+    assert len(from_rgb) == len(from_bgr) == 1
+    assert np.allclose(from_rgb[0].keypoints, from_bgr[0].keypoints)
+
+
+def test_lower_threshold_finds_more_and_keeps_the_confident(images, port_detector):
+    rgb = dict(images)["group.jpg"]   # MediaPipe's 0.5 finds 1 of the 5 skiers
+    default = port_detector.detect(rgb)
+    lower = port_detector.detect(rgb, min_score=0.3)
+    assert len(lower) > len(default) >= 1
+    assert all(d.score >= 0.3 for d in lower)
+    assert max(d.score for d in lower) == pytest.approx(max(d.score for d in default), abs=1e-6)
+
+
+def _reference_roi(values, width, height):
+    # MediaPipe's NormalizedRect holds float32, and the graph scaled it to pixels in float32.
+    xc, yc, w, h, rotation = np.asarray(values, np.float32)
+    f = np.float32
+    return Roi(float(xc * f(width)), float(yc * f(height)), float(w * f(width)),
+               float(h * f(height)), float(rotation))
+
+
+def test_landmarks_match_mediapipe(reference, images, port_landmarker):
+    compared = 0
+    for k, image_index in enumerate(reference["roi_image"]):
+        name, rgb = images[image_index]
+        height, width = rgb.shape[:2]
+        result = port_landmarker.estimate(rgb, _reference_roi(reference["rois"][k], width, height))
+        expected = reference["landmarks"][k]
+        present = not np.isnan(expected[0, 0])
+        assert result.present == present, (name, k, result.presence)
+        if not present:
+            continue
+        assert np.abs(result.image[:, :2] - expected[:, :2] * [width, height]).max() < 1.0, (name, k)
+        assert np.abs(result.world - reference["world_landmarks"][k]).max() < 0.002, (name, k)
+        assert np.abs(result.visibility - expected[:, 3]).max() < 0.01, (name, k)
+        assert np.abs(result.in_frame - expected[:, 4]).max() < 0.01, (name, k)
+        compared += 1
+    assert compared >= 25
+
+
+def test_detection_region_then_next_frame_region_track_the_body(images, port_detector,
+                                                               port_landmarker):
+    rgb = dict(images)["basketball1.jpg"]
+    (detection,) = port_detector.detect(rgb)
+    first = port_landmarker.estimate(rgb, detection.body_roi())
+    assert first.present
+    # On the same frame, the region from the landmarks finds the same pose again.
+    again = port_landmarker.estimate(rgb, first.next_roi())
+    assert again.present
+    assert np.median(np.linalg.norm(again.image[:, :2] - first.image[:, :2], axis=1)) < 6.0
+    # Both regions are centred near the hips.
+    hips = (first.image[23, :2] + first.image[24, :2]) / 2
+    assert np.linalg.norm(np.array([first.next_roi().cx, first.next_roi().cy]) - hips) < 25
+
+
+def test_empty_region_reports_no_pose(port_landmarker):
+    grey = np.full((300, 300, 3), 128, np.uint8)
+    assert not port_landmarker.estimate(grey, Roi(150, 150, 200, 200)).present
+
+
+def test_closed_model_refuses():
+    detector = PoseDetector()
+    detector.close()
+    with pytest.raises(RuntimeError, match="after close"):
+        detector.detect(np.zeros((64, 64, 3), np.uint8))
+
+
+def test_importing_the_port_does_not_import_torch_or_mediapipe():
+    code = ("import sys, models.blazepose; "
+            "print(sorted(m for m in ('torch', 'mediapipe') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "[]"
