@@ -1,14 +1,15 @@
-"""Fallback pose backend: MediaPipe BlazePose GHUM (pose_landmark_full, mediapipe 0.10.21) mapped
-onto ConvNeXtPose's 18-joint skeleton, used when no ConvNeXtPose checkpoint exists.
+"""Fallback pose backend: BlazePose GHUM 3D (pose_landmark_full.tflite from mediapipe 0.10.21, run
+by LiteRT through models/blazepose) mapped onto ConvNeXtPose's 18-joint skeleton, used when no
+ConvNeXtPose checkpoint exists.
 
-Why not `mp.solutions.pose.Pose` on a crop: that solution first runs its own person detector on
-the crop and keeps one detection. In a crowd (tests/data/group.jpg) it can pick the neighbour
-or find nobody, and the detector costs time we already spent. Instead we run MediaPipe's own
-"PoseLandmarkByRoiCpu" subgraph (the landmark half of the same Pose solution, same model,
-model_complexity=1, shipped in the wheel) with a region of interest built from OUR box. It is
-stateless (no smoothing between calls, the tracker smooths), so it is correct for changing
-crops and for several people per frame; the region may extend past the image border, MediaPipe
-pads it, so people at the edge work.
+Why not a whole-frame pose solution on a crop: it would first run its own person detector on the
+crop and keep one detection. In a crowd (tests/data/group.jpg) it can pick the neighbour or find
+nobody, and the detector costs time we already spent. Instead the landmark model runs on a region
+of interest built from OUR box (MediaPipe's "PoseLandmarkByRoi" step). It is stateless (no
+smoothing between calls, the tracker smooths), so it is correct for changing crops and for
+several people per frame; the region may extend past the image border (edge pixels are
+repeated), so people at the edge work. The model's pose-presence score rejects regions without a
+person.
 
 Conventions, checked on real photos (tests/test_blazepose.py): world landmarks are metres,
 origin between the hips, x towards image right, y down, z away from the camera, which is the
@@ -18,25 +19,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from app.mediapipe_graph import MediaPipeGraph
+from app.errors import UserError
+from app.native_logs import native_stderr_silenced
 from app.skeleton import JOINT_INDEX, NUM_JOINTS, ROOT
 from app.types import Box, Camera, Person, PoseBackend
-
-_GRAPH = """
-input_stream: "image"
-input_stream: "roi"
-input_side_packet: "model_complexity"
-output_stream: "landmarks"
-output_stream: "world_landmarks"
-node {
-  calculator: "PoseLandmarkByRoiCpu"
-  input_stream: "IMAGE:image"
-  input_stream: "ROI:roi"
-  input_side_packet: "MODEL_COMPLEXITY:model_complexity"
-  output_stream: "LANDMARKS:landmarks"
-  output_stream: "WORLD_LANDMARKS:world_landmarks"
-}
-"""
+from models.blazepose import ModelUnavailableError, PoseLandmarker, Roi
 
 # BlazePose's 33 landmark indices that we use.
 _NOSE, _L_EYE, _R_EYE, _L_EAR, _R_EAR = 0, 2, 5, 7, 8
@@ -69,24 +56,25 @@ class BlazePoseBackend(PoseBackend):
     name = "BlazePose GHUM (fallback)"
     device = "cpu"
 
-    def __init__(self, roi_scale: float = _ROI_SCALE, min_box_side: float = _MIN_BOX_SIDE_PX):
+    def __init__(self, roi_scale: float = _ROI_SCALE, min_box_side: float = _MIN_BOX_SIDE_PX,
+                 num_threads: int | None = None):
+        """num_threads: LiteRT's threads (None: its default)."""
         self.roi_scale = roi_scale
         self.min_box_side = min_box_side
-        # model_complexity=1 is pose_landmark_full.tflite, inside the wheel. 0 and 2 would
-        # trigger a download at run time: never use them.
-        self._graph = MediaPipeGraph(_GRAPH, "the BlazePose fallback", side_inputs={"model_complexity": 1})
-        from mediapipe.framework.formats import rect_pb2   # importable once the graph is built
-        self._rect_type = rect_pb2.NormalizedRect
+        try:
+            with native_stderr_silenced():   # LiteRT announces its XNNPACK delegate on fd 2
+                self._model = PoseLandmarker(num_threads=num_threads)
+        except ModelUnavailableError as exc:
+            raise UserError(f"the BlazePose fallback cannot start: {exc}") from exc
 
     def estimate(self, image_bgr: np.ndarray, boxes: list[Box],
                  camera: Camera) -> list[Person | None]:
         if not boxes:
             return []
-        rgb = np.ascontiguousarray(image_bgr[:, :, ::-1])
-        return [self._estimate_one(rgb, box, camera) for box in boxes]
+        return [self._estimate_one(image_bgr, box, camera) for box in boxes]
 
     def close(self) -> None:
-        self._graph.close()
+        self._model.close()
 
     def __enter__(self) -> "BlazePoseBackend":
         return self
@@ -96,13 +84,12 @@ class BlazePoseBackend(PoseBackend):
 
     # ---- one person -------------------------------------------------------------------------
 
-    def _estimate_one(self, rgb: np.ndarray, box: Box, camera: Camera) -> Person | None:
-        height, width = rgb.shape[:2]
+    def _estimate_one(self, image_bgr: np.ndarray, box: Box, camera: Camera) -> Person | None:
+        height, width = image_bgr.shape[:2]
         clipped = _clip_box(box, width, height)
         if clipped is None or max(clipped.w, clipped.h) < self.min_box_side:
             return None
-        # A square region in the image's normalized coordinates (so its normalized width and
-        # height differ when the image is not square). With the body's region, it is the one the
+        # A square region in image pixels. With the body's region, it is the one the
         # model was trained on: hip-centred, turned upright, 2.5 radii. Where people overlap, a
         # box's centre can sit on the wrong one; the hips are this person's own.
         if box.region is not None:
@@ -111,19 +98,14 @@ class BlazePoseBackend(PoseBackend):
         else:
             cx, cy = clipped.x + clipped.w / 2.0, clipped.y + clipped.h / 2.0
             side, rotation = max(clipped.w, clipped.h) * self.roi_scale, 0.0
-        roi = self._rect_type(x_center=cx / width, y_center=cy / height,
-                              width=side / width, height=side / height, rotation=rotation)
-        result = self._graph.process({"image": rgb, "roi": roi})
-        if result.landmarks is None or result.world_landmarks is None:
+        result = self._model.estimate(image_bgr, Roi(cx, cy, side, side, rotation), bgr=True)
+        if not result.present:
             return None   # the model's own presence score said: nobody in this region
-        image_lm = np.array([(p.x * width, p.y * height) for p in result.landmarks.landmark],
-                            dtype=np.float64)
-        # Visibility: "is this landmark visible (not occluded)"; presence: "is it inside the
+        image_lm = result.image[:, :2]
+        # Visibility: "is this landmark visible (not occluded)"; in_frame: "is it inside the
         # image". A joint outside the frame or hidden is not one to trust.
-        vis = np.array([min(p.visibility, p.presence) if p.HasField("presence") else p.visibility
-                        for p in result.landmarks.landmark], dtype=np.float64)
-        world_lm = np.array([(p.x, p.y, p.z) for p in result.world_landmarks.landmark],
-                            dtype=np.float64) * 1000.0   # metres -> mm
+        vis = np.minimum(result.visibility, result.in_frame)
+        world_lm = result.world * 1000.0   # metres -> mm
         joints_2d, joints_3d, confidence = _to_skeleton(image_lm, world_lm, vis)
         root_2d = joints_2d[ROOT].copy()
         joints_3d = joints_3d - joints_3d[ROOT]

@@ -92,7 +92,7 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
 
 
 def main(argv: list[str] | None = None) -> int:
-    # Imported here so that --help answers at once, before torch and mediapipe load.
+    # Imported here so that --help answers at once, before torch and the models load.
     from models import CheckpointError
 
     from .pipeline import run

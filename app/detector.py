@@ -1,7 +1,5 @@
-"""Person boxes from MediaPipe's BlazePose person detector (pose_detection.tflite, mediapipe 0.10.21).
-
-Why the graph API: `mp.solutions.pose.Pose` keeps only its best detection. A one-node graph
-("PoseDetectionCpu") run through mediapipe's SolutionBase returns every detection.
+"""Person boxes from BlazePose's person detector (pose_detection.tflite from mediapipe 0.10.21, run
+by LiteRT through models/blazepose, which returns every detection with MediaPipe's own decoding).
 
 What a detection means: its bounding box is the FACE. Its 4 keypoints are
     0 hip centre, 1 a point at the full-body radius from the hip centre (above the head),
@@ -27,20 +25,12 @@ from typing import Literal
 
 import numpy as np
 
-from app.mediapipe_graph import MediaPipeGraph
+from app.errors import UserError
+from app.native_logs import native_stderr_silenced
 from app.types import BodyRegion, Box
+from models.blazepose import ModelUnavailableError, PoseDetector
 
 Mode = Literal["fast", "tiled"]
-
-_GRAPH = """
-input_stream: "image"
-output_stream: "detections"
-node {
-  calculator: "PoseDetectionCpu"
-  input_stream: "IMAGE:image"
-  output_stream: "DETECTIONS:detections"
-}
-"""
 
 
 @dataclass(frozen=True)
@@ -54,8 +44,7 @@ class BoxShape:
 @dataclass(frozen=True)
 class DetectorConfig:
     mode: Mode = "fast"
-    # Detector score threshold. MediaPipe's graph already drops scores below 0.5; lower values
-    # cannot be asked for without calculator_params, which breaks with protobuf >= 5.
+    # Detector score threshold (MediaPipe's own default).
     min_score: float = 0.5
     # Tiles multiply the chances of a false alarm (fruit, furniture): a tile's detection must
     # score higher, after the penalty for being cut off by the tile's edge.
@@ -69,6 +58,7 @@ class DetectorConfig:
     tile_overlap: float = 0.5      # fraction of a tile shared with its neighbour
     min_box_side: float = 12.0     # px; smaller boxes are noise
     shape: BoxShape = BoxShape()
+    num_threads: int | None = None  # LiteRT's threads (None: its default)
 
 
 @dataclass
@@ -78,14 +68,19 @@ class _Candidate:
 
 
 class PersonDetector:
-    """Every person box the BlazePose detector finds. Its MediaPipe graph serializes each call
-    (mediapipe_graph.py), so one instance may be shared between threads."""
+    """Every person box the BlazePose detector finds. The model serializes its calls, so one
+    instance may be shared between threads."""
 
     def __init__(self, config: DetectorConfig | None = None, **overrides):
         """`PersonDetector(DetectorConfig(...))` or `PersonDetector(mode="tiled")`."""
         config = replace(config or DetectorConfig(), **overrides)
         self.config = config
-        self._graph = MediaPipeGraph(_GRAPH, "the person detector")
+        try:
+            with native_stderr_silenced():   # LiteRT announces its XNNPACK delegate on fd 2
+                self._model = PoseDetector(num_threads=config.num_threads,
+                                           min_score=config.min_score)
+        except ModelUnavailableError as exc:
+            raise UserError(f"the person detector cannot start: {exc}") from exc
 
     # ---- public API -------------------------------------------------------------------------
 
@@ -100,17 +95,16 @@ class PersonDetector:
         height, width = image_bgr.shape[:2]
         if height < 8 or width < 8:
             return []
-        rgb = np.ascontiguousarray(image_bgr[:, :, ::-1])
         views = [(0, 0, width, height)]
         if mode == "tiled":
             views += self._tiles(width, height)
         candidates: list[_Candidate] = []
         for view in views:
-            candidates += self._detect_view(rgb, view, is_whole=(view == views[0]))
+            candidates += self._detect_view(image_bgr, view, is_whole=(view == views[0]))
         return self._merge(candidates)
 
     def close(self) -> None:
-        self._graph.close()
+        self._model.close()
 
     def __enter__(self) -> "PersonDetector":
         return self
@@ -135,20 +129,15 @@ class PersonDetector:
 
         return [(x, y, side, side) for y in starts(height) for x in starts(width)]
 
-    def _detect_view(self, rgb: np.ndarray, view: tuple[int, int, int, int],
+    def _detect_view(self, image_bgr: np.ndarray, view: tuple[int, int, int, int],
                      is_whole: bool) -> list[_Candidate]:
         vx, vy, vw, vh = view
-        crop = rgb if is_whole else np.ascontiguousarray(rgb[vy:vy + vh, vx:vx + vw])
-        result = self._graph.process({"image": crop})
-        image_h, image_w = rgb.shape[:2]
+        crop = image_bgr if is_whole else image_bgr[vy:vy + vh, vx:vx + vw]
+        image_h, image_w = image_bgr.shape[:2]
         found = []
-        for detection in result.detections or []:
-            keypoints = np.array(
-                [(k.x * vw + vx, k.y * vh + vy)
-                 for k in detection.location_data.relative_keypoints], dtype=np.float64)
-            if len(keypoints) < 2:
-                continue
-            score = float(detection.score[0]) if detection.score else 0.0
+        for detection in self._model.detect(crop, min_score=self.config.min_score, bgr=True):
+            keypoints = detection.keypoints + (vx, vy)
+            score = detection.score
             x0, y0, x1, y1 = self._body_bounds(keypoints)
             if not np.all(np.isfinite([x0, y0, x1, y1])):
                 continue

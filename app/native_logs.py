@@ -1,6 +1,7 @@
-"""MediaPipe's C++ core logs INFO lines and warnings straight to file descriptor 2 when its graphs
-are built and first run (EGL set-up, XNNPACK, feedback tensors); Python's logging cannot filter
-them. These helpers point fd 2 at /dev/null for those moments only, so users see the app's lines."""
+"""Native libraries log straight to file descriptor 2, where Python's logging cannot filter them:
+LiteRT prints "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." each time a BlazePose
+model is loaded. These helpers point fd 2 at /dev/null for those moments only, so users see the
+app's lines."""
 from __future__ import annotations
 
 import contextlib

@@ -392,11 +392,11 @@ def _check_plot_path(path: str, joint: str | None) -> int | None:
 
 
 def _warm_up(detector, backend, width: int, height: int, camera: Camera) -> None:
-    """One pass on a blank frame starts every graph and allocates every buffer, so the first
+    """One pass on a blank frame starts every model and allocates every buffer, so the first
     real frame is not slow and start-up logs come out here, silenced."""
     blank = np.zeros((height, width, 3), np.uint8)
     with native_stderr_silenced():
-        # at least 64 px: the detector skips tiny frames, and its graph must run once here
+        # at least 64 px: the detector skips tiny frames, and its model must run once here
         detector.detect(np.zeros((max(height, 64), max(width, 64), 3), np.uint8))
         backend.estimate(blank, [Box(width * 0.25, height * 0.1, width * 0.5, height * 0.8)], camera)
 

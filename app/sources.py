@@ -133,13 +133,15 @@ def read_image(path: Path) -> np.ndarray | None:
 @contextlib.contextmanager
 def _quiet_opencv() -> Iterator[None]:
     """Silence OpenCV's own WARN lines while probing: the user gets our one-sentence error
-    instead of backend chatter. cv2 log level 2 = errors only."""
-    previous = cv2.getLogLevel()
-    cv2.setLogLevel(2)
+    instead of backend chatter. cv2 log level 2 = errors only. opencv-python keeps the log
+    level under cv2.utils.logging; some other builds (opencv-contrib 4.11) on cv2 itself."""
+    logging_api = getattr(getattr(cv2, "utils", None), "logging", None) or cv2
+    previous = logging_api.getLogLevel()
+    logging_api.setLogLevel(2)
     try:
         yield
     finally:
-        cv2.setLogLevel(previous)
+        logging_api.setLogLevel(previous)
 
 
 def _natural_key(name: str) -> list:

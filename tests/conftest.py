@@ -30,7 +30,7 @@ def tiny_checkpoint():
     return DATA / "ConvNeXtPose_TINY.tar"
 
 
-# MediaPipe graphs take a while to build: one of each serves every test that needs it.
+# Models take a while to load: one of each serves every test that needs it.
 @pytest.fixture(scope="session")
 def blazepose():
     from app.blazepose import BlazePoseBackend
