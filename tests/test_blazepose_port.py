@@ -117,6 +117,41 @@ def test_landmarks_match_mediapipe(reference, images, port_landmarker):
     assert compared >= 25
 
 
+def _roi_error(roi, expected, width, height):
+    """(largest centre/size difference in px, rotation difference in radians)."""
+    xc, yc, w, h, rotation = expected
+    px = max(abs(roi.cx - xc * width), abs(roi.cy - yc * height),
+             abs(roi.width - w * width), abs(roi.height - h * height))
+    turn = abs((roi.rotation - rotation + np.pi) % (2 * np.pi) - np.pi)
+    return px, turn
+
+
+def test_body_region_from_detection_matches_mediapipe(reference, images, port_detector):
+    """PoseDetection.body_roi against MediaPipe's PoseDetectionToRoi for each best detection."""
+    for image_index, *expected in reference["detection_rois"]:
+        name, rgb = images[int(image_index)]
+        height, width = rgb.shape[:2]
+        best = port_detector.detect(rgb)[0]
+        px, turn = _roi_error(best.body_roi(), expected, width, height)
+        assert px < 1.0 and turn < 0.01, (name, px, turn)
+    assert len(reference["detection_rois"]) >= 15
+
+
+def test_next_frame_region_matches_mediapipe(reference, images, port_landmarker):
+    """PoseLandmarks.next_roi against MediaPipe's PoseLandmarksToRoi (auxiliary landmarks)."""
+    compared = 0
+    for k, image_index in enumerate(reference["roi_image"]):
+        if np.isnan(reference["next_rois"][k][0]):
+            continue
+        name, rgb = images[image_index]
+        height, width = rgb.shape[:2]
+        result = port_landmarker.estimate(rgb, _reference_roi(reference["rois"][k], width, height))
+        px, turn = _roi_error(result.next_roi(), reference["next_rois"][k], width, height)
+        assert px < 1.0 and turn < 0.01, (name, k, px, turn)
+        compared += 1
+    assert compared >= 25
+
+
 def test_detection_region_then_next_frame_region_track_the_body(images, port_detector,
                                                                port_landmarker):
     rgb = dict(images)["basketball1.jpg"]

@@ -1,0 +1,76 @@
+"""BlazePose on LiteRT (models/blazepose): milliseconds per call of the person detector (one
+whole-frame pass, decoding and NMS included) and of the landmark model (one person's region,
+warp and decoding included), for each thread count asked, on a real photo. Prints one line per
+case and a JSON line at the end; name the CPU beside the figures (printed from /proc/cpuinfo).
+
+    python benchmarks/bench_blazepose.py [--threads 1 2] [--calls 100]
+"""
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import cv2
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from models.blazepose import PoseDetector, PoseLandmarker  # noqa: E402
+
+PHOTO = ROOT / "tests" / "data" / "basketball1.jpg"
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def per_call_ms(function, calls: int) -> tuple[float, float]:
+    """(median, minimum) over `calls` timed calls, after 5 untimed ones."""
+    for _ in range(5):
+        function()
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        function()
+        times.append((time.perf_counter() - start) * 1000.0)
+    return statistics.median(times), min(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--calls", type=int, default=100)
+    args = parser.parse_args()
+    image = cv2.imread(str(PHOTO))
+    results = {"cpu": cpu_name(), "image": f"{PHOTO.name} {image.shape[1]}x{image.shape[0]}",
+               "cases": []}
+    print(f"CPU: {results['cpu']}; {results['image']}; median (min) of {args.calls} calls")
+    for threads in args.threads:
+        detector = PoseDetector(num_threads=threads)
+        landmarker = PoseLandmarker(num_threads=threads)
+        (detection,) = detector.detect(image, bgr=True)
+        roi = detection.body_roi()
+        det = per_call_ms(lambda: detector.detect(image, bgr=True), args.calls)
+        lm = per_call_ms(lambda: landmarker.estimate(image, roi, bgr=True), args.calls)
+        detector.close()
+        landmarker.close()
+        print(f"threads {threads}: detector {det[0]:.1f} ms ({det[1]:.1f}), "
+              f"landmarks {lm[0]:.1f} ms ({lm[1]:.1f}) per person")
+        results["cases"].append({"threads": threads, "detector_ms": round(det[0], 2),
+                                 "detector_min_ms": round(det[1], 2),
+                                 "landmarks_ms": round(lm[0], 2),
+                                 "landmarks_min_ms": round(lm[1], 2)})
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
