@@ -32,24 +32,13 @@ class Settings:
     progress: bool = True
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="run_demo.py",
-        description="Real-time 3D human pose: people found in each frame, ConvNeXtPose root-relative "
-                    "3D joints, shown beside the video and saved on request.")
-    p.add_argument("--input", "-i", default="0",
-                   help="camera index, video file, image file, folder of images, or stream URL (default: 0)")
+def add_processing_options(p: argparse.ArgumentParser) -> None:
+    """How frames are turned into joints: the options a single run and a batch share."""
     p.add_argument("--model", "-m", default=None,
                    help="ConvNeXtPose checkpoint (.tar/.pth), or 'blazepose' for the fallback "
                         "(default: the best checkpoint in weights/, else the fallback)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="where ConvNeXtPose runs (default: auto, CUDA when present)")
-    p.add_argument("--output", "-o", help="annotated result: .mp4 (or .avi) for video and camera, .jpg/.png for images")
-    p.add_argument("--export", "-e", help="joints per frame: .json, .csv or .npz")
-    p.add_argument("--plot", help="save a matplotlib 3D figure (.png/.pdf/.svg): the skeletons of the last "
-                                  "frame, or with --plot-joint a joint's trajectory over the input")
-    p.add_argument("--plot-joint", metavar="NAME", help="joint whose trajectory --plot draws, e.g. R_Wrist")
-    p.add_argument("--no-display", dest="display", action="store_false", help="run headless, no window")
     p.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
     smooth = p.add_mutually_exclusive_group()
     smooth.add_argument("--smooth", dest="smooth", action="store_true", default=None,
@@ -66,6 +55,33 @@ def build_parser() -> argparse.ArgumentParser:
                         "bf16: faster on CPUs with AVX512-BF16/AMX, but its answers differ more")
     p.add_argument("--detect-every", type=int, default=15, metavar="N",
                    help="re-run the person detector every N frames (and whenever a track is lost)")
+
+
+def check_processing_options(args: argparse.Namespace) -> None:
+    if args.max_frames is not None and args.max_frames < 1:
+        raise UserError("--max-frames must be at least 1")
+    if args.focal is not None and args.focal <= 0:
+        raise UserError("--focal must be a positive number of pixels")
+    if not 1.0 <= args.fov <= 179.0:
+        raise UserError("--fov must be between 1 and 179 degrees")
+    if args.detect_every < 1:
+        raise UserError("--detect-every must be at least 1")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="run_demo.py",
+        description="Real-time 3D human pose: people found in each frame, ConvNeXtPose root-relative "
+                    "3D joints, shown beside the video and saved on request.")
+    p.add_argument("--input", "-i", default="0",
+                   help="camera index, video file, image file, folder of images, or stream URL (default: 0)")
+    p.add_argument("--output", "-o", help="annotated result: .mp4 (or .avi) for video and camera, .jpg/.png for images")
+    p.add_argument("--export", "-e", help="joints per frame: .json, .csv or .npz")
+    p.add_argument("--plot", help="save a matplotlib 3D figure (.png/.pdf/.svg): the skeletons of the last "
+                                  "frame, or with --plot-joint a joint's trajectory over the input")
+    p.add_argument("--plot-joint", metavar="NAME", help="joint whose trajectory --plot draws, e.g. R_Wrist")
+    p.add_argument("--no-display", dest="display", action="store_false", help="run headless, no window")
+    add_processing_options(p)
     p.add_argument("--benchmark", action="store_true",
                    help="process headless and print per-stage timings as JSON on the last line")
     p.add_argument("--loop", action="store_true", help="restart a video file at its end (demos, soak tests)")
@@ -75,14 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_settings(argv: list[str] | None = None) -> Settings:
     args = build_parser().parse_args(argv)
-    if args.max_frames is not None and args.max_frames < 1:
-        raise UserError("--max-frames must be at least 1")
-    if args.focal is not None and args.focal <= 0:
-        raise UserError("--focal must be a positive number of pixels")
-    if not 1.0 <= args.fov <= 179.0:
-        raise UserError("--fov must be between 1 and 179 degrees")
-    if args.detect_every < 1:
-        raise UserError("--detect-every must be at least 1")
+    check_processing_options(args)
     if args.plot_joint and not args.plot:
         raise UserError("--plot-joint needs --plot PATH")
     settings = Settings(**vars(args))

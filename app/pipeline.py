@@ -93,6 +93,7 @@ class FrameLoop:
         self.plot_recorder = plot_recorder
         self.camera: Camera | None = None
         self.stop = threading.Event()
+        self._stop_requested = threading.Event()
         # A live source already keeps only its newest frame; queueing more would add latency.
         depth = 1 if source.is_live else QUEUE_DEPTH
         self.frames_q: queue.Queue = queue.Queue(maxsize=depth)
@@ -104,6 +105,11 @@ class FrameLoop:
         self.last_with_people: FrameResult | None = None
         self._last_sweep: int | None = None
         self._stage_totals: dict[str, float] = {}
+
+    def request_stop(self) -> None:
+        """End the run after the frame being presented: every output holds whole frames and is
+        closed complete, as at the end of the input (a batch stops its videos so on Ctrl-C)."""
+        self._stop_requested.set()
 
     # ---- stage 1: reading ----
     def _read(self) -> None:
@@ -218,7 +224,7 @@ class FrameLoop:
                 last = item
                 if item.people:
                     self.last_with_people = item
-                if not self._present(item, fps):
+                if not self._present(item, fps) or self._stop_requested.is_set():
                     break
         finally:
             self.summary.seconds = (ended or time.perf_counter()) - started
@@ -416,16 +422,20 @@ def _display_available(settings) -> bool:
     return True
 
 
-def _build_loop(settings, source, plot_joint: int | None, display: bool, opened: list) -> FrameLoop:
-    """Every stage of the run, wired together; what needs closing is appended to `opened`."""
+def build_loop(settings, source, plot_joint: int | None, display: bool, opened: list,
+               backend=None, detector=None) -> FrameLoop:
+    """Every stage of the run, wired together; what needs closing is appended to `opened`.
+    backend, detector: already loaded ones to use (a batch worker loads its model once for all
+    its videos); otherwise they are made from the settings."""
     from .detector import PersonDetector
     from .sinks import ExportMeta, SinkGroup, make_exporter, make_media_sink
     from .tracker import Tracker
     from .view import SceneInfo, SceneRenderer
 
-    backend = create_backend(settings.model, settings.device, settings.precision,
-                             keep_reference=settings.benchmark)
-    opened.append(backend)
+    if backend is None:
+        backend = create_backend(settings.model, settings.device, settings.precision,
+                                 keep_reference=settings.benchmark)
+        opened.append(backend)
 
     width, height = source.size
     camera = make_camera(settings, width, height)
@@ -433,8 +443,9 @@ def _build_loop(settings, source, plot_joint: int | None, display: bool, opened:
         source = _LoopingSource(settings.input, source)
         opened[0] = source
     smooth = settings.smooth if settings.smooth is not None else not source.is_still
-    detector = PersonDetector()
-    opened.append(detector)
+    if detector is None:
+        detector = PersonDetector()
+        opened.append(detector)
     tracker = Tracker(redetect_every=settings.detect_every, smoothing=smooth)
     _warm_up(detector, backend, width, height, camera)
     scene = SceneRenderer()
@@ -474,7 +485,7 @@ def run(settings, source=None) -> int:
     # 2. The input, then the model (a bad --model is reported before any frame), then the rest.
     opened = [source or open_source(settings.input)]   # closed here if setting up fails, else by the loop
     try:
-        loop = _build_loop(settings, opened[0], plot_joint, display, opened)
+        loop = build_loop(settings, opened[0], plot_joint, display, opened)
     except BaseException:
         for thing in reversed(opened):
             close = getattr(thing, "close", None)

@@ -1,0 +1,275 @@
+"""`run_demo.py batch`: the 3D joints (and annotated videos) of many videos, on this machine's
+cores and GPUs or on a Ray cluster.
+
+    python run_demo.py batch videos/ --out-dir results/
+    python run_demo.py batch "videos/**/*.mp4" --out-dir results/ --no-video --export-format csv
+    python run_demo.py batch list.txt --out-dir /shared/results --ray auto
+
+Each video runs through the single run's frame loop (pipeline.py) in a worker that keeps its
+model loaded. The manifest (OUT/batch.csv) says what happened to each video; a later run skips
+the finished ones. Exit status: 0 all done, 1 some failed (listed), 2 bad arguments, 130 Ctrl-C.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from .batch_manifest import VideoResult, is_finished, read_manifest, write_manifest
+from .batch_plan import VideoJob, find_videos, plan_jobs
+from .batch_worker import WorkerConfig
+from .cli import add_processing_options, check_processing_options
+from .errors import UserError
+from .sources import VIDEO_EXTENSIONS
+
+EXPORT_FORMATS = ("json", "csv", "npz")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="run_demo.py batch",
+        description="Process many videos: per video, the joints export and the annotated video, "
+                    "under --out-dir with the inputs' relative paths. Finished videos are skipped "
+                    "on the next run; the manifest OUT/batch.csv lists every video's outcome.")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="a folder (searched recursively), a quoted glob ('videos/**/*.mp4'), a "
+                        "text file listing videos (.txt, one path per line), or a video")
+    p.add_argument("--out-dir", "-o", required=True, metavar="DIR", help="where the outputs and the manifest go")
+    p.add_argument("--export-format", choices=EXPORT_FORMATS, default="json", help="joints file format (default: json)")
+    p.add_argument("--no-video", dest="video", action="store_false", help="only the joints, no annotated video")
+    p.add_argument("--ext", metavar="LIST", help="video extensions to look for in folders and globs, "
+                                                 "e.g. mp4,mov (default: every video type OpenCV reads)")
+    p.add_argument("--force", action="store_true", help="redo videos that an earlier run finished")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="videos processed at once (default: one per GPU; without GPUs, as many as "
+                        "the cores allow at --cpus-per-worker each)")
+    p.add_argument("--cpus-per-worker", type=int, metavar="K",
+                   help="CPU threads each worker uses (default: the cores divided among the workers; "
+                        "on Ray, 1)")
+    p.add_argument("--ray", metavar="ADDRESS",
+                   help="run on Ray: 'auto' joins the cluster this machine belongs to (or starts "
+                        "Ray here), or give the head's address, e.g. 10.0.0.1:6379")
+    add_processing_options(p)
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    return p
+
+
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:   # not on Linux
+        return os.cpu_count() or 1
+
+
+def resolve_model(model: str | None) -> str:
+    """An absolute checkpoint path (workers may run elsewhere), or 'blazepose'."""
+    from .backends import FALLBACK, find_checkpoint, missing_weights_notice
+    if model is not None and model.lower() == FALLBACK:
+        return FALLBACK
+    if model is None:
+        found = find_checkpoint()
+        if found is None:
+            print(missing_weights_notice(), file=sys.stderr)
+            return FALLBACK
+        return str(found.resolve())
+    path = Path(model).expanduser()
+    if not path.is_file():
+        raise UserError(f"model '{model}' does not exist.")
+    return str(path.resolve())
+
+
+def local_gpus(model: str, device: str) -> int:
+    if model == "blazepose" or device == "cpu":
+        return 0
+    import torch
+    count = torch.cuda.device_count()
+    if device == "cuda" and count == 0:
+        raise UserError("--device cuda, but no CUDA GPU is visible; use --device cpu or auto")
+    return count
+
+
+class BatchProgress:
+    """One bar over the videos for the whole batch, with the frames done (of those known: a
+    video's count is known once a worker has opened it) and the frame rate of all workers."""
+
+    def __init__(self, total: int, enabled: bool, on_result):
+        from tqdm import tqdm
+        self.bar = tqdm(total=total, unit="video", file=sys.stderr, dynamic_ncols=True,
+                        disable=not enabled or None, mininterval=0.5)
+        self.lines = self.bar.disable   # without a bar (no terminal), one line per video
+        self.expected: dict[int, int | None] = {}
+        self.done: dict[int, int] = {}
+        self.started_at = time.monotonic()
+        self.on_result = on_result
+
+    def started(self, job: VideoJob, frames: int | None) -> None:
+        self.expected[job.index] = frames
+        self.done[job.index] = 0   # a retried video starts over
+        self._postfix()
+
+    def frames_done(self, job: VideoJob, count: int) -> None:
+        self.done[job.index] = self.done.get(job.index, 0) + count
+        self._postfix()
+
+    def finished(self, job: VideoJob, result: VideoResult) -> None:
+        self.on_result(job, result)
+        if result.status != "pending":
+            self.bar.update(1)
+        if result.status not in ("ok", "pending") or self.lines:
+            text = f"{result.status}: {job.relative}"
+            text += f" ({result.frames} frames, {result.fps:.1f} fps)" if result.frames else ""
+            text += f": {result.error}" if result.error else ""
+            self.bar.write(text, file=sys.stderr)
+
+    def _postfix(self) -> None:
+        done = sum(self.done.values())
+        known = [n for n in self.expected.values() if n]
+        rate = done / max(1e-6, time.monotonic() - self.started_at)
+        frames = f"{done}/{sum(known)}" if known else str(done)
+        self.bar.set_postfix_str(f"frames {frames}, {rate:.1f} fps", refresh=False)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    try:
+        args = build_parser().parse_args(argv)
+        check_processing_options(args)
+        return run_batch(args)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+def _check_counts(args) -> None:
+    if args.workers is not None and args.workers < 1:
+        raise UserError("--workers must be at least 1")
+    if args.cpus_per_worker is not None and args.cpus_per_worker < 1:
+        raise UserError("--cpus-per-worker must be at least 1")
+
+
+def _prepare_out_dir(text: str) -> Path:
+    out_dir = Path(text).expanduser()
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"--out-dir '{text}' exists and is not a folder.")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / f".batch-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise UserError(f"cannot write to --out-dir '{text}': {error.strerror or error}.") from None
+    return out_dir.resolve()
+
+
+def run_batch(args) -> int:
+    _check_counts(args)
+    extensions = VIDEO_EXTENSIONS
+    if args.ext:
+        extensions = frozenset("." + e.strip().lower().lstrip(".") for e in args.ext.split(",") if e.strip())
+        if not extensions:
+            raise UserError("--ext needs at least one extension, e.g. mp4,mov")
+    ray = None
+    if args.ray:
+        from .batch_ray import import_ray
+        import_ray()   # a missing Ray is said before anything else is done
+    out_dir = _prepare_out_dir(args.out_dir)
+    jobs = plan_jobs(find_videos(args.inputs, extensions, exclude=out_dir), out_dir,
+                     args.export_format, args.video)
+    model = resolve_model(args.model)
+
+    # What an earlier run finished is skipped; rows of videos not in this batch are kept.
+    previous = read_manifest(out_dir)
+    results: dict[str, VideoResult] = dict(previous)
+    todo: list[VideoJob] = []
+    skipped = 0
+    for job in jobs:
+        earlier = previous.get(job.input)
+        if not args.force and is_finished(earlier, job.outputs):
+            results[job.input] = VideoResult(job.input, "skipped", earlier.frames, earlier.seconds,
+                                             earlier.outputs, earlier.error)
+            skipped += 1
+        else:
+            results[job.input] = VideoResult(job.input, "pending")
+            todo.append(job)
+    write_manifest(out_dir, list(results.values()))
+
+    cores = usable_cores()
+    if args.ray:
+        from .batch_ray import RayRunner, check_shared_storage, cluster_resources, connect
+        ray = connect(args.ray)
+        nodes = check_shared_storage(ray, out_dir, None if model == "blazepose" else model)
+        cpus, gpus = cluster_resources(ray)
+        use_gpus = gpus > 0 and model != "blazepose" and args.device != "cpu"
+        threads = args.cpus_per_worker or 1
+        workers = args.workers or (gpus if use_gpus else max(1, cpus // threads))
+        where = f"Ray ({nodes} node{'s' if nodes != 1 else ''}, {cpus} CPUs, {gpus} GPUs)"
+    else:
+        gpus = local_gpus(model, args.device)
+        workers = args.workers or (gpus if gpus else max(1, cores // (args.cpus_per_worker or 1)))
+        threads = args.cpus_per_worker or max(1, cores // workers)
+        where = f"{min(workers, max(1, len(todo)))} local worker{'s' if min(workers, len(todo)) != 1 else ''}"
+    config = WorkerConfig(model=model, device=args.device, precision=args.precision, threads=threads,
+                          max_frames=args.max_frames, smooth=args.smooth, focal=args.focal,
+                          fov=args.fov, detect_every=args.detect_every)
+    print(f"{len(jobs)} video{'s' if len(jobs) != 1 else ''}: {len(todo)} to process, {skipped} "
+          f"already done; {where}, {threads} thread{'s' if threads != 1 else ''} each; "
+          f"outputs in {out_dir}", file=sys.stderr)
+
+    def record(job: VideoJob, result: VideoResult) -> None:
+        results[job.input] = result
+        write_manifest(out_dir, list(results.values()))
+
+    started = time.monotonic()
+    interrupted = False
+    fatal = None
+    if todo:
+        progress = BatchProgress(len(todo), args.progress, record)
+        if ray is not None:
+            runner = RayRunner(ray, config, workers, gpus_per_worker=1.0 if use_gpus else 0.0)
+        else:
+            from .batch_local import LocalRunner
+            runner = LocalRunner(config, workers, gpus=list(range(gpus)))
+        try:
+            runner.run(todo, progress)
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            progress.close()
+            if ray is not None:
+                ray.shutdown()
+        interrupted = interrupted or runner.interrupted
+        fatal = runner.fatal_error
+    manifest = write_manifest(out_dir, list(results.values()))
+    if fatal is not None:
+        print(f"error: {fatal}", file=sys.stderr)
+        return 2
+    return _report(jobs, results, manifest, time.monotonic() - started, interrupted)
+
+
+def _report(jobs: list[VideoJob], results: dict[str, VideoResult], manifest: Path,
+            seconds: float, interrupted: bool) -> int:
+    mine = [results[job.input] for job in jobs]
+    counts = {status: sum(r.status == status for r in mine)
+              for status in ("ok", "skipped", "failed", "interrupted", "pending")}
+    frames = sum(r.frames for r in mine if r.status != "skipped")
+    parts = [f"{n} {status}" for status, n in counts.items() if n or status in ("ok", "failed")]
+    fps = frames / seconds if seconds > 0 else 0.0
+    head = "Batch stopped" if interrupted else "Batch done"
+    print(f"{head}: {', '.join(parts)} of {len(jobs)} videos; {frames} frames in {seconds:.1f} s "
+          f"({fps:.1f} fps); manifest {manifest}", file=sys.stderr)
+    failed = [(job, results[job.input]) for job in jobs if results[job.input].status == "failed"]
+    for job, result in failed:
+        print(f"failed: {job.input}: {result.error}", file=sys.stderr)
+    if interrupted:
+        return 130
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

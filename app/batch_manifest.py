@@ -1,0 +1,86 @@
+"""What a batch did, one row per video, in OUT/batch.csv: read back to resume, rewritten
+(atomically) after every video so that even a killed batch leaves an accurate one.
+
+    input,status,frames,seconds,fps,outputs,error
+    /data/videos/a/clip1.mp4,ok,300,12.41,24.17,a/clip1_pose.mp4;a/clip1_pose.json,
+    /data/videos/broken.mp4,failed,0,0.02,0.0,,cannot open video '...': the file is corrupt, ...
+
+status: ok | skipped (finished by an earlier run; its figures are from then) | failed |
+interrupted (Ctrl-C: its outputs hold the frames done so far, and it is redone on resume) |
+pending (not started before Ctrl-C). outputs: paths relative to the manifest's folder.
+"""
+from __future__ import annotations
+
+import csv
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+MANIFEST_NAME = "batch.csv"
+COLUMNS = ("input", "status", "frames", "seconds", "fps", "outputs", "error")
+FINISHED = ("ok", "skipped")
+STATUSES = ("ok", "skipped", "failed", "interrupted", "pending")
+
+
+@dataclass
+class VideoResult:
+    """One video's outcome, as a worker reports it and the manifest keeps it."""
+    input: str
+    status: str
+    frames: int = 0
+    seconds: float = 0.0
+    outputs: list[str] = field(default_factory=list)   # absolute paths
+    error: str = ""
+    fatal: bool = False   # the worker itself cannot run (the model failed to load): stop the batch
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+def read_manifest(out_dir: Path) -> dict[str, VideoResult]:
+    """The rows of an earlier run's manifest by input path; {} when there is none."""
+    path = out_dir / MANIFEST_NAME
+    if not path.is_file():
+        return {}
+    rows: dict[str, VideoResult] = {}
+    with open(path, newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            try:
+                rows[row["input"]] = VideoResult(
+                    input=row["input"], status=row["status"], frames=int(row["frames"] or 0),
+                    seconds=float(row["seconds"] or 0.0),
+                    outputs=[str(out_dir / p) for p in (row["outputs"] or "").split(";") if p],
+                    error=row.get("error") or "")
+            except (KeyError, ValueError, TypeError):
+                continue   # a row damaged by hand: that video is simply done again
+    return rows
+
+
+def is_finished(previous: VideoResult | None, expected_outputs: list[str]) -> bool:
+    """An earlier run finished this video with these very outputs, and they are all in place."""
+    return (previous is not None and previous.status in FINISHED
+            and sorted(previous.outputs) == sorted(expected_outputs)
+            and all(Path(p).is_file() for p in expected_outputs))
+
+
+def write_manifest(out_dir: Path, results: list[VideoResult]) -> Path:
+    """Write every row to a temporary file beside the manifest, then move it into place."""
+    path = out_dir / MANIFEST_NAME
+    temp = out_dir / f".{MANIFEST_NAME}.part-{secrets.token_hex(4)}"
+    try:
+        with open(temp, "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(COLUMNS)
+            for r in results:
+                outputs = ";".join(os.path.relpath(p, out_dir) for p in r.outputs)
+                writer.writerow([r.input, r.status, r.frames, f"{r.seconds:.2f}", f"{r.fps:.2f}",
+                                 outputs, " ".join(r.error.split())])
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temp, path)
+    finally:
+        if temp.exists():
+            temp.unlink()
+    return path
