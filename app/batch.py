@@ -43,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ext", metavar="LIST", help="video extensions to look for in folders and globs, "
                                                  "e.g. mp4,mov (default: every video type OpenCV reads)")
     p.add_argument("--force", action="store_true", help="redo videos that an earlier run finished")
+    p.add_argument("--dry-run", action="store_true",
+                   help="list the videos that would be processed, and where their outputs go; process nothing")
     p.add_argument("--workers", type=int, metavar="N",
                    help="videos processed at once (default: one per GPU; without GPUs, as many as "
                         "the cores allow at --cpus-per-worker each)")
@@ -197,6 +199,12 @@ def run_batch(args) -> int:
         else:
             results[job.input] = VideoResult(job.input, "pending")
             todo.append(job)
+    if args.dry_run:
+        for job in todo:
+            print(f"{job.input} -> {', '.join(job.outputs)}")
+        print(f"{len(jobs)} video{'s' if len(jobs) != 1 else ''}: {len(todo)} to process, {skipped} "
+              f"already done (dry run: nothing processed)", file=sys.stderr)
+        return 0
     write_manifest(out_dir, list(results.values()))
 
     cores = usable_cores()

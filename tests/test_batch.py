@@ -1,0 +1,244 @@
+"""`run_demo.py batch`: a folder of short clips made from real photos plus a truncated one, run
+as a user runs it (a subprocess), locally with 2 workers and on a real local Ray instance."""
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from app.batch import main
+from app.batch_plan import find_videos, plan_jobs
+
+from conftest import DATA, ROOT
+
+FRAMES = 5
+CLIPS = {"group.mp4": "group.jpg", "court/basketball.mp4": "basketball1.jpg",
+         "court/messi.mp4": "messi5.jpg", "home/sub/mirrored.mp4": "group.jpg"}
+BROKEN = "home/broken.mp4"
+
+
+def make_clip(path: Path, photo: Path, frames: int = FRAMES, width: int = 320) -> Path:
+    """A short clip from a real photo, shrunk to `width`, the camera drifting a little (a
+    "mirrored" clip shows the photo flipped)."""
+    image = cv2.imread(str(photo))
+    if "mirrored" in path.name:
+        image = np.ascontiguousarray(image[:, ::-1])
+    height = int(round(image.shape[0] * width / image.shape[1])) // 2 * 2
+    image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (width, height))
+    for i in range(frames):
+        shift = np.float32([[1, 0, 3 * np.sin(i / 2)], [0, 1, 2 * np.cos(i / 3)]])
+        writer.write(cv2.warpAffine(image, shift, (width, height), borderMode=cv2.BORDER_REPLICATE))
+    writer.release()
+    return path
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("videos")
+    for name, photo in CLIPS.items():
+        make_clip(root / name, DATA / photo)
+    # a download cut short: the real header of a clip, the rest missing
+    (root / BROKEN).write_bytes((root / "group.mp4").read_bytes()[:3000])
+    return root
+
+
+def run_batch(*args, timeout=240, env=None):
+    return subprocess.run([sys.executable, str(ROOT / "run_demo.py"), "batch", *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+                          env=dict(os.environ, **(env or {})))
+
+
+def read_manifest(out: Path) -> dict[str, dict]:
+    with open(out / "batch.csv", newline="") as f:
+        return {Path(row["input"]).name: row for row in csv.DictReader(f)}
+
+
+def decoded_frames(path: Path) -> int:
+    capture = cv2.VideoCapture(str(path))
+    n = 0
+    while capture.read()[0]:
+        n += 1
+    capture.release()
+    return n
+
+
+def hidden_files(out: Path) -> list[str]:
+    return [str(p) for p in out.rglob(".*")]
+
+
+def assert_complete_batch(videos: Path, out: Path, result) -> None:
+    """The four clips' outputs, under their relative paths; the broken one failed alone."""
+    assert result.returncode == 1, result.stderr
+    rows = read_manifest(out)
+    assert set(rows) == {Path(n).name for n in CLIPS} | {"broken.mp4"}
+    for name in CLIPS:
+        stem = Path(name).with_suffix("")
+        export, video = out / f"{stem}_pose.json", out / f"{stem}_pose.mp4"
+        frames = json.loads(export.read_text())["frames"]
+        assert len(frames) == FRAMES
+        assert any(frame["people"] for frame in frames), name   # real photos of people
+        assert decoded_frames(video) == FRAMES
+        row = rows[Path(name).name]
+        assert (row["status"], int(row["frames"])) == ("ok", FRAMES)
+        assert sorted(row["outputs"].split(";")) == sorted([f"{stem}_pose.json", f"{stem}_pose.mp4"])
+        assert float(row["fps"]) > 0
+    broken = rows["broken.mp4"]
+    assert broken["status"] == "failed" and broken["outputs"] == ""
+    assert "corrupt" in broken["error"]
+    assert not list(out.rglob("broken_pose*"))
+    assert hidden_files(out) == []
+    summary = [line for line in result.stderr.splitlines() if line.startswith("Batch done")]
+    assert summary and "4 ok, 1 failed of 5 videos" in summary[0]
+    assert f"failed: {videos / BROKEN}" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def local_run(videos, tmp_path_factory):
+    out = tmp_path_factory.mktemp("local") / "out"
+    result = run_batch(videos, "--out-dir", out, "--workers", "2", "--model", "blazepose")
+    return out, result
+
+
+@pytest.mark.slow
+def test_local_batch_with_two_workers(videos, local_run):
+    out, result = local_run
+    assert_complete_batch(videos, out, result)
+    assert "2 local workers" in result.stderr
+
+
+@pytest.mark.slow
+def test_resume_skips_finished_videos_and_retries_the_failed_one(videos, local_run):
+    out, _ = local_run
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*_pose.*")}
+    result = run_batch(videos, "--out-dir", out, "--workers", "2", "--model", "blazepose")
+    assert result.returncode == 1, result.stderr
+    assert "1 to process, 4 already done" in result.stderr
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*_pose.*")} == before   # untouched
+    rows = read_manifest(out)
+    assert [rows[Path(n).name]["status"] for n in CLIPS] == ["skipped"] * 4
+    assert rows["broken.mp4"]["status"] == "failed"
+    assert "0 ok, 4 skipped, 1 failed of 5 videos" in result.stderr
+
+
+# ---- Ray ----
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A real Ray instance on this machine (2 CPUs), which the batch joins by its address."""
+    ray = pytest.importorskip("ray", reason="Ray is the optional extra: pip install -r requirements-cluster.txt")
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    try:
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()
+
+
+@pytest.mark.slow
+def test_ray_batch_gives_the_same_outputs_as_local(videos, local_run, ray_cluster, tmp_path):
+    local_out, _ = local_run
+    out = tmp_path / "out"
+    result = run_batch(videos, "--out-dir", out, "--ray", ray_cluster, "--model", "blazepose")
+    assert_complete_batch(videos, out, result)
+    assert "Ray (1 node, 2 CPUs" in result.stderr
+    for name in CLIPS:   # the same joints, to the byte, from the same code on other processes
+        export = Path(name).with_suffix("").as_posix() + "_pose.json"
+        assert (out / export).read_bytes() == (local_out / export).read_bytes()
+
+
+# ---- Ctrl-C ----
+
+@pytest.mark.slow
+def test_ctrl_c_mid_batch_closes_running_videos_complete_and_says_so(tmp_path):
+    """SIGINT to the batch's process group, as a terminal sends it, once videos are being
+    written: they stop after the current frame, their files are complete with the frames done,
+    the manifest says interrupted / pending, and a second run finishes the job."""
+    videos, out = tmp_path / "videos", tmp_path / "out"
+    for i, photo in enumerate(["group.jpg", "basketball1.jpg", "messi5.jpg"]):
+        make_clip(videos / f"clip{i}.mp4", DATA / photo, frames=40)
+    args = [sys.executable, str(ROOT / "run_demo.py"), "batch", str(videos), "--out-dir", str(out),
+            "--workers", "2", "--model", "blazepose"]
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True, cwd=ROOT)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not list(out.glob(".*.json")) and process.poll() is None:
+        time.sleep(0.1)
+    time.sleep(0.5)
+    os.killpg(process.pid, signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    rows = read_manifest(out)
+    statuses = sorted(row["status"] for row in rows.values())
+    assert "interrupted" in statuses, statuses
+    for row in rows.values():
+        assert row["status"] in ("interrupted", "pending"), row
+        if row["status"] == "interrupted":
+            frames = int(row["frames"])
+            assert 0 < frames < 40
+            stem = Path(row["input"]).stem
+            assert len(json.loads((out / f"{stem}_pose.json").read_text())["frames"]) == frames
+            assert decoded_frames(out / f"{stem}_pose.mp4") == frames
+        else:
+            assert row["status"] == "pending" and row["outputs"] == ""
+    assert hidden_files(out) == []
+    assert "Batch stopped" in stderr
+
+    again = run_batch(videos, "--out-dir", out, "--model", "blazepose", "--dry-run")
+    assert again.returncode == 0, again.stderr
+    assert "3 to process, 0 already done" in again.stderr   # interrupted ones are redone
+
+
+# ---- arguments and planning (no worker started) ----
+
+def test_bad_arguments_are_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
+    make_clip(tmp_path / "v" / "a.mp4", DATA / "group.jpg", frames=1)
+    cases = [([str(tmp_path / "nothing")], "does not exist"),
+             ([str(tmp_path / "v" / "*.avi")], "matches no videos"),
+             ([str(tmp_path / "v"), "--workers", "0"], "--workers must be at least 1"),
+             ([str(tmp_path / "v"), "--model", str(tmp_path / "missing.tar")], "does not exist"),
+             ([str(tmp_path / "v"), "--fov", "500"], "--fov"),
+             ([str(tmp_path / "v"), "--out-dir", str(tmp_path / "v" / "a.mp4")], "not a folder")]
+    for argv, message in cases:
+        if "--out-dir" not in argv:
+            argv = argv + ["--out-dir", str(tmp_path / "out")]
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], (argv, err)
+    monkeypatch.setitem(sys.modules, "ray", None)   # as if the extra were not installed
+    assert main([str(tmp_path / "v"), "--out-dir", str(tmp_path / "out"), "--ray", "auto"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: --ray needs Ray, which is not installed: pip install -r requirements-cluster.txt"]
+
+
+def test_inputs_by_folder_glob_and_list_keep_relative_paths(tmp_path):
+    root = tmp_path / "data"
+    for name in ("a/x.mp4", "a/b/y.mov", "a/b/y.mp4", "c/z.avi", "a/notes.txt", "a/.hidden.mp4"):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(b"")
+    out = root / "a" / "out"   # inside the input folder: its own files are never inputs
+    (out / "old_pose.mp4").parent.mkdir(parents=True)
+    (out / "old_pose.mp4").write_bytes(b"")
+
+    folder = find_videos([str(root / "a")], exclude=out)
+    assert [str(v.relative_to(r)) for v, r in folder] == ["b/y.mov", "b/y.mp4", "x.mp4"]
+    jobs = plan_jobs(folder, out, "csv", write_video=True)
+    names = [str(Path(j.export_output).relative_to(out)) for j in jobs]
+    assert names == ["b/y_mov_pose.csv", "b/y_mp4_pose.csv", "x_pose.csv"]   # same stem told apart
+    assert jobs[2].video_output == str(out / "x_pose.mp4")
+
+    globbed = find_videos([str(root / "**" / "*.mp4")], exclude=out)
+    assert sorted(str(v.relative_to(r)) for v, r in globbed) == ["a/b/y.mp4", "a/x.mp4"]
+
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"# my videos\ndata/a/x.mp4\n\n{root / 'c' / 'z.avi'}\ndata/missing.mp4\n")
+    listed = find_videos([str(listing)])
+    assert [str(v.relative_to(r)) for v, r in listed] == ["a/x.mp4", "c/z.avi", "missing.mp4"]
+    assert [j.video_output for j in plan_jobs(listed, tmp_path / "o", "json", write_video=False)] == [None] * 3
