@@ -196,6 +196,56 @@ def test_ctrl_c_mid_batch_closes_running_videos_complete_and_says_so(tmp_path):
     assert "3 to process, 0 already done" in again.stderr   # interrupted ones are redone
 
 
+# ---- a worker that dies ----
+
+def processes_whose_command_has(text: str, parent: int | None = None) -> list[int]:
+    """Linux: the processes (children of `parent`, when given) whose command line holds text."""
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if text in command and (parent is None or ppid == parent):
+            found.append(int(proc.name))
+    return found
+
+
+def kill_when_writing(out: Path, find_worker, deadline_s: float = 120) -> bool:
+    """SIGKILL a worker once a video's output is being written; whether one was killed."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if list(out.rglob(".*.part-*")):
+            for pid in find_worker():
+                os.kill(pid, signal.SIGKILL)
+                return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the worker process through /proc (Linux)")
+def test_a_worker_killed_mid_video_costs_a_retry_not_the_video(tmp_path):
+    videos, out = tmp_path / "videos", tmp_path / "out"
+    for i, photo in enumerate(["basketball1.jpg", "messi5.jpg"]):
+        make_clip(videos / f"clip{i}.mp4", DATA / photo, frames=20)
+    process = subprocess.Popen([sys.executable, str(ROOT / "run_demo.py"), "batch", str(videos),
+                                "--out-dir", str(out), "--workers", "1", "--model", "blazepose"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    killed = kill_when_writing(out, lambda: processes_whose_command_has("spawn_main", parent=process.pid))
+    _, stderr = process.communicate(timeout=240)
+    assert killed
+    assert process.returncode == 0, stderr
+    assert "a worker died (exit code -9)" in stderr and "trying again" in stderr
+    rows = read_manifest(out)
+    assert [(r["status"], r["frames"]) for r in rows.values()] == [("ok", "20")] * 2
+    for i in range(2):
+        assert len(json.loads((out / f"clip{i}_pose.json").read_text())["frames"]) == 20
+        assert decoded_frames(out / f"clip{i}_pose.mp4") == 20
+    assert hidden_files(out) == []   # the killed attempt's temporary files are cleared too
+
+
 # ---- arguments and planning (no worker started) ----
 
 def test_bad_arguments_are_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
