@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from blazepose_media import reference_images
-from models.blazepose import PoseDetector, PoseLandmarker, Roi
+from models.blazepose import (ModelUnavailableError, PoseDetector, PoseLandmarker, Roi, ssd_anchors,
+                              weighted_nms)
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = ROOT / "tests" / "data" / "blazepose_reference.npz"
@@ -170,6 +171,34 @@ def test_detection_region_then_next_frame_region_track_the_body(images, port_det
 def test_empty_region_reports_no_pose(port_landmarker):
     grey = np.full((300, 300, 3), 128, np.uint8)
     assert not port_landmarker.estimate(grey, Roi(150, 150, 200, 200)).present
+
+
+def test_anchor_layout_matches_the_model(port_detector):
+    anchors = ssd_anchors()
+    assert anchors.shape == (2254, 2)
+    # The first cell at stride 8 (two anchors), the last at stride 32 (six anchors).
+    assert np.allclose(anchors[:2], 0.5 / 28) and np.allclose(anchors[-6:], 6.5 / 7)
+
+
+def test_weighted_nms_merges_by_score_and_keeps_the_best_score():
+    scores = np.array([0.6, 0.9, 0.3])
+    boxes = np.array([[0.1, 0.1, 0.5, 0.5], [0.0, 0.0, 0.4, 0.4], [0.7, 0.7, 0.9, 0.9]])
+    keypoints = np.array([[[0.2, 0.2]], [[0.1, 0.1]], [[0.8, 0.8]]])
+    merged = weighted_nms(scores, boxes, keypoints, iou_threshold=0.3)
+    assert [round(score, 6) for score, _, _ in merged] == [0.9, 0.3]
+    # The first two overlap (IoU 0.39): one person, at the score-weighted mean of both.
+    assert np.allclose(merged[0][1], (0.9 * boxes[1] + 0.6 * boxes[0]) / 1.5)
+    assert np.allclose(merged[0][2], [[(0.9 * 0.1 + 0.6 * 0.2) / 1.5] * 2])
+    assert np.allclose(merged[1][1], boxes[2])
+
+
+def test_missing_or_broken_model_file_is_one_clear_error(tmp_path):
+    with pytest.raises(ModelUnavailableError, match="missing"):
+        PoseDetector(model_path=tmp_path / "nowhere.tflite")
+    broken = tmp_path / "broken.tflite"
+    broken.write_bytes(b"not a model")
+    with pytest.raises(ModelUnavailableError, match="cannot load"):
+        PoseLandmarker(model_path=broken)
 
 
 def test_closed_model_refuses():
