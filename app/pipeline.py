@@ -78,7 +78,7 @@ class FrameLoop:
                               # 250, 750, ...: samples fall between trims and count what builds up
 
     def __init__(self, settings, source, detector, backend, tracker, scene, viewer, sinks,
-                 plot_recorder=None, compose_always=False, info_type=dict):
+                 plot_recorder=None, compose_always=False, info_type=dict, floor=None):
         self.settings = settings
         self.compose_always = compose_always   # benchmarks time the composition even with no output
         self.info_type = info_type
@@ -91,6 +91,7 @@ class FrameLoop:
         self.viewer = viewer
         self.sinks = sinks
         self.plot_recorder = plot_recorder
+        self.floor = floor            # FloorFitter: stands everybody on one floor
         self.camera: Camera | None = None
         self.stop = threading.Event()
         self._stop_requested = threading.Event()
@@ -196,8 +197,11 @@ class FrameLoop:
         stages["pose"] = (time.perf_counter() - start) * 1000.0
         start = time.perf_counter()
         people = self.tracker.update(estimates, frame.time, frame.index)
+        floor = None
+        if self.floor is not None:
+            people, floor = self.floor.update(people, (image.shape[1], image.shape[0]))
         stages["track"] = (time.perf_counter() - start) * 1000.0
-        return FrameResult(frame, people, stages)
+        return FrameResult(frame, people, stages, floor)
 
     # ---- stage 3: composition, window, sinks (main thread) ----
     def run(self) -> RunSummary:
@@ -428,6 +432,7 @@ def build_loop(settings, source, plot_joint: int | None, display: bool, opened: 
     backend, detector: already loaded ones to use (a batch worker loads its model once for all
     its videos); otherwise they are made from the settings."""
     from .detector import PersonDetector
+    from .floor import FloorFitter
     from .sinks import ExportMeta, SinkGroup, make_exporter, make_media_sink
     from .tracker import Tracker
     from .view import SceneInfo, SceneRenderer
@@ -463,7 +468,8 @@ def build_loop(settings, source, plot_joint: int | None, display: bool, opened: 
         opened.append(viewer)
     recorder = PlotRecorder(settings.plot, plot_joint) if settings.plot else None
     return FrameLoop(settings, source, detector, backend, tracker, scene, viewer, sinks, recorder,
-                     compose_always=settings.benchmark, info_type=SceneInfo)
+                     compose_always=settings.benchmark, info_type=SceneInfo,
+                     floor=FloorFitter(steady=not source.is_still))
 
 
 def run(settings, source=None) -> int:

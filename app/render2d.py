@@ -58,13 +58,19 @@ def draw_people(img: np.ndarray, people: list[Person], style: Overlay2DStyle | N
             cv2.circle(img, tuple(ipts[j]), radius, style.joint_colour, -1, cv2.LINE_AA)
 
 
+def person_label(person: Person) -> str:
+    """The tag on a person: track id, then the exports' "score" (the detector's) and
+    "pose_score" (mean joint confidence), under the same names."""
+    ident = f"id {person.track_id}" if person.track_id >= 0 else "id ?"
+    return f"{ident}  score {person.detection_score:.2f}  pose {person.pose_score:.2f}"
+
+
 def _draw_box(img: np.ndarray, person: Person, colour: Colour, s: float) -> None:
     b = person.box
     x1, y1 = int(round(b.x)), int(round(b.y))
     x2, y2 = int(round(b.x + b.w)), int(round(b.y + b.h))
     cv2.rectangle(img, (x1, y1), (x2, y2), colour, max(1, round(1.5 * s)), cv2.LINE_AA)
-    ident = f"id {person.track_id}" if person.track_id >= 0 else "id ?"
-    text = f"{ident}  {person.score:.2f}"
+    text = person_label(person)
     scale = 0.5 * s
     stroke = text_stroke(scale)
     (tw, th), base = cv2.getTextSize(text, FONT, scale, stroke)

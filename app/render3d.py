@@ -15,7 +15,8 @@ import numpy as np
 
 from app.render2d import text_stroke
 from app.skeleton import BONES, JOINT_INDEX, ROOT, SIDE_COLOURS_BGR, bone_side, track_colour
-from app.types import Person
+from app.floor import sole
+from app.types import Floor, Person
 
 Colour = tuple[int, int, int]
 
@@ -139,14 +140,18 @@ class _Glide:
         self.value: np.ndarray | None = None
         self._moving = False
 
-    def update(self, goal, deadband: float | None = None) -> np.ndarray:
-        """`deadband` overrides the default for this step (e.g. one that scales with the view)."""
+    def update(self, goal, deadband: float | None = None, jump: float | None = None) -> np.ndarray:
+        """`deadband` overrides the default for this step (e.g. one that scales with the view);
+        a goal farther than `jump` is taken at once (a cut, or someone appearing in front)."""
         goal = np.asarray(goal, dtype=np.float64)
         band = self.deadband if deadband is None else deadband
         if self.value is None:
             self.value = goal.copy()
             return self.value
         gap = float(np.linalg.norm(goal - self.value))
+        if jump is not None and gap > jump:
+            self.value, self._moving = goal.copy(), False
+            return self.value
         if self._moving or gap > band:
             self._moving = True
             self.value = self.value + self.rate * (goal - self.value)
@@ -199,6 +204,7 @@ class _PlacedPerson:
     joints_world: np.ndarray      # (J, 3) mm
     colour: Colour
     label: str
+    feet_world: np.ndarray | None = None   # (3,) mm, the lower foot's sole: the ring goes here
 
 
 def choose_centred_person(people: list[Person]) -> Person | None:
@@ -210,8 +216,10 @@ def choose_centred_person(people: list[Person]) -> Person | None:
     return min(tracked, key=lambda p: p.track_id) if tracked else people[0]
 
 
-def place_people(people: list[Person], centred: bool) -> list[_PlacedPerson]:
-    """World joints per person: root-relative joints moved to the estimated root position.
+def place_people(people: list[Person], centred: bool, floor: Floor | None = None) -> list[_PlacedPerson]:
+    """World joints per person: root-relative joints moved to the estimated root position and,
+    with a floor, turned into level axes (y along gravity, the floor at y = floor.height_mm), so
+    the grid lies flat and the real camera's pitch shows in its marker.
 
     People without a root position are lined up 1 m apart at the others' median depth, so they
     still never overlap.
@@ -219,6 +227,8 @@ def place_people(people: list[Person], centred: bool) -> list[_PlacedPerson]:
     chosen = [choose_centred_person(people)] if centred and people else list(people)
     known = [p.root_cam for p in chosen if p.root_cam is not None]
     fallback_z = float(np.median([r[2] for r in known])) if known else 3000.0
+    level = floor.to_level() if floor is not None and not centred else np.eye(3)
+    down = level.T @ np.array([0.0, 1.0, 0.0])     # gravity in the people's (camera) axes
     placed = []
     for i, p in enumerate(chosen):
         joints = np.asarray(p.joints_3d, dtype=np.float64)
@@ -228,8 +238,10 @@ def place_people(people: list[Person], centred: bool) -> list[_PlacedPerson]:
             offset = np.asarray(p.root_cam, dtype=np.float64)
         else:
             offset = np.array([(i - (len(chosen) - 1) / 2.0) * 1000.0, 0.0, fallback_z])
+        foot = sole(p, down)
+        feet = None if foot is None else level @ (foot + offset)
         label = f"id {p.track_id}" if p.track_id >= 0 else "id ?"
-        placed.append(_PlacedPerson(p, joints + offset, track_colour(max(p.track_id, 0)), label))
+        placed.append(_PlacedPerson(p, (joints + offset) @ level.T, track_colour(max(p.track_id, 0)), label, feet))
     return placed
 
 
@@ -258,6 +270,7 @@ class Panel3D:
         self._static = np.empty((0, 0, 3), np.uint8)
         self.resize(width, height)
         self.last_view = self.current_view()
+        self.last_floor_y = 900.0
 
     # -- user controls ---------------------------------------------------------------------
     def orbit(self, d_azimuth_deg: float = 0.0, d_elevation_deg: float = 0.0) -> None:
@@ -314,20 +327,23 @@ class Panel3D:
                          target_mm=tuple(float(v) for v in target),
                          width=self.width, height=self.height, fov_deg=self.fov_deg)
 
-    def _frame_scene(self, placed: list[_PlacedPerson]) -> float:
-        """Update target, framing distance and floor height from the people; returns floor y."""
+    def _frame_scene(self, placed: list[_PlacedPerson], floor: Floor | None) -> float:
+        """Update target and framing distance from the people; returns the floor's y: the
+        fitted floor's when there is one (placed mode), else just under the lowest joint."""
         if placed:
             pts = np.concatenate([p.joints_world for p in placed])
             pts = pts[np.isfinite(pts).all(axis=1)]
         else:
             pts = np.empty((0, 3))
+        level_floor = floor is not None and not self.state.centred
         if len(pts):
-            hi_y = pts[:, 1].max()
-            # The floor rings around the roots belong in the picture too.
-            roots = np.array([p.joints_world[ROOT] for p in placed])
-            roots = roots[np.isfinite(roots).all(axis=1)]
-            roots[:, 1] = hi_y
-            pts = np.concatenate([pts] + [roots + [dx, 0.0, dz] for dx, dz in
+            floor_y = floor.height_mm if level_floor else pts[:, 1].max()
+            # The floor rings under the feet belong in the picture too.
+            feet = np.array([p.feet_world if p.feet_world is not None else p.joints_world[ROOT]
+                             for p in placed])
+            feet = feet[np.isfinite(feet).all(axis=1)]
+            feet[:, 1] = floor_y
+            pts = np.concatenate([pts] + [feet + [dx, 0.0, dz] for dx, dz in
                                           ((-RING_MM, 0), (RING_MM, 0), (0, -RING_MM), (0, RING_MM))])
             lo, hi = pts.min(axis=0), pts.max(axis=0)
             centre = (lo + hi) / 2.0
@@ -335,11 +351,16 @@ class Panel3D:
             # Deadbands relative to the view: swaying people and jittery depth estimates leave
             # the view (and the cached grid) still; walking people are followed smoothly.
             previous = float(self._distance.value[0]) if self._distance.value is not None else distance
-            self._distance.update([distance], deadband=FRAMING_DEADBAND * previous)
-            self._target.update(centre, deadband=FRAMING_DEADBAND * previous)
-            self._floor.update([hi[1]])          # y down: the lowest point has the largest y
-        floor = self._floor.value
-        return float(floor[0]) if floor is not None else 900.0   # about a standing pelvis height
+            # A scene that moved by more than half the viewing distance would leave people behind
+            # the eye while gliding: jump to it.
+            self._distance.update([distance], deadband=FRAMING_DEADBAND * previous, jump=0.5 * previous)
+            self._target.update(centre, deadband=FRAMING_DEADBAND * previous, jump=0.5 * previous)
+            if not level_floor:
+                self._floor.update([floor_y])          # y down: the lowest point has the largest y
+        if level_floor:
+            return float(floor.height_mm)
+        glided = self._floor.value
+        return float(glided[0]) if glided is not None else 900.0   # about a standing pelvis height
 
     def fit_distance(self, points_world: np.ndarray, target: np.ndarray) -> float:
         """The eye distance (at zoom 1, from the current viewing direction) at which the points
@@ -357,17 +378,22 @@ class Panel3D:
         return max(float(need_x.max()), float(need_y.max()), MIN_FRAMING_DISTANCE_MM)
 
     # -- drawing -----------------------------------------------------------------------------
-    def render(self, people: list[Person], out: np.ndarray | None = None) -> np.ndarray:
+    def render(self, people: list[Person], out: np.ndarray | None = None,
+               floor: Floor | None = None) -> np.ndarray:
+        """`floor`: the floor the people stand on (app/floor.py); without one, the grid lies
+        under the lowest joint."""
         if out is None:
             out = self._buffer
         h, w = out.shape[:2]
         self.resize(w, h)
-        placed = place_people(people, self.state.centred)
-        floor_y = self._frame_scene(placed)
+        placed = place_people(people, self.state.centred, floor)
+        floor_y = self._frame_scene(placed, floor)
         view = self.current_view()
         self.last_view = view
+        self.last_floor_y = floor_y
+        level = floor.to_level() if floor is not None and not self.state.centred else np.eye(3)
 
-        self._ensure_static(view, floor_y)
+        self._ensure_static(view, floor_y, level)
         np.copyto(out, self._static)
 
         # Far people first, so nearer ones are drawn over them.
@@ -379,15 +405,15 @@ class Panel3D:
         self._draw_caption(out, placed)
         return out
 
-    def _ensure_static(self, view: OrbitView, floor_y: float) -> None:
-        key = (view, round(floor_y, 1), self.state.centred)
+    def _ensure_static(self, view: OrbitView, floor_y: float, level: np.ndarray) -> None:
+        key = (view, round(floor_y, 1), self.state.centred, tuple(np.round(level, 4).ravel()))
         if key == self._static_key:
             return
         img = self._static
         np.copyto(img, self._background)
         self._draw_grid(img, view, floor_y)
         if not self.state.centred:
-            self._draw_camera_marker(img, view)
+            self._draw_camera_marker(img, view, level)
         self._draw_axis_gizmo(img, view)
         self._static_key = key
 
@@ -407,16 +433,18 @@ class Panel3D:
         colours = [self.style.grid_major if m else self.style.grid for m in major]
         _draw_segments(img, a, b, view, colours, self._px(1))
 
-    def _draw_camera_marker(self, img: np.ndarray, view: OrbitView) -> None:
-        """The real camera at the world origin, as a small pyramid looking along +z."""
+    def _draw_camera_marker(self, img: np.ndarray, view: OrbitView, level: np.ndarray) -> None:
+        """The real camera at the world origin, as a small pyramid looking along its +z (turned
+        by `level`, camera -> world axes, so its pitch shows)."""
         s = 70.0
         apex = np.zeros(3)
         corners = np.array([[-s, -0.75 * s, 1.6 * s], [s, -0.75 * s, 1.6 * s],
                             [s, 0.75 * s, 1.6 * s], [-s, 0.75 * s, 1.6 * s]])
+        corners = corners @ level.T
         a = np.concatenate([np.repeat(apex[None], 4, 0), corners])
         b = np.concatenate([corners, np.roll(corners, -1, axis=0)])
         _draw_segments(img, a, b, view, [self.style.camera] * len(a), self._px(1))
-        label = project(np.array([[0.0, -0.75 * s - 60.0, 0.0]]), view)[0]
+        label = project(np.array([[0.0, -0.75 * s - 60.0, 0.0]]) @ level.T, view)[0]
         if np.isfinite(label).all():
             _text(img, "camera", (int(label[0]) - self._px(24), int(label[1])), self.style.camera,
                   0.38 * self.scale)
@@ -455,7 +483,8 @@ class Panel3D:
         for a, b in BONES:
             if ok_shadow[a] and ok_shadow[b]:
                 cv2.line(img, tuple(fx[n + a]), tuple(fx[n + b]), style.shadow, self._px(3), cv2.LINE_AA, _SHIFT)
-        self._draw_floor_ring(img, joints[ROOT], floor_y, view, pp.colour)
+        feet = pp.feet_world if pp.feet_world is not None else joints[ROOT]
+        self._draw_floor_ring(img, feet, floor_y, view, pp.colour)
         for bone in BONES:
             a, b = bone
             if ok_px[a] and ok_px[b]:
@@ -474,11 +503,9 @@ class Panel3D:
             x, y = px[:n][ok_px][top]
             _label(img, pp.label, (int(x), int(y) - self._px(14)), pp.colour, style.font_scale * self.scale)
 
-    def _draw_floor_ring(self, img: np.ndarray, root: np.ndarray, floor_y: float, view: OrbitView,
+    def _draw_floor_ring(self, img: np.ndarray, centre: np.ndarray, floor_y: float, view: OrbitView,
                          colour: Colour) -> None:
-        angles = np.linspace(0.0, 2.0 * np.pi, 25)
-        ring = np.stack([root[0] + RING_MM * np.cos(angles), np.full_like(angles, floor_y),
-                         root[2] + RING_MM * np.sin(angles)], axis=1)
+        ring = floor_ring(centre, floor_y)
         px = project(ring, view)
         if np.isfinite(px).all():
             cv2.polylines(img, [_fixed(px)], True, colour, self._px(2), cv2.LINE_AA, _SHIFT)
@@ -493,6 +520,13 @@ class Panel3D:
         if not placed:
             _text(img, "no people", (self.width // 2 - self._px(40), self.height // 2), self.style.text,
                   0.55 * self.scale)
+
+
+def floor_ring(centre: np.ndarray, floor_y: float, points: int = 25) -> np.ndarray:
+    """(points, 3) world mm: the ring on the floor about `centre`'s x, z (a person's feet)."""
+    angles = np.linspace(0.0, 2.0 * np.pi, points)
+    return np.stack([centre[0] + RING_MM * np.cos(angles), np.full_like(angles, floor_y),
+                     centre[2] + RING_MM * np.sin(angles)], axis=1)
 
 
 def _draw_segments(img: np.ndarray, a_world: np.ndarray, b_world: np.ndarray, view: OrbitView,

@@ -614,11 +614,21 @@ def _score(person: Person) -> float:
     return float(person.box.score)
 
 
+def _root_3d(person: Person) -> np.ndarray:
+    """The pelvis in camera coordinates (mm), where the 3D view places the person; NaN when
+    unknown."""
+    if person.root_cam is None:
+        return np.full(3, np.nan, np.float32)
+    return np.asarray(person.root_cam, np.float32).reshape(3)
+
+
 def _person_json(person: Person) -> dict:
     return {
         "id": int(person.track_id),
         "bbox": [float(v) for v in person.box.as_xywh()],
         "score": _score(person),
+        "pose_score": float(str(np.float32(person.pose_score))),
+        "root_3d": _exact_floats(_root_3d(person)),
         "joints_2d": _exact_floats(person.joints_2d),
         "joints_3d": _exact_floats(person.joints_3d),
         "confidence": _exact_floats(person.confidence),
@@ -640,6 +650,9 @@ class JsonExporter(FileSink):
     def _render(self, result: FrameResult, composed: np.ndarray | None) -> str:
         frame = {"index": int(result.frame.index), "time": float(result.frame.time),
                  "people": [_person_json(p) for p in result.people]}
+        if result.floor is not None:
+            frame["floor"] = {"pitch_deg": round(float(np.degrees(result.floor.pitch_rad)), 3),
+                              "height_mm": round(float(result.floor.height_mm), 1)}
         return json.dumps(frame, separators=(",", ":"), allow_nan=False)
 
     def _emit(self, text: str) -> None:
@@ -661,7 +674,8 @@ class JsonExporter(FileSink):
 
 
 CSV_COLUMNS = ("frame", "time", "id", "joint_index", "joint", "x_2d", "y_2d", "x_3d", "y_3d",
-               "z_3d", "confidence", "bbox_x", "bbox_y", "bbox_w", "bbox_h", "score")
+               "z_3d", "confidence", "bbox_x", "bbox_y", "bbox_w", "bbox_h", "score",
+               "pose_score", "root_x", "root_y", "root_z")
 
 
 def _csv_number(value) -> str:
@@ -688,12 +702,14 @@ class CsvExporter(FileSink):
         for person in result.people:
             box = [_csv_number(v) for v in person.box.as_xywh()]
             score = _csv_number(_score(person))
+            pose_score = _csv_number(np.float32(person.pose_score))
+            root = [_csv_number(v) for v in _root_3d(person)]
             for j, name in enumerate(self.meta.joints):
                 rows.writerow([
                     frame.index, _csv_number(frame.time), person.track_id, j, name,
                     *(_csv_number(v) for v in person.joints_2d[j][:2]),
                     *(_csv_number(v) for v in person.joints_3d[j][:3]),
-                    _csv_number(person.confidence[j]), *box, score])
+                    _csv_number(person.confidence[j]), *box, score, pose_score, *root])
         return buffer.getvalue()
 
     def _emit(self, rows: str) -> None:
@@ -718,6 +734,7 @@ class NpzExporter(FileSink):
         frame_index (F,) int64, frame_time (F,) float64   every frame, also empty ones
         person_frame (P,) int64    Frame.index of each person row
         person_id (P,) int64, bbox (P, 4) float64 [x, y, w, h], score (P,) float64
+        pose_score (P,) float32, root_3d (P, 3) float32 mm (NaN when unknown)
         joints_2d (P, J, 2), joints_3d (P, J, 3), confidence (P, J)   float32
         joint_names (J,) str, skeleton (B, 2) int64, meta_json () str: the JSON meta block
 
@@ -736,7 +753,7 @@ class NpzExporter(FileSink):
         people = [(index, Person(box=p.box, joints_2d=np.array(p.joints_2d, np.float32),
                                  joints_3d=np.array(p.joints_3d, np.float32),
                                  confidence=np.array(p.confidence, np.float32),
-                                 track_id=p.track_id)) for p in result.people]
+                                 root_cam=_root_3d(p).copy(), track_id=p.track_id)) for p in result.people]
         return (index, float(result.frame.time)), people
 
     def _emit(self, payload) -> None:
@@ -754,6 +771,8 @@ class NpzExporter(FileSink):
             "person_id": np.array([p.track_id for p in rows], np.int64),
             "bbox": np.array([p.box.as_xywh() for p in rows], np.float64).reshape(-1, 4),
             "score": np.array([_score(p) for p in rows], np.float64),
+            "pose_score": np.array([p.pose_score for p in rows], np.float32),
+            "root_3d": np.array([p.root_cam for p in rows], np.float32).reshape(-1, 3),
             "joints_2d": np.array([p.joints_2d[:, :2] for p in rows], np.float32).reshape(-1, joints, 2),
             "joints_3d": np.array([p.joints_3d[:, :3] for p in rows], np.float32).reshape(-1, joints, 3),
             "confidence": np.array([p.confidence for p in rows], np.float32).reshape(-1, joints),

@@ -174,7 +174,7 @@ class Tracker:
                     self._mark_lost(track, slot.box)
                     seen.add(track.track_id)
                 continue
-            confident = person.score >= self.config.min_mean_confidence
+            confident = person.pose_score >= self.config.min_mean_confidence
             crop = self._crop_from_joints(person) if confident else None
             if track is None:
                 track = self._new_track(person.box)

@@ -84,8 +84,34 @@ class Person:
     track_id: int = -1
 
     @property
-    def score(self) -> float:
+    def detection_score(self) -> float:
+        """The person detector's score for the box this pose came from (exported as "score")."""
+        return float(self.box.score)
+
+    @property
+    def pose_score(self) -> float:
+        """The mean joint confidence (exported as "pose_score")."""
         return float(np.mean(self.confidence)) if self.confidence.size else 0.0
+
+
+@dataclass(frozen=True)
+class Floor:
+    """The ground plane in camera coordinates: the camera is `height_mm` above it and pitched
+    `pitch_rad` down (0: looking level, positive: looking down; no roll). Gravity ("down") in
+    camera axes is (0, cos pitch, sin pitch), and a point X is on the floor when down . X =
+    height_mm."""
+    pitch_rad: float
+    height_mm: float
+
+    @property
+    def down(self) -> np.ndarray:
+        return np.array([0.0, math.cos(self.pitch_rad), math.sin(self.pitch_rad)])
+
+    def to_level(self) -> np.ndarray:
+        """3x3 rotation from camera axes to level axes (x right, y along gravity, z forward
+        along the floor), in which the floor is the plane y = height_mm."""
+        c, s = math.cos(self.pitch_rad), math.sin(self.pitch_rad)
+        return np.array([[1.0, 0.0, 0.0], [0.0, c, s], [0.0, -s, c]])
 
 
 @dataclass
@@ -103,6 +129,7 @@ class FrameResult:
     frame: Frame
     people: list[Person] = field(default_factory=list)
     stages_ms: dict[str, float] = field(default_factory=dict)
+    floor: Floor | None = None   # the floor the people stand on (app/floor.py), camera axes
 
 
 class PoseBackend:

@@ -72,5 +72,5 @@ class SceneRenderer:
                      alpha=self.overlay_style.hud_alpha)
         # people over the HUD: a person in the top-left corner is never hidden behind it
         draw_people(left, result.people, self.overlay_style)
-        self.panel.render(result.people, out=self._canvas[:, panel.x:panel.x + panel.w])
+        self.panel.render(result.people, out=self._canvas[:, panel.x:panel.x + panel.w], floor=result.floor)
         return self._canvas

@@ -34,7 +34,7 @@ def test_shapes_and_root(basketball_person):
     assert np.all((p.confidence >= 0) & (p.confidence <= 1))
     assert np.allclose(p.joints_3d[J["Pelvis"]], 0)
     assert p.box == BASKETBALL_MAN and p.track_id == -1
-    assert p.score > 0.8   # a clear, whole, frontal person
+    assert p.pose_score > 0.8   # a clear, whole, frontal person
 
 
 @pytest.mark.parametrize("a,b,lo,hi", [

@@ -331,6 +331,8 @@ def sample_results(n_frames: int = 5, seed: int = 0) -> list:
                 joints_2d=rng.uniform(0, 640, (18, 2)).astype(np.float32),
                 joints_3d=rng.normal(0, 400, (18, 3)).astype(np.float32),
                 confidence=rng.uniform(0, 1, 18).astype(np.float32),
+                # one person of frame 3 has no known placement
+                root_cam=None if (i, k) == (3, 1) else rng.normal(0, 3000, 3).astype(np.float32),
                 track_id=k + 1))
         results.append(FrameResult(Frame(i, i / 12.5, image), people))
     return results
@@ -347,12 +349,24 @@ def assert_json_matches(data: dict, results: list) -> None:
         assert frame["index"] == r.frame.index and frame["time"] == r.frame.time
         assert len(frame["people"]) == len(r.people)
         for got, person in zip(frame["people"], r.people):
-            assert list(got) == ["id", "bbox", "score", "joints_2d", "joints_3d", "confidence"]
+            assert list(got) == ["id", "bbox", "score", "pose_score", "root_3d", "joints_2d",
+                                 "joints_3d", "confidence"]
             assert got["id"] == person.track_id
             assert got["bbox"] == list(person.box.as_xywh())
             assert got["score"] == person.box.score
+            assert np.float32(got["pose_score"]) == np.float32(person.confidence.mean())
+            assert_root_3d(got["root_3d"], person)
             for key in ("joints_2d", "joints_3d", "confidence"):   # exact float32 round trip
                 np.testing.assert_array_equal(np.array(got[key], np.float32), getattr(person, key))
+
+
+def assert_root_3d(got, person) -> None:
+    """root_3d is the pelvis in camera mm exactly as the 3D view placed it; missing when unknown."""
+    got = np.array([np.nan if v is None or v == "" else v for v in got], np.float32)
+    if person.root_cam is None:
+        assert np.isnan(got).all()
+    else:
+        np.testing.assert_array_equal(got, person.root_cam)
 
 
 def test_json_round_trip_is_exact(tmp_path):
@@ -439,6 +453,8 @@ def test_csv_round_trip_is_exact(tmp_path):
         assert [float(row[k]) for k in ("bbox_x", "bbox_y", "bbox_w", "bbox_h")] == \
             list(person.box.as_xywh())
         assert float(row["score"]) == person.box.score
+        assert np.float32(row["pose_score"]) == np.float32(person.confidence.mean())
+        assert_root_3d([row[k] for k in ("root_x", "root_y", "root_z")], person)
 
 
 def test_npz_round_trip_is_exact(tmp_path):
@@ -453,6 +469,9 @@ def test_npz_round_trip_is_exact(tmp_path):
         np.testing.assert_array_equal(data["person_id"], [p.track_id for _, p in people])
         np.testing.assert_array_equal(data["bbox"], [p.box.as_xywh() for _, p in people])
         np.testing.assert_array_equal(data["score"], [p.box.score for _, p in people])
+        np.testing.assert_array_equal(data["pose_score"], [p.confidence.mean() for _, p in people])
+        for got, (_, p) in zip(data["root_3d"], people):
+            assert_root_3d(got, p)
         for key in ("joints_2d", "joints_3d", "confidence"):
             assert data[key].dtype == np.float32
             np.testing.assert_array_equal(data[key], [getattr(p, key) for _, p in people])
