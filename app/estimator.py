@@ -139,13 +139,27 @@ class ConvNeXtPoseBackend(PoseBackend):
     def estimate(self, image_bgr: np.ndarray, boxes: list[Box], camera: Camera) -> list[Person | None]:
         estimates = estimate_poses(self.model, image_bgr, [b.as_xywh() for b in boxes],
                                    (camera.fx, camera.fy), (camera.cx, camera.cy))
+        height, width = image_bgr.shape[:2]
         people: list[Person | None] = []
         for box, est in zip(boxes, estimates):
             if est is None:
                 people.append(None)
                 continue
+            pose_3d_cam = _placed_by_size(est, camera, width, height)
             people.append(Person(box=box, joints_2d=est.pose_2d.astype(np.float32),
-                                 joints_3d=est.pose_3d_rel.astype(np.float32),
+                                 joints_3d=(pose_3d_cam - pose_3d_cam[ROOT]).astype(np.float32),
                                  confidence=est.confidence.astype(np.float32),
-                                 root_cam=est.pose_3d_cam[ROOT].astype(np.float32)))
+                                 root_cam=pose_3d_cam[ROOT].astype(np.float32)))
         return people
+
+
+def _placed_by_size(est: PoseEstimate, camera: Camera, width: int, height: int) -> np.ndarray:
+    """The camera-space joints at the distance the visible body's size gives (which survives
+    a box cut by the frame or by another person), or at the box-area prior's when too little
+    of the body is seen."""
+    relative_depth = est.pose_3d_cam[:, 2] - est.root_depth
+    usable = geometry.joints_in_view(est.pose_2d, est.confidence, width, height)
+    depth = geometry.root_depth_from_size(est.pose_2d, relative_depth, usable, camera)
+    if depth is None:
+        return est.pose_3d_cam
+    return geometry.pixels_to_camera(est.pose_2d, relative_depth + depth, camera)

@@ -13,6 +13,17 @@ BOX_ENLARGE = 1.25       # context around the person
 DEPTH_RANGE_MM = 2000.0  # the depth bins span 2 m centred on the root
 ROOT_AREA_MM2 = 2000.0 * 2000.0  # RootNet's prior: a person's box covers about 2 m x 2 m
 
+# An adult's bone lengths in mm, about the mean of Human3.6M's subjects, for the bones of the
+# 18-joint skeleton (app/skeleton.py BONES): the body's size that a distance is read from.
+BONE_LENGTH_MM = {
+    (0, 7): 233.0, (7, 8): 257.0, (8, 9): 121.0, (9, 10): 115.0,           # spine, neck, head
+    (8, 11): 151.0, (11, 12): 278.0, (12, 13): 251.0,                       # left arm
+    (8, 14): 151.0, (14, 15): 278.0, (15, 16): 251.0,                       # right arm
+    (0, 1): 133.0, (1, 2): 454.0, (2, 3): 450.0,                            # right leg
+    (0, 4): 133.0, (4, 5): 454.0, (5, 6): 450.0,                            # left leg
+}
+MIN_BONES_FOR_SIZE = 3           # fewer seen bones than this say too little about the size
+
 
 def process_box(box: tuple[float, float, float, float], width: int, height: int) -> np.ndarray | None:
     """Clip (x, y, w, h) to the image, square it about its centre and scale it by 1.25.
@@ -78,3 +89,39 @@ def root_depth_prior(bbox: np.ndarray, camera: Camera) -> float:
     """RootNet's distance prior: a processed box of area A px^2 is sqrt(fx fy 2m x 2m / A) away."""
     area = float(bbox[2] * bbox[3])
     return float(np.sqrt(camera.fx * camera.fy * ROOT_AREA_MM2 / area))
+
+
+def root_depth_from_size(pose_2d: np.ndarray, relative_depth_mm: np.ndarray, usable: np.ndarray,
+                         camera: Camera) -> float | None:
+    """The root's distance from the body's size in the image, using only the bones seen.
+
+    A bone of length L whose ends differ by dz in depth (the network's own, metric) spans
+    sqrt(L^2 - dz^2) across the line of sight, which at distance Z appears as f/Z times that in
+    pixels. Summed over the bones whose two joints are `usable` (inside the image, confident):
+    Z = f * sum(across) / sum(pixels). A box cut by the frame's edge or by another person
+    shrinks and reads as far away under the box-area prior; the bones still seen keep their
+    length. None when fewer than MIN_BONES_FOR_SIZE bones are seen.
+    """
+    f = float(np.sqrt(camera.fx * camera.fy))
+    across, pixels, bones = 0.0, 0.0, 0
+    for (a, b), length in BONE_LENGTH_MM.items():
+        if not (usable[a] and usable[b]):
+            continue
+        dz = float(relative_depth_mm[a] - relative_depth_mm[b])
+        # a bone pointing at the camera says little; keep at least a fifth of its length
+        across += np.sqrt(max(length * length - dz * dz, (0.2 * length) ** 2))
+        pixels += float(np.hypot(*(pose_2d[a, :2] - pose_2d[b, :2])))
+        bones += 1
+    if bones < MIN_BONES_FOR_SIZE or pixels <= 1.0:
+        return None
+    return f * across / pixels
+
+
+def joints_in_view(pose_2d: np.ndarray, confidence: np.ndarray, width: int, height: int,
+                   min_confidence: float = 0.3, margin_px: float = 2.0) -> np.ndarray:
+    """(J,) bool: joints inside the image (a margin from its edges) with enough confidence.
+    Joints without a confidence (NaN) count as confident."""
+    x, y = pose_2d[:, 0], pose_2d[:, 1]
+    inside = (x >= margin_px) & (x < width - margin_px) & (y >= margin_px) & (y < height - margin_px)
+    conf = np.asarray(confidence, np.float64)
+    return inside & (np.isnan(conf) | (conf >= min_confidence))

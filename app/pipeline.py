@@ -78,7 +78,8 @@ class FrameLoop:
                               # 250, 750, ...: samples fall between trims and count what builds up
 
     def __init__(self, settings, source, detector, backend, tracker, scene, viewer, sinks,
-                 plot_recorder=None, compose_always=False, info_type=dict, floor=None):
+                 plot_recorder=None, compose_always=False, info_type=dict, floor=None,
+                 fresh_tracker=None):
         self.settings = settings
         self.compose_always = compose_always   # benchmarks time the composition even with no output
         self.info_type = info_type
@@ -92,6 +93,8 @@ class FrameLoop:
         self.sinks = sinks
         self.plot_recorder = plot_recorder
         self.floor = floor            # FloorFitter: stands everybody on one floor
+        # unrelated photos: each frame gets a new tracker, so nothing carries over between them
+        self.fresh_tracker = fresh_tracker
         self.camera: Camera | None = None
         self.stop = threading.Event()
         self._stop_requested = threading.Event()
@@ -187,6 +190,8 @@ class FrameLoop:
             self.camera = make_camera(self.settings, image.shape[1], image.shape[0])
         stages = {"read": read_ms}
         start = time.perf_counter()
+        if self.fresh_tracker is not None and frame.index > 0:
+            self.tracker = self.fresh_tracker()
         if self.tracker.needs_detection(frame.index):
             self.tracker.update_detections(self.detector.detect(image, mode=self._detector_mode(frame.index)),
                                            frame.index)
@@ -381,9 +386,23 @@ class _LoopingSource:
         self.current.close()
 
 
-def _output_kind(path: str) -> str:
-    from .sinks import VIDEO_EXTENSIONS
-    return "video" if os.path.splitext(path)[1].lower() in VIDEO_EXTENSIONS else "image"
+def input_kind(source) -> str:
+    """"image" (one picture), "stills" (a folder of unrelated photos) or "video" (a video file,
+    a camera, a stream, or a folder of numbered frames)."""
+    if not source.is_still:
+        return "video"
+    return "stills" if getattr(source, "mode", None) == "stills" else "image"
+
+
+def _say_folder_mode(source) -> None:
+    mode = getattr(source, "mode", None)
+    if mode == "stills":
+        print(f"Folder '{source.description}': {source.frame_count} photos that are not one "
+              "sequence (names not numbered alike, or sizes differ): each is processed on its own.",
+              file=sys.stderr)
+    elif mode == "sequence":
+        print(f"Folder '{source.description}': {source.frame_count} numbered frames of one size: "
+              "processed as a video.", file=sys.stderr)
 
 
 def _check_plot_path(path: str, joint: str | None) -> int | None:
@@ -451,12 +470,20 @@ def build_loop(settings, source, plot_joint: int | None, display: bool, opened: 
     if detector is None:
         detector = PersonDetector()
         opened.append(detector)
-    tracker = Tracker(redetect_every=settings.detect_every, smoothing=smooth)
+
+    def make_tracker() -> Tracker:
+        return Tracker(redetect_every=settings.detect_every, smoothing=smooth)
+
+    tracker = make_tracker()
+    stills = getattr(source, "mode", None) == "stills"
     _warm_up(detector, backend, width, height, camera)
     scene = SceneRenderer()
     sinks = SinkGroup()
     if settings.output:
-        sinks.add(make_media_sink(settings.output, source.fps, follow_time=source.is_live))
+        # photos into a folder: each under its own name, NAME_pose.jpg
+        name_for_index = (lambda i: f"{source.path_of(i).stem}_pose") if stills else None
+        sinks.add(make_media_sink(settings.output, source.fps, follow_time=source.is_live,
+                                  name_for_index=name_for_index))
     if settings.export:
         meta = ExportMeta(model=backend.name, input=source.description, fps=float(source.fps), focal=float(camera.fx))
         sinks.add(make_exporter(settings.export, meta))
@@ -469,7 +496,8 @@ def build_loop(settings, source, plot_joint: int | None, display: bool, opened: 
     recorder = PlotRecorder(settings.plot, plot_joint) if settings.plot else None
     return FrameLoop(settings, source, detector, backend, tracker, scene, viewer, sinks, recorder,
                      compose_always=settings.benchmark, info_type=SceneInfo,
-                     floor=FloorFitter(steady=not source.is_still))
+                     floor=FloorFitter(steady=not source.is_still),
+                     fresh_tracker=make_tracker if stills else None)
 
 
 def run(settings, source=None) -> int:
@@ -477,12 +505,10 @@ def run(settings, source=None) -> int:
     have got wrong is checked before the first frame is processed. `source`: an already open
     source to read instead of `settings.input` (benchmarks and tests use a simulated camera)."""
     from .progress import ProgressBar, format_summary
-    from .sinks import check_output_path
+    from .sinks import check_output_path, output_kind_for
     from .sources import open_source
 
     # 1. Outputs: cheap to check, and a typo should not cost a whole run.
-    if settings.output:
-        check_output_path(settings.output, _output_kind(settings.output))
     if settings.export:
         check_output_path(settings.export, "export")
     plot_joint = _check_plot_path(settings.plot, settings.plot_joint) if settings.plot else None
@@ -491,6 +517,10 @@ def run(settings, source=None) -> int:
     # 2. The input, then the model (a bad --model is reported before any frame), then the rest.
     opened = [source or open_source(settings.input)]   # closed here if setting up fails, else by the loop
     try:
+        # the output must suit the input: known only once the input is open (first frame read)
+        if settings.output:
+            check_output_path(settings.output, output_kind_for(settings.output, input_kind(opened[0])))
+        _say_folder_mode(opened[0])
         loop = build_loop(settings, opened[0], plot_joint, display, opened)
     except BaseException:
         for thing in reversed(opened):

@@ -6,10 +6,12 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from app.skeleton import BONES, SIDE_COLOURS_BGR, bone_side, track_colour
+from app.labels import LabelLayout, Rect
+from app.skeleton import BONES, JOINT_INDEX, SIDE_COLOURS_BGR, bone_side, track_colour
 from app.types import Person
 
 Colour = tuple[int, int, int]
+FADED_COLOUR = (150, 150, 150)    # a skeleton drawn although no joint reached the threshold
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 # Stages shown first, in pipeline order; any other stage the loop reports follows.
@@ -33,36 +35,71 @@ def text_stroke(font_scale: float) -> int:
     return max(1, round(font_scale * 1.4))
 
 
-def draw_people(img: np.ndarray, people: list[Person], style: Overlay2DStyle | None = None) -> None:
-    """Bones by side colour, joints as dots, and each person's box, id and score in their
-    track colour."""
+def draw_people(img: np.ndarray, people: list[Person], style: Overlay2DStyle | None = None,
+                avoid: list[Rect] | None = None) -> list[Rect]:
+    """Bones by side colour, joints as dots, and each person's box and tag (id and scores) in
+    their track colour. A person none of whose joints reaches the drawing threshold is drawn
+    faded, thin and grey, and their tag says "low confidence": never silently nothing.
+
+    Tags are laid out so that none covers `avoid` (the HUD), a face or another tag; returns
+    the tags' rectangles (x, y, w, h)."""
     style = style or Overlay2DStyle()
     s = _scale_for(img)
     thickness = max(2, round(2 * s))
     radius = max(2, round(3 * s))
+    faded: list[bool] = []
     for person in people:
         colour = track_colour(max(person.track_id, 0))
         _draw_box(img, person, colour, s)
         pts = np.asarray(person.joints_2d, dtype=np.float64)
         conf = np.asarray(person.confidence, dtype=np.float64)
-        ok = np.isfinite(pts).all(axis=1)
+        finite = np.isfinite(pts).all(axis=1)
+        ok = finite.copy()
         if conf.shape == (len(pts),):
             ok &= conf >= style.min_confidence
+        unsure = bool(finite.any() and not ok.any())
+        faded.append(unsure)
+        if unsure:
+            ok = finite
         ipts = np.rint(np.nan_to_num(pts)).astype(np.int32)
         for bone in BONES:
             a, b = bone
             if ok[a] and ok[b]:
-                cv2.line(img, tuple(ipts[a]), tuple(ipts[b]), SIDE_COLOURS_BGR[bone_side(bone)],
-                         thickness, cv2.LINE_AA)
+                cv2.line(img, tuple(ipts[a]), tuple(ipts[b]),
+                         FADED_COLOUR if unsure else SIDE_COLOURS_BGR[bone_side(bone)],
+                         max(1, thickness // 2) if unsure else thickness, cv2.LINE_AA)
         for j in np.flatnonzero(ok):
-            cv2.circle(img, tuple(ipts[j]), radius, style.joint_colour, -1, cv2.LINE_AA)
+            cv2.circle(img, tuple(ipts[j]), max(1, radius // 2) if unsure else radius,
+                       FADED_COLOUR if unsure else style.joint_colour, -1, cv2.LINE_AA)
+    faces = [r for r in (face_rect(p, style.min_confidence) for p in people) if r is not None]
+    layout = LabelLayout(img.shape[1], img.shape[0], list(avoid or []) + faces)
+    # the biggest (nearest) people choose first
+    order = sorted(range(len(people)), key=lambda i: -people[i].box.area)
+    tags: list[Rect] = [(0, 0, 0, 0)] * len(people)
+    for i in order:
+        tags[i] = _draw_tag(img, people[i], person_label(people[i], faded[i]), layout, s)
+    return tags
 
 
-def person_label(person: Person) -> str:
+def face_rect(person: Person, min_confidence: float) -> Rect | None:
+    """The face's rectangle from the head joints (Head, Nose, Neck), or None when unsure."""
+    head, nose, neck = (JOINT_INDEX[n] for n in ("Head", "Nose", "Neck"))
+    pts = np.asarray(person.joints_2d, np.float64)
+    conf = np.asarray(person.confidence, np.float64)
+    if conf.shape != (len(pts),) or not np.isfinite(pts[[head, nose, neck]]).all() or \
+            min(conf[head], conf[nose]) < min_confidence:
+        return None
+    centre = (pts[head] + pts[nose]) / 2.0
+    r = max(8.0, 0.6 * float(np.linalg.norm(pts[head] - pts[neck])))
+    return (int(centre[0] - r), int(centre[1] - r), int(2 * r), int(2 * r))
+
+
+def person_label(person: Person, low_confidence: bool = False) -> str:
     """The tag on a person: track id, then the exports' "score" (the detector's) and
     "pose_score" (mean joint confidence), under the same names."""
     ident = f"id {person.track_id}" if person.track_id >= 0 else "id ?"
-    return f"{ident}  score {person.detection_score:.2f}  pose {person.pose_score:.2f}"
+    warning = "  low confidence" if low_confidence else ""
+    return f"{ident}  score {person.detection_score:.2f}  pose {person.pose_score:.2f}{warning}"
 
 
 def _draw_box(img: np.ndarray, person: Person, colour: Colour, s: float) -> None:
@@ -70,14 +107,23 @@ def _draw_box(img: np.ndarray, person: Person, colour: Colour, s: float) -> None
     x1, y1 = int(round(b.x)), int(round(b.y))
     x2, y2 = int(round(b.x + b.w)), int(round(b.y + b.h))
     cv2.rectangle(img, (x1, y1), (x2, y2), colour, max(1, round(1.5 * s)), cv2.LINE_AA)
-    text = person_label(person)
+
+
+def _draw_tag(img: np.ndarray, person: Person, text: str, layout: LabelLayout, s: float) -> Rect:
+    """The tag on top of the box, else inside its top, else under it, else slid to a free
+    place; returns where it went."""
+    colour = track_colour(max(person.track_id, 0))
     scale = 0.5 * s
     stroke = text_stroke(scale)
     (tw, th), base = cv2.getTextSize(text, FONT, scale, stroke)
-    # The tag sits on top of the box, or inside it when the box touches the top edge.
-    ty = y1 - 4 if y1 - th - base - 4 >= 0 else y1 + th + 4
-    cv2.rectangle(img, (x1, ty - th - 3), (x1 + tw + 6, ty + base), colour, -1)
-    cv2.putText(img, text, (x1 + 3, ty), FONT, scale, (20, 20, 20), stroke, cv2.LINE_AA)
+    w, h = tw + 6, th + base + 4
+    b = person.box
+    x1, y1 = int(round(b.x)), int(round(b.y))
+    x2, y2 = int(round(b.x + b.w)), int(round(b.y + b.h))
+    x, y, w, h = layout.place((w, h), [(x1, y1 - h - 1), (x1, y1 + 2), (x1, y2 + 2), (x2 - w, y1 - h - 1)])
+    cv2.rectangle(img, (x, y), (x + w - 1, y + h - 1), colour, -1)
+    cv2.putText(img, text, (x + 3, y + 2 + th), FONT, scale, (20, 20, 20), stroke, cv2.LINE_AA)
+    return (x, y, w, h)
 
 
 def hud_lines(stages_ms: dict[str, float], model: str, device: str, fps: float | None,
@@ -123,5 +169,6 @@ def draw_text_box(img: np.ndarray, lines: list[str], origin: tuple[int, int] = (
 
 
 def draw_hud(img: np.ndarray, stages_ms: dict[str, float], model: str, device: str,
-             fps: float | None, people_count: int, alpha: float = 0.55) -> None:
-    draw_text_box(img, hud_lines(stages_ms, model, device, fps, people_count), (8, 8), alpha)
+             fps: float | None, people_count: int, alpha: float = 0.55) -> tuple[int, int, int, int]:
+    """The HUD in the top-left corner; returns its box (x, y, w, h)."""
+    return draw_text_box(img, hud_lines(stages_ms, model, device, fps, people_count), (8, 8), alpha)

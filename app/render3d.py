@@ -16,6 +16,7 @@ import numpy as np
 from app.render2d import text_stroke
 from app.skeleton import BONES, JOINT_INDEX, ROOT, SIDE_COLOURS_BGR, bone_side, track_colour
 from app.floor import sole
+from app.labels import LabelLayout
 from app.types import Floor, Person
 
 Colour = tuple[int, int, int]
@@ -271,6 +272,7 @@ class Panel3D:
         self.resize(width, height)
         self.last_view = self.current_view()
         self.last_floor_y = 900.0
+        self.last_tags: list[tuple[int, int, int, int]] = []   # where the last frame's tags went
 
     # -- user controls ---------------------------------------------------------------------
     def orbit(self, d_azimuth_deg: float = 0.0, d_elevation_deg: float = 0.0) -> None:
@@ -400,9 +402,16 @@ class Panel3D:
         if placed:
             roots_eye = to_eye_coords(np.array([p.joints_world[ROOT] for p in placed]), view)
             order = np.argsort(-roots_eye[:, 2])
-            for i in order:
-                self._draw_person(out, placed[i], view, floor_y)
-        self._draw_caption(out, placed)
+            anchors = {i: self._draw_person(out, placed[i], view, floor_y) for i in order}
+        caption = self._draw_caption(out, placed)
+        self.last_caption = caption
+        if placed:
+            # tags after every skeleton, nearest person first: none covers the title or another tag
+            layout = LabelLayout(w, h, [caption])
+            self.last_tags = [self._draw_tag(out, placed[i], anchors[i], layout)
+                              for i in order[::-1] if anchors[i] is not None]
+        else:
+            self.last_tags = []
         return out
 
     def _ensure_static(self, view: OrbitView, floor_y: float, level: np.ndarray) -> None:
@@ -465,7 +474,9 @@ class Panel3D:
             lab = origin + (length + 8.0 * self.scale) * d
             _text(img, name, (int(lab[0]) - self._px(3), int(lab[1]) + self._px(4)), colour, 0.38 * self.scale)
 
-    def _draw_person(self, img: np.ndarray, pp: _PlacedPerson, view: OrbitView, floor_y: float) -> None:
+    def _draw_person(self, img: np.ndarray, pp: _PlacedPerson, view: OrbitView,
+                     floor_y: float) -> tuple[int, int] | None:
+        """Shadow, ring, bones and joints; returns where the tag belongs (None: not seen)."""
         style = self.style
         joints = pp.joints_world
         conf = np.asarray(pp.person.confidence, dtype=np.float64)
@@ -497,11 +508,23 @@ class Panel3D:
         if ok_px[HEAD]:
             cv2.circle(img, tuple(fx[HEAD]), self._px(style.joint_radius + 4) * _ONE, pp.colour, self._px(2),
                        cv2.LINE_AA, _SHIFT)
-        # Label above the highest joint (smallest y).
+        # The tag goes above the highest joint (smallest y), once everybody is drawn.
         if ok_px.any():
             top = px[:n][ok_px][:, 1].argmin()
             x, y = px[:n][ok_px][top]
-            _label(img, pp.label, (int(x), int(y) - self._px(14)), pp.colour, style.font_scale * self.scale)
+            return int(x), int(y) - self._px(14)
+        return None
+
+    def _draw_tag(self, img: np.ndarray, pp: _PlacedPerson, anchor: tuple[int, int],
+                  layout: LabelLayout) -> tuple[int, int, int, int]:
+        """The person's tag centred above `anchor`, or the nearest free place; returns it."""
+        scale = self.style.font_scale * self.scale
+        (tw, th), base = cv2.getTextSize(pp.label, cv2.FONT_HERSHEY_SIMPLEX, scale, text_stroke(scale))
+        w, h = tw + 6, th + base + 4
+        x, y = anchor[0] - w // 2, anchor[1] - h + base
+        rect = layout.place((w, h), [(x, y), (x - w // 2 - 4, y), (x + w // 2 + 4, y)])
+        _label(img, pp.label, rect, pp.colour, scale)
+        return rect
 
     def _draw_floor_ring(self, img: np.ndarray, centre: np.ndarray, floor_y: float, view: OrbitView,
                          colour: Colour) -> None:
@@ -510,16 +533,21 @@ class Panel3D:
         if np.isfinite(px).all():
             cv2.polylines(img, [_fixed(px)], True, colour, self._px(2), cv2.LINE_AA, _SHIFT)
 
-    def _draw_caption(self, img: np.ndarray, placed: list[_PlacedPerson]) -> None:
+    def _draw_caption(self, img: np.ndarray, placed: list[_PlacedPerson]) -> tuple[int, int, int, int]:
+        """The panel's title (and "no people"); returns the title's rectangle."""
         if self.state.centred:
             who = placed[0].label if placed else "nobody"
             caption = f"3D  centred on {who} (root-relative)"
         else:
-            caption = "3D  placed by estimated root position"
-        _text(img, caption, (self._px(10), self._px(20)), self.style.text, 0.45 * self.scale)
+            caption = "3D  placed on one floor fitted to the feet"
+        scale = 0.45 * self.scale
+        org = (self._px(10), self._px(20))
+        _text(img, caption, org, self.style.text, scale)
+        (tw, th), base = cv2.getTextSize(caption, cv2.FONT_HERSHEY_SIMPLEX, scale, text_stroke(scale))
         if not placed:
             _text(img, "no people", (self.width // 2 - self._px(40), self.height // 2), self.style.text,
                   0.55 * self.scale)
+        return (org[0] - 2, org[1] - th - 2, tw + 4, th + base + 4)
 
 
 def floor_ring(centre: np.ndarray, floor_y: float, points: int = 25) -> np.ndarray:
@@ -548,10 +576,10 @@ def _text(img: np.ndarray, text: str, org: tuple[int, int], colour: Colour, scal
     cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, text_stroke(scale), cv2.LINE_AA)
 
 
-def _label(img: np.ndarray, text: str, centre_bottom: tuple[int, int], colour: Colour, scale: float) -> None:
-    """Dark text centred above a point on a tag of the person's colour."""
-    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, text_stroke(scale))
-    x = centre_bottom[0] - tw // 2
-    y = centre_bottom[1]
-    cv2.rectangle(img, (x - 3, y - th - 3), (x + tw + 3, y + base), colour, -1)
-    cv2.putText(img, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (20, 20, 20), text_stroke(scale), cv2.LINE_AA)
+def _label(img: np.ndarray, text: str, rect: tuple[int, int, int, int], colour: Colour, scale: float) -> None:
+    """Dark text on a tag of the person's colour filling `rect` (x, y, w, h)."""
+    (_, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, text_stroke(scale))
+    x, y, w, h = rect
+    cv2.rectangle(img, (x, y), (x + w - 1, y + h - 1), colour, -1)
+    cv2.putText(img, text, (x + 3, y + 2 + th), cv2.FONT_HERSHEY_SIMPLEX, scale, (20, 20, 20),
+                text_stroke(scale), cv2.LINE_AA)

@@ -64,6 +64,38 @@ JPEG_QUALITY = 95
 # --------------------------------------------------------------------------------------------
 # Checking output paths before the first frame
 
+_VIDEO_CHOICES = ".mp4, .mov, .m4v or .avi"
+_IMAGE_CHOICES = ".jpg, .png, .bmp, .webp or .tif"
+
+
+def output_kind_for(path: str | os.PathLike, input_kind: str) -> OutputKind:
+    """The kind of --output that suits the input, or a UserError naming the right choices.
+
+    input_kind "video" (a video, a camera, a stream, numbered frames): a video file, or a folder
+    name for one image per frame; "image" (one picture): an image file; "stills" (unrelated
+    photos): a folder name, one NAME_pose image per photo."""
+    target = Path(str(path).strip()).expanduser()
+    ext = target.suffix.lower()
+    if input_kind == "video":
+        if ext in VIDEO_EXTENSIONS:
+            return "video"
+        if not ext:
+            return "image"
+        raise UserError(f"cannot write a video to '{target.name}': for a video, camera or "
+                        f"sequence of frames use {_VIDEO_CHOICES}, or a folder name (no "
+                        "extension) for one image per frame.")
+    if input_kind == "image":
+        if ext in IMAGE_EXTENSIONS:
+            return "image"
+        raise UserError(f"cannot write an image to '{target.name}': for one picture use "
+                        f"{_IMAGE_CHOICES}.")
+    if input_kind == "stills":
+        if not ext:
+            return "image"
+        raise UserError(f"cannot write several unrelated photos to '{target.name}': give a folder "
+                        "name (no extension); each photo is written there as NAME_pose.jpg.")
+    raise ValueError(f"unknown input kind {input_kind!r}")
+
 def check_output_path(path: str | os.PathLike, kind: OutputKind) -> Path:
     """Validate an output path before any frame is processed, so a typo does not cost a whole
     run. kind "video": .mp4/.mov/.m4v/.avi; "image": an image file, or a name without
@@ -563,14 +595,16 @@ class ImageSink(FileSink):
 
 
 def make_media_sink(path: str | os.PathLike, fps: float, size: tuple[int, int] | None = None,
-                    follow_time: bool = False) -> VideoSink | ImageSink:
+                    follow_time: bool = False,
+                    name_for_index: Callable[[int], str] | None = None) -> VideoSink | ImageSink:
     """VideoSink for a video extension, ImageSink for an image extension or a folder name.
-    follow_time: for live input, so the video plays in real time (see VideoSink)."""
+    follow_time: for live input, so the video plays in real time (see VideoSink);
+    name_for_index: file stems in a folder output (see ImageSink)."""
     ext = Path(path).suffix.lower()
     if ext in VIDEO_EXTENSIONS:
         return VideoSink(path, fps, size, follow_time=follow_time)
     if ext in IMAGE_EXTENSIONS or not ext:
-        return ImageSink(path)
+        return ImageSink(path, name_for_index=name_for_index)
     raise UserError(f"unknown output format '{ext}': use a video (.mp4, .avi) or an image "
                     "(.jpg, .png) name.")
 

@@ -493,9 +493,15 @@ class ImageFilesSource(Source):
     """
 
     is_still = True
+    mode = "image"             # "image" (one file), "stills" (unrelated photos), "sequence"
 
-    def __init__(self, paths: list[Path], description: str, fps: float = STILL_FPS):
+    def __init__(self, paths: list[Path], description: str, fps: float = STILL_FPS,
+                 mode: str | None = None):
         self.description = description
+        if mode is not None:
+            self.mode = mode
+            # numbered frames of one size are a video: tracked and smoothed across frames
+            self.is_still = mode != "sequence"
         self.fps = fps
         first = None
         skipped = 0
@@ -606,6 +612,36 @@ def _open_video(path: Path) -> VideoFileSource:
     return VideoFileSource(capture, str(path))
 
 
+def _numbered_alike(paths: list[Path]) -> bool:
+    """True when the names are one pattern with a running number (frame_0001.jpg, ...)."""
+    patterns = set()
+    for path in paths:
+        match = re.fullmatch(r"(.*?)(\d+)(\D*)", path.name)
+        if match is None:
+            return False
+        patterns.add((match.group(1), match.group(3).lower()))
+    return len(patterns) == 1
+
+
+def _image_size_quick(path: Path) -> tuple[int, int] | None:
+    """(width, height) to within 8 px from a reduced decode, or None when undecodable."""
+    try:
+        data = np.fromfile(str(path), dtype=np.uint8)
+    except OSError:
+        return None
+    image = cv2.imdecode(data, cv2.IMREAD_REDUCED_GRAYSCALE_8) if data.size else None
+    return None if image is None else (image.shape[1], image.shape[0])
+
+
+def folder_mode(images: list[Path]) -> str:
+    """"sequence" when the images are frames of one video (numbered names, one size), else
+    "stills": unrelated photos, each to be processed on its own."""
+    if len(images) < 2 or not _numbered_alike(images):
+        return "stills"
+    sizes = {size for size in map(_image_size_quick, images) if size is not None}
+    return "sequence" if len(sizes) == 1 else "stills"
+
+
 def _open_folder(folder: Path, still_fps: float) -> ImageFilesSource:
     images = sorted((p for p in folder.iterdir()
                      if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
@@ -614,7 +650,7 @@ def _open_folder(folder: Path, still_fps: float) -> ImageFilesSource:
     if not images:
         raise UserError(f"folder '{folder}' holds no image files (.jpg, .png, .bmp, .tif, "
                         ".webp, ...).")
-    return ImageFilesSource(images, str(folder), fps=still_fps)
+    return ImageFilesSource(images, str(folder), fps=still_fps, mode=folder_mode(images))
 
 
 def _open_file(path: Path, still_fps: float) -> Source:

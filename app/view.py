@@ -46,6 +46,8 @@ class SceneRenderer:
         self.panel = panel or Panel3D()
         self._canvas = np.empty((0, 0, 3), np.uint8)
         self.panel_rect = Rect(0, 0, 0, 0)
+        self.last_tags: list[tuple[int, int, int, int]] = []   # where the last frame's tags went
+        self.last_hud: tuple[int, int, int, int] | None = None
 
     def layout(self, frame_shape: tuple[int, ...]) -> tuple[Rect, Rect]:
         """(video rect, panel rect) inside the composed image for a frame of this shape."""
@@ -67,10 +69,13 @@ class SceneRenderer:
         # Both halves are drawn straight into the canvas: no intermediate copies.
         left = self._canvas[:, :video.w]
         np.copyto(left, frame)
+        hud = []
         if self.show_hud:
-            draw_hud(left, result.stages_ms, info.model, info.device, info.fps, len(result.people),
-                     alpha=self.overlay_style.hud_alpha)
-        # people over the HUD: a person in the top-left corner is never hidden behind it
-        draw_people(left, result.people, self.overlay_style)
+            hud.append(draw_hud(left, result.stages_ms, info.model, info.device, info.fps,
+                                len(result.people), alpha=self.overlay_style.hud_alpha))
+        # people over the HUD: a person in the top-left corner is never hidden behind it; their
+        # tags go where they cover neither the HUD nor faces nor each other
+        self.last_tags = draw_people(left, result.people, self.overlay_style, avoid=hud)
+        self.last_hud = hud[0] if hud else None
         self.panel.render(result.people, out=self._canvas[:, panel.x:panel.x + panel.w], floor=result.floor)
         return self._canvas

@@ -210,7 +210,7 @@ def test_unreadable_file_type(tmp_path, capsys):
 
 def test_unwritable_output_and_unknown_export(tmp_path, capsys):
     photo = str(DATA / "group.jpg")
-    _bad(["--input", photo, "--no-display", "--output", str(tmp_path / "no" / "such" / "x.mp4")], capsys, "does not exist")
+    _bad(["--input", photo, "--no-display", "--output", str(tmp_path / "no" / "such" / "x.jpg")], capsys, "does not exist")
     _bad(["--input", photo, "--no-display", "--export", str(tmp_path / "joints.xml")], capsys, "unknown export format")
     assert list(tmp_path.iterdir()) == []
 
@@ -368,3 +368,71 @@ def test_a_failing_output_stops_every_thread_while_decoding_is_slow():
     with pytest.raises(OSError, match="disk full"):
         loop.run()
     assert [t.name for t in threading.enumerate() if t.name == "infer"] == []
+
+
+# ---- output kinds and folders ----
+
+@pytest.mark.parametrize("input_name, output, expect", [
+    ("pedestrians.mp4", "v.jpg", ".mp4, .mov, .m4v or .avi, or a folder name"),
+    ("pedestrians.mp4", "v.mkv", ".mp4, .mov, .m4v or .avi, or a folder name"),
+    ("group.jpg", "g.mp4", "for one picture use .jpg, .png"),
+])
+def test_an_output_of_the_wrong_kind_is_refused_naming_the_right_ones(tmp_path, capsys, input_name, output, expect):
+    _bad(["--input", str(DATA / input_name), "--no-display", "--model", "blazepose",
+          "--output", str(tmp_path / output)], capsys, expect)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_video_written_as_a_folder_of_frames(tmp_path, capsys):
+    out = tmp_path / "frames"
+    assert main(["--input", str(DATA / "pedestrians.mp4"), "--no-display", "--no-progress",
+                 "--model", "blazepose", "--max-frames", "3", "--output", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["000000.jpg", "000001.jpg", "000002.jpg"]
+
+
+def test_a_folder_of_unrelated_photos_is_stills_each_on_its_own(tmp_path, capsys):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("messi5.jpg", "group.jpg", "home.jpg"):
+        (photos / name).write_bytes((DATA / name).read_bytes())
+    out, export = tmp_path / "out", tmp_path / "joints.json"
+    assert main(["--input", str(photos), "--no-display", "--no-progress", "--model", "blazepose",
+                 "--output", str(out), "--export", str(export)]) == 0
+    err = capsys.readouterr().err
+    assert "each is processed on its own" in err
+    assert sorted(p.name for p in out.iterdir()) == ["group_pose.jpg", "home_pose.jpg", "messi5_pose.jpg"]
+    for name in ("group", "home", "messi5"):    # each at its own size, not stretched to the first's
+        assert cv2.imread(str(out / f"{name}_pose.jpg")).shape[0] == cv2.imread(str(DATA / f"{name}.jpg")).shape[0]
+    frames = json.loads(export.read_text())["frames"]
+    # each photo on its own: the same people as when it is processed alone (Messi too)
+    for frame, name in zip(frames, ("group", "home", "messi5")):
+        alone = tmp_path / f"{name}.json"
+        assert main(["--input", str(DATA / f"{name}.jpg"), "--no-display", "--model", "blazepose",
+                     "--export", str(alone)]) == 0
+        people_alone = json.loads(alone.read_text())["frames"][0]["people"]
+        assert len(frame["people"]) == len(people_alone)
+        for got, want in zip(frame["people"], people_alone):
+            assert got["id"] == want["id"]
+            np.testing.assert_allclose(got["joints_2d"], want["joints_2d"], atol=1e-3)
+    assert len(frames[2]["people"]) >= 1          # Messi is found
+    # unrelated photos make no video
+    _bad(["--input", str(photos), "--no-display", "--model", "blazepose", "--output", str(tmp_path / "p.mp4")],
+         capsys, "give a folder name")
+
+
+def test_a_folder_of_numbered_frames_of_one_size_is_a_video(tmp_path, capsys):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    capture = cv2.VideoCapture(str(DATA / "pedestrians.mp4"))
+    for i in range(4):
+        cv2.imwrite(str(frames / f"frame_{i:03d}.png"), capture.read()[1])
+    capture.release()
+    out = tmp_path / "frames.mp4"
+    assert main(["--input", str(frames), "--no-display", "--no-progress", "--model", "blazepose",
+                 "--output", str(out)]) == 0
+    assert "processed as a video" in capsys.readouterr().err
+    assert count_frames(out)[0] == 4
+    # one photo of another size makes the folder stills
+    cv2.imwrite(str(frames / "frame_004.png"), cv2.imread(str(DATA / "messi5.jpg")))
+    _bad(["--input", str(frames), "--no-display", "--model", "blazepose", "--output", str(tmp_path / "f2.mp4")],
+         capsys, "give a folder name")

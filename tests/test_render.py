@@ -281,3 +281,57 @@ def test_framing_ignores_jitter_and_glides_after_walkers():
     assert distances[-1] > distances[0] * 1.15 and targets[-1] > targets[0] + 500   # it did follow
     w, h, _ = _extent(panel, people)
     assert 0.55 <= max(w, h) <= 0.8
+
+
+# --- text layout and unsure people ----------------------------------------------------------------
+
+def test_tags_cover_neither_the_hud_nor_faces_nor_each_other():
+    """A crowd in the top-left corner, heads together: every tag (2D and 3D) finds free room."""
+    from app.labels import overlap
+    from app.render2d import face_rect
+    people = [standing_person((x, 300.0, z), i) for i, (x, z) in
+              enumerate(((-1400, 2600), (-1150, 2800), (-900, 3000), (-1300, 3300), (-600, 2700)))]
+    scene = SceneRenderer()
+    frame = Frame(0, 0.0, np.full((480, 640, 3), 120, np.uint8))
+    scene.render(FrameResult(frame, people, {"read": 1.0, "detect": 8.0, "pose": 30.0, "track": 0.2}),
+                 SceneInfo("BlazePose GHUM (fallback)", "cpu", 20.0))
+    tags, hud = scene.last_tags, scene.last_hud
+    assert len(tags) == len(people) and hud is not None
+    # without the layout every tag would sit on its box's top edge, several on the HUD
+    assert sum(overlap((int(p.box.x), int(p.box.y) - 20, 150, 20), hud) > 0 for p in people) >= 2
+    faces = [face_rect(p, 0.3) for p in people]
+    for i, tag in enumerate(tags):
+        assert overlap(tag, hud) == 0
+        assert all(overlap(tag, face) == 0 for face in faces)
+        assert all(overlap(tag, other) == 0 for other in tags[i + 1:])
+        assert 0 <= tag[0] and tag[0] + tag[2] <= 640 and 0 <= tag[1] and tag[1] + tag[3] <= 480
+    panel_tags = scene.panel.last_tags
+    assert len(panel_tags) == len(people)
+    for i, tag in enumerate(panel_tags):
+        assert overlap(tag, scene.panel.last_caption) == 0
+        assert all(overlap(tag, other) == 0 for other in panel_tags[i + 1:])
+
+
+def test_a_person_with_every_joint_unsure_is_drawn_faded_and_says_so():
+    from app.render2d import FADED_COLOUR, person_label
+    img = np.full((480, 640, 3), 90, np.uint8)
+    p = standing_person((0, 200, 3000), 1)
+    p.confidence[:] = 0.1           # under the drawing threshold everywhere
+    draw_people(img, [p])
+    uv = p.joints_2d
+    for a, b in BONES:
+        mid = (uv[a] + uv[b]) / 2
+        assert colour_near(img, mid, FADED_COLOUR, radius=2, tol=20)
+        assert not colour_near(img, mid, SIDE_COLOURS_BGR[bone_side((a, b))], radius=2, tol=20)
+    assert "low confidence" in person_label(p, low_confidence=True)
+    # its tag says so: dark text on the track colour, wider than a sure person's tag
+    sure = standing_person((0, 200, 3000), 1)
+    assert draw_people(np.full_like(img, 90), [p])[0][2] > draw_people(np.full_like(img, 90), [sure])[0][2]
+
+
+def test_label_and_export_name_the_same_scores():
+    from app.render2d import person_label
+    p = standing_person((0, 200, 3000), 4)
+    p.confidence[:] = 0.25
+    assert person_label(p) == "id 4  score 0.93  pose 0.25"
+    assert p.detection_score == pytest.approx(0.93) and p.pose_score == pytest.approx(0.25)
