@@ -30,6 +30,7 @@ class Settings:
     benchmark: bool = False
     loop: bool = False
     progress: bool = True
+    fast: bool = False                # a file in the window: as fast as possible, not at its rate
 
 
 def add_processing_options(p: argparse.ArgumentParser) -> None:
@@ -85,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--benchmark", action="store_true",
                    help="process headless and print per-stage timings as JSON on the last line")
     p.add_argument("--loop", action="store_true", help="restart a video file at its end (demos, soak tests)")
+    p.add_argument("--fast", action="store_true",
+                   help="in the window, process a video file as fast as possible instead of at its "
+                        "own frame rate (key f toggles; headless runs are always as fast as possible)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     return p
 

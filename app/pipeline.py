@@ -491,7 +491,9 @@ def build_loop(settings, source, plot_joint: int | None, display: bool, opened: 
     viewer = None
     if display:
         from .window import Viewer
-        viewer = Viewer("ConvNeXtPose Live", scene)
+        # a file plays at its own frame rate, as in a player; live input is already real time
+        viewer = Viewer("ConvNeXtPose Live", scene, paced=not (source.is_live or source.is_still))
+        viewer.controls.realtime = not settings.fast
         opened.append(viewer)
     recorder = PlotRecorder(settings.plot, plot_joint) if settings.plot else None
     return FrameLoop(settings, source, detector, backend, tracker, scene, viewer, sinks, recorder,

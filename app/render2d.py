@@ -140,17 +140,35 @@ def hud_lines(stages_ms: dict[str, float], model: str, device: str, fps: float |
     return lines
 
 
-def draw_text_box(img: np.ndarray, lines: list[str], origin: tuple[int, int] = (8, 8),
+def draw_text_box(img: np.ndarray, lines: list[str | tuple[str, str]], origin: tuple[int, int] = (8, 8),
                   alpha: float = 0.55, scale: float | None = None,
                   colour: Colour = (240, 240, 240), centred: bool = False) -> tuple[int, int, int, int]:
-    """Lines of text on a darkened, semi-transparent box. Returns the box (x, y, w, h)."""
+    """Lines of text on a darkened, semi-transparent box. A line given as (left, right) is two
+    columns: every right part starts at the same x, past the widest left part (the font is
+    proportional, so spaces cannot align them). Returns the box (x, y, w, h)."""
     s = _scale_for(img)
     scale = scale if scale is not None else 0.5 * s
     thickness = text_stroke(scale)
-    sizes = [cv2.getTextSize(t, FONT, scale, thickness) for t in lines]
-    line_h = max((h + b for (_, h), b in sizes), default=0) + round(6 * s)
+
+    def size(text: str) -> tuple[tuple[int, int], int]:
+        return cv2.getTextSize(text, FONT, scale, thickness)
+
+    gap = round(16 * s)
+    left_w = max((size(t[0])[0][0] for t in lines if isinstance(t, tuple)), default=0)
+    widths, heights = [], []
+    for t in lines:
+        if isinstance(t, tuple):
+            (rw, rh), rb = size(t[1])
+            (_, lh), lb = size(t[0])
+            widths.append(left_w + gap + rw)
+            heights.append((max(lh, rh), max(lb, rb)))
+        else:
+            (w, h), b = size(t)
+            widths.append(w)
+            heights.append((h, b))
+    line_h = max((h + b for h, b in heights), default=0) + round(6 * s)
     pad = round(8 * s)
-    box_w = max((w for (w, _), _ in sizes), default=0) + 2 * pad
+    box_w = max(widths, default=0) + 2 * pad
     box_h = line_h * len(lines) + 2 * pad - round(4 * s)
     x, y = origin
     if centred:
@@ -162,9 +180,13 @@ def draw_text_box(img: np.ndarray, lines: list[str], origin: tuple[int, int] = (
         roi = img[y0:y1, x0:x1]
         # Darken in place: keeps a ghost of the video behind the text, and costs one pass.
         cv2.convertScaleAbs(roi, dst=roi, alpha=1.0 - alpha)
-    for i, (text, ((_, h), _)) in enumerate(zip(lines, sizes)):
+    for i, (text, (h, _)) in enumerate(zip(lines, heights)):
         ty = y + pad + i * line_h + h
-        cv2.putText(img, text, (x + pad, ty), FONT, scale, colour, thickness, cv2.LINE_AA)
+        if isinstance(text, tuple):
+            cv2.putText(img, text[0], (x + pad, ty), FONT, scale, colour, thickness, cv2.LINE_AA)
+            cv2.putText(img, text[1], (x + pad + left_w + gap, ty), FONT, scale, colour, thickness, cv2.LINE_AA)
+        else:
+            cv2.putText(img, text, (x + pad, ty), FONT, scale, colour, thickness, cv2.LINE_AA)
     return (x0, y0, x1 - x0, y1 - y0)
 
 

@@ -240,7 +240,13 @@ def place_people(people: list[Person], centred: bool, floor: Floor | None = None
         else:
             offset = np.array([(i - (len(chosen) - 1) / 2.0) * 1000.0, 0.0, fallback_z])
         foot = sole(p, down)
-        feet = None if foot is None else level @ (foot + offset)
+        feet = None
+        if foot is not None:
+            # the ring goes on the floor between the two feet (a walker's stride), at the sole
+            feet = level @ (foot + offset)
+            ankles = (joints[[JOINT_INDEX["R_Ankle"], JOINT_INDEX["L_Ankle"]]] + offset) @ level.T
+            if np.isfinite(ankles).all():
+                feet[[0, 2]] = ankles.mean(axis=0)[[0, 2]]
         label = f"id {p.track_id}" if p.track_id >= 0 else "id ?"
         placed.append(_PlacedPerson(p, (joints + offset) @ level.T, track_colour(max(p.track_id, 0)), label, feet))
     return placed
@@ -357,6 +363,10 @@ class Panel3D:
             # the eye while gliding: jump to it.
             self._distance.update([distance], deadband=FRAMING_DEADBAND * previous, jump=0.5 * previous)
             self._target.update(centre, deadband=FRAMING_DEADBAND * previous, jump=0.5 * previous)
+            if to_eye_coords(pts, self.current_view())[:, 2].min() < 4.0 * NEAR_MM:
+                # someone would be behind the eye while the view glides: frame them now
+                self._distance.update([distance], jump=0.0)
+                self._target.update(centre, jump=0.0)
             if not level_floor:
                 self._floor.update([floor_y])          # y down: the lowest point has the largest y
         if level_floor:

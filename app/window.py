@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import math
 import os
 import sys
 import time
@@ -40,6 +41,7 @@ class Action(Enum):
     CENTRE = "centre"
     SCREENSHOT = "screenshot"
     HELP = "help"
+    FAST = "fast"
     ORBIT_LEFT = "orbit left"
     ORBIT_RIGHT = "orbit right"
     ORBIT_UP = "orbit up"
@@ -51,6 +53,7 @@ class Action(Enum):
 _CHAR_ACTIONS = {
     "q": Action.QUIT, "\x1b": Action.QUIT, " ": Action.PAUSE, "r": Action.RESET_VIEW,
     "a": Action.AUTO_ROTATE, "c": Action.CENTRE, "s": Action.SCREENSHOT, "h": Action.HELP,
+    "f": Action.FAST,
     "+": Action.ZOOM_IN, "=": Action.ZOOM_IN, "-": Action.ZOOM_OUT,
 }
 # Arrow keys as cv2.waitKeyEx reports them: Qt key codes, GTK keysyms, Windows virtual keys.
@@ -64,17 +67,18 @@ _SPECIAL_ACTIONS = {
 
 HELP_LINES = (
     "keys",
-    "  drag on 3D panel   orbit",
-    "  wheel, right-drag  zoom",
-    "  + -                zoom",
-    "  arrows             orbit",
-    "  space              pause / resume",
-    "  r                  reset view",
-    "  a                  auto-rotate on / off",
-    "  c                  centre one person / place all",
-    "  s                  save screenshot (PNG)",
-    "  h                  this help",
-    "  q, Esc             quit",
+    ("  drag on 3D panel", "orbit"),
+    ("  wheel, right-drag", "zoom"),
+    ("  + -", "zoom"),
+    ("  arrows", "orbit"),
+    ("  space", "pause / resume"),
+    ("  f", "a file at its own frame rate / as fast as possible"),
+    ("  r", "reset view"),
+    ("  a", "auto-rotate on / off"),
+    ("  c", "centre one person / place all"),
+    ("  s", "save screenshot (PNG)"),
+    ("  h", "this help"),
+    ("  q, Esc", "quit"),
 )
 
 ORBIT_DEG_PER_PX = 0.4
@@ -106,6 +110,7 @@ class ViewerControls:
     paused: bool = False
     show_help: bool = False
     auto_rotate: bool = False
+    realtime: bool = True                     # a file plays at its own frame rate (f toggles)
     quit: bool = False
     last_image: np.ndarray | None = None      # the image shown last (for screenshots)
     last_screenshot: Path | None = None
@@ -133,6 +138,8 @@ class ViewerControls:
             self.save_screenshot()
         elif action is Action.HELP:
             self.show_help = not self.show_help
+        elif action is Action.FAST:
+            self.realtime = not self.realtime
         elif action is Action.ORBIT_LEFT:
             self.panel.orbit(d_azimuth_deg=ORBIT_DEG_PER_KEY)
         elif action is Action.ORBIT_RIGHT:
@@ -196,6 +203,31 @@ class ViewerControls:
             self.panel.orbit(d_azimuth_deg=AUTO_ROTATE_DEG_PER_S * dt_s)
 
 
+class Pacer:
+    """Holds frames to their media time, as a player does: a frame with time t is due t - t0
+    seconds after the first one was shown. Running late (slow processing) re-anchors the clock
+    instead of rushing to catch up; a time that goes back (a --loop restart) does too."""
+
+    LATE_RESET_S = 0.25
+
+    def __init__(self):
+        self._anchor: tuple[float, float] | None = None   # (wall clock, media time)
+        self._last_media = -math.inf
+
+    def reset(self) -> None:
+        self._anchor = None
+
+    def wait_s(self, media_time: float, now: float) -> float:
+        """Seconds to wait before showing the frame with this media time."""
+        if self._anchor is None or media_time < self._last_media:
+            self._anchor = (now, media_time)
+        self._last_media = media_time
+        wait = self._anchor[0] + (media_time - self._anchor[1]) - now
+        if wait < -self.LATE_RESET_S:
+            self._anchor, wait = (now, media_time), 0.0
+        return max(0.0, wait)
+
+
 def wheel_delta(flags: int) -> int:
     """The wheel's signed delta from a mouse callback's flags (the high 16 bits, as OpenCV's
     C++ getMouseWheelDelta reads them; the Python bindings do not export it)."""
@@ -236,8 +268,12 @@ class Viewer:
     """The HighGUI window around a SceneRenderer."""
 
     def __init__(self, title: str, scene: SceneRenderer, screenshot_dir: str | Path | None = None,
-                 max_size: tuple[int, int] = (1800, 1000)):
+                 max_size: tuple[int, int] = (1800, 1000), paced: bool = False):
+        """`paced`: the frames come from a file, shown at its own frame rate (their media
+        times) until `f` asks for as fast as possible."""
         self.title = title
+        self.paced = paced
+        self._pacer = Pacer()
         self.scene = scene
         self.controls = ViewerControls(scene.panel, Path(screenshot_dir) if screenshot_dir else Path.cwd())
         self.max_size = max_size
@@ -267,11 +303,21 @@ class Viewer:
         if not self._open:
             return False
         self._result, self._info = result, info
+        if self.paced and self.controls.realtime:
+            # wait out the frame's media time before showing it, answering keys meanwhile
+            wait = self._pacer.wait_s(result.frame.time, time.monotonic())
+            while wait > 0.001 and self._open and not self.controls.quit:
+                self._pump(max(1, int(wait * 1000)))
+                wait = self._pacer.wait_s(result.frame.time, time.monotonic())
+        else:
+            self._pacer.reset()
         self.redraw()
         self._pump(1)
-        while self._open and not self.controls.quit and self.controls.paused:
-            self.redraw()
-            self._pump(15)
+        if self.controls.paused:
+            while self._open and not self.controls.quit and self.controls.paused:
+                self.redraw()
+                self._pump(15)
+            self._pacer.reset()      # a pause is not lateness: resume from here
         return self._open and not self.controls.quit
 
     @property

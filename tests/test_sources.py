@@ -71,7 +71,8 @@ def test_folder_sorted_by_name_and_non_images_skipped(tmp_path, group):
     (tmp_path / "notes.txt").write_text("not an image")
     (tmp_path / "subfolder").mkdir()
     with open_source(str(tmp_path), still_fps=5.0) as source:
-        assert source.is_still and source.frame_count == 4
+        # numbered frames of one size: a sequence, read as a video
+        assert source.mode == "sequence" and not source.is_still and source.frame_count == 4
         assert source.size == (320, 240)
         frames = list(source)
         assert [source.path_of(f.index).name for f in frames] == names

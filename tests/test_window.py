@@ -456,3 +456,53 @@ def _child_main(outdir: str, seconds: float) -> int:
 
 if __name__ == "__main__" and len(sys.argv) >= 4 and sys.argv[1] == "--child":
     sys.exit(_child_main(sys.argv[2], float(sys.argv[3])))
+
+
+# --- playback at the file's own rate ------------------------------------------------------------
+
+def test_pacer_plays_a_file_at_its_frame_rate_and_never_rushes_to_catch_up():
+    from app.window import Pacer
+    pacer = Pacer()
+    fps = 10.0
+    now, shown = 100.0, []
+    for i in range(10):
+        now += 0.02                      # processing takes 20 ms: faster than the file
+        now += pacer.wait_s(i / fps, now)
+        shown.append(now)
+    np.testing.assert_allclose(np.diff(shown), 0.1, atol=1e-9)     # 10 fps, not 50
+    # late by a second (slow processing): shown at once, then paced from there, no burst
+    late = shown[-1] + 1.1
+    assert pacer.wait_s(1.0, late) == 0.0
+    assert pacer.wait_s(1.1, late + 0.02) == pytest.approx(0.08)
+    # a loop restart (time goes back) starts the clock again
+    assert pacer.wait_s(0.0, late + 5.0) == 0.0
+
+
+def test_key_f_and_the_fast_flag_switch_between_frame_rate_and_as_fast_as_possible(tmp_path):
+    from app.cli import parse_settings
+    controls = ViewerControls(Panel3D(), screenshot_dir=tmp_path)
+    assert controls.realtime
+    assert controls.handle_key(ord("f")) is Action.FAST and not controls.realtime
+    controls.handle_key(ord("f"))
+    assert controls.realtime
+    assert parse_settings(["--input", "clip.mp4", "--fast"]).fast
+    assert not parse_settings(["--input", "clip.mp4"]).fast
+
+
+def test_help_overlay_columns_are_aligned():
+    """The right column of every two-column help line starts at the same x."""
+    from app.render2d import draw_text_box
+    from app.window import HELP_LINES
+    pairs = [t for t in HELP_LINES if isinstance(t, tuple)]
+    assert len(pairs) >= 10
+    starts = []
+    for left, right in pairs:
+        # each line first in a box with the first line (so the left column is as wide as in the
+        # help), with and without its right part: where they differ first is where it starts
+        box = np.zeros((60, 900, 3), np.uint8)
+        draw_text_box(box, [(left, right), pairs[0]], (0, 0))
+        only_left = np.zeros((60, 900, 3), np.uint8)
+        draw_text_box(only_left, [(left, ""), pairs[0]], (0, 0))
+        diff = np.abs(box.astype(int) - only_left.astype(int)).sum(axis=2)[:30]
+        starts.append(int(np.flatnonzero(diff.any(axis=0))[0]))
+    assert max(starts) - min(starts) <= 2, starts
