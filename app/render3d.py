@@ -30,6 +30,7 @@ FRAMING_FILL = 0.75     # the people span about this fraction of the panel's wid
 FRAMING_DEADBAND = 0.06  # framing changes smaller than this fraction of the distance are ignored
 MIN_FRAMING_DISTANCE_MM = 1500.0
 RING_MM = 250.0         # radius of the ring on the floor under each person
+PLANTED_MM = 100.0      # an ankle this close to the lower one's height is on the floor too
 
 
 # ---------------------------------------------------------------------------------------------
@@ -242,11 +243,14 @@ def place_people(people: list[Person], centred: bool, floor: Floor | None = None
         foot = sole(p, down)
         feet = None
         if foot is not None:
-            # the ring goes on the floor between the two feet (a walker's stride), at the sole
+            # the ring goes on the floor under the feet that stand on it: between both when both
+            # are down, under the lower one when the other is lifted (a stride, a skating push)
             feet = level @ (foot + offset)
             ankles = (joints[[JOINT_INDEX["R_Ankle"], JOINT_INDEX["L_Ankle"]]] + offset) @ level.T
-            if np.isfinite(ankles).all():
-                feet[[0, 2]] = ankles.mean(axis=0)[[0, 2]]
+            ankles = ankles[np.isfinite(ankles).all(axis=1)]
+            planted = ankles[ankles[:, 1] >= ankles[:, 1].max() - PLANTED_MM] if len(ankles) else ankles
+            if len(planted):
+                feet[[0, 2]] = planted.mean(axis=0)[[0, 2]]
         label = f"id {p.track_id}" if p.track_id >= 0 else "id ?"
         placed.append(_PlacedPerson(p, (joints + offset) @ level.T, track_colour(max(p.track_id, 0)), label, feet))
     return placed

@@ -182,3 +182,20 @@ def test_street_clip_floor_is_steady_and_seen_from_above(blazepose):
     # the fit, from small people's uncertain depths, says 7-12); the floor barely moves
     assert 5.0 < np.median(pitches) < 45.0
     assert np.abs(np.diff(pitches)).max() < 3.0
+
+
+def test_the_ring_is_under_the_feet_on_the_floor_not_under_a_lifted_one():
+    floor = Floor(math.radians(15.0), 1600.0)
+    standing, _ = person_on_floor(floor, 0.0, 4000.0, 1)
+    placed = place_people([standing], centred=False, floor=floor)[0]
+    ankles = placed.joints_world[FEET]
+    np.testing.assert_allclose(placed.feet_world[[0, 2]], ankles.mean(axis=0)[[0, 2]], atol=1.0)
+    # the left foot lifted 30 cm and swung 40 cm forward (in the person's own, upright axes)
+    stepping = standing.joints_3d.copy()
+    stepping[JOINT_INDEX["L_Ankle"]] += (np.array([0.0, -300.0, 400.0]) @ floor.to_level()).astype(np.float32)
+    stepping_person = Person(standing.box, standing.joints_2d, stepping, standing.confidence,
+                             standing.root_cam, 1)
+    placed = place_people([stepping_person], centred=False, floor=floor)[0]
+    right = placed.joints_world[JOINT_INDEX["R_Ankle"]]
+    np.testing.assert_allclose(placed.feet_world[[0, 2]], right[[0, 2]], atol=1.0)
+    assert placed.feet_world[1] == pytest.approx(right[1] + SOLE_BELOW_ANKLE_MM, abs=1.0)
