@@ -216,8 +216,11 @@ class RayRunner:
                         continue
                     listener.finished(job, result)
             except KeyboardInterrupt:
-                if stopping and self.interrupted:
-                    raise   # a second Ctrl-C: do not wait any longer
+                if stopping and self.interrupted:   # a second Ctrl-C: do not wait any longer
+                    for _, job in inflight.values():
+                        listener.finished(job, VideoResult(job.input, "interrupted",
+                                                           error="stopped by a second Ctrl-C"))
+                    raise
                 stopping = self.interrupted = True
                 coordinator.request_stop.remote()
         self._relay(ray.get(coordinator.take_events.remote()), by_index, listener)

@@ -5,13 +5,15 @@ loading the model once per worker, as a user's batch does.
     python benchmarks/bench_batch.py --videos 4 --frames 150 --model blazepose
     python benchmarks/bench_batch.py --videos 4 --frames 150 --model ../shared/convnextpose/ConvNeXtPose_L.tar
 
-Prints one JSON object per setting ({"workers", "threads_each", "seconds", "frames", "fps",
-"videos_per_min"}) and the speed-up of each over the first.
+Prints one JSON object per run ({"workers", "threads_each", "seconds", "frames", "fps",
+"videos_per_min", "load_average"}), then the median frame rate per worker count and its
+speed-up over the first count. Repeat counts (--workers 1,2,1,2) when the machine is shared.
 """
 import argparse
 import csv
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -56,14 +58,19 @@ def main() -> None:
         for i in range(args.videos):
             make_clip(str(videos / f"clip{i}.mp4"), frames=args.frames)
         results = []
-        for workers in (int(w) for w in args.workers.split(",")):
-            results.append(run(videos, Path(tmp) / f"out{workers}", workers, args.model,
+        for round_, workers in enumerate(int(w) for w in args.workers.split(",")):
+            results.append(run(videos, Path(tmp) / f"out{round_}", workers, args.model,
                                ["--no-video"] if args.no_video else []))
+            results[-1]["load_average"] = round(os.getloadavg()[0], 1)
             print(json.dumps(results[-1]))
-        for r in results[1:]:
-            print(json.dumps({"speedup": {f"{r['workers']}_vs_{results[0]['workers']}":
-                                          round(r["fps"] / results[0]["fps"], 2)}}))
-
+        # Settings may repeat (--workers 1,2,1,2: the machine's other load drifts); medians.
+        by_workers: dict[int, list[float]] = {}
+        for r in results:
+            by_workers.setdefault(r["workers"], []).append(r["fps"])
+        medians = {w: statistics.median(v) for w, v in by_workers.items()}
+        first = next(iter(medians))
+        print(json.dumps({"median_fps": medians,
+                          "speedup": {f"{w}_vs_{first}": round(m / medians[first], 2) for w, m in medians.items()}}))
 
 if __name__ == "__main__":
     main()

@@ -143,10 +143,19 @@ def ray_cluster():
 
 
 @pytest.mark.slow
-def test_ray_batch_gives_the_same_outputs_as_local(videos, local_run, ray_cluster, tmp_path):
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the worker process through /proc (Linux)")
+def test_ray_batch_gives_the_same_outputs_as_local_even_when_a_worker_dies(videos, local_run, ray_cluster, tmp_path):
+    """The real Ray path on a real local instance; one actor's process is killed mid-video:
+    Ray restarts it and retries that video, and every output is still the local run's."""
     local_out, _ = local_run
     out = tmp_path / "out"
-    result = run_batch(videos, "--out-dir", out, "--ray", ray_cluster, "--model", "blazepose")
+    process = subprocess.Popen([sys.executable, str(ROOT / "run_demo.py"), "batch", str(videos), "--out-dir",
+                                str(out), "--ray", ray_cluster, "--model", "blazepose"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    killed = kill_when_writing(out, lambda: processes_whose_command_has("ray::RayVideoWorker.process")[:1])
+    stdout, stderr = process.communicate(timeout=240)
+    assert killed
+    result = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
     assert_complete_batch(videos, out, result)
     assert "Ray (1 node, 2 CPUs" in result.stderr
     for name in CLIPS:   # the same joints, to the byte, from the same code on other processes
