@@ -26,6 +26,10 @@ from .errors import UserError
 from .sources import VIDEO_EXTENSIONS
 
 EXPORT_FORMATS = ("json", "csv", "npz")
+# A worker's frame loop already overlaps decoding, inference and encoding on threads of its own
+# (and x264 encodes on several): on 2 cores one worker with 2 threads ran 1.4x the frames of two
+# workers with 1 each (docs/benchmarks.md). So by default a worker per 2 cores, not per core.
+CORES_PER_WORKER = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,11 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true",
                    help="list the videos that would be processed, and where their outputs go; process nothing")
     p.add_argument("--workers", type=int, metavar="N",
-                   help="videos processed at once (default: one per GPU; without GPUs, as many as "
-                        "the cores allow at --cpus-per-worker each)")
+                   help=f"videos processed at once (default: one per GPU; without GPUs, one per "
+                        f"{CORES_PER_WORKER} cores, or per --cpus-per-worker)")
     p.add_argument("--cpus-per-worker", type=int, metavar="K",
-                   help="CPU threads each worker uses (default: the cores divided among the workers; "
-                        "on Ray, 1)")
+                   help=f"CPU threads each worker uses (default: the cores divided among the workers; "
+                        f"on Ray, the CPUs each worker declares: {CORES_PER_WORKER})")
     p.add_argument("--ray", metavar="ADDRESS",
                    help="run on Ray: 'auto' joins the cluster this machine belongs to (or starts "
                         "Ray here), or give the head's address, e.g. 10.0.0.1:6379")
@@ -214,12 +218,12 @@ def run_batch(args) -> int:
         nodes = check_shared_storage(ray, out_dir, None if model == "blazepose" else model)
         cpus, gpus = cluster_resources(ray)
         use_gpus = gpus > 0 and model != "blazepose" and args.device != "cpu"
-        threads = args.cpus_per_worker or 1
+        threads = args.cpus_per_worker or CORES_PER_WORKER
         workers = args.workers or (gpus if use_gpus else max(1, cpus // threads))
         where = f"Ray ({nodes} node{'s' if nodes != 1 else ''}, {cpus} CPUs, {gpus} GPUs)"
     else:
         gpus = local_gpus(model, args.device)
-        workers = args.workers or (gpus if gpus else max(1, cores // (args.cpus_per_worker or 1)))
+        workers = args.workers or (gpus if gpus else max(1, cores // (args.cpus_per_worker or CORES_PER_WORKER)))
         threads = args.cpus_per_worker or max(1, cores // workers)
         where = f"{min(workers, max(1, len(todo)))} local worker{'s' if min(workers, len(todo)) != 1 else ''}"
     config = WorkerConfig(model=model, device=args.device, precision=args.precision, threads=threads,

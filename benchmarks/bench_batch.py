@@ -13,6 +13,7 @@ import argparse
 import csv
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -36,8 +37,8 @@ def run(videos: Path, out: Path, workers: int, model: str, extra: list[str]) -> 
         raise SystemExit(f"batch failed ({result.returncode}): {result.stderr[-2000:]}")
     with open(out / "batch.csv", newline="") as f:
         frames = sum(int(row["frames"]) for row in csv.DictReader(f))
-    threads = [line for line in result.stderr.splitlines() if "thread" in line]
-    return {"workers": workers, "threads_each": threads[0].split(", ")[-2] if threads else "?",
+    threads = re.search(r"(\d+) threads? each", result.stderr)
+    return {"workers": workers, "threads_each": int(threads.group(1)) if threads else None,
             "seconds": round(seconds, 1), "frames": frames, "fps": round(frames / seconds, 2),
             "videos_per_min": round(60 * len(list(videos.glob("*.mp4"))) / seconds, 2)}
 

@@ -104,7 +104,8 @@ def assert_complete_batch(videos: Path, out: Path, result) -> None:
 @pytest.fixture(scope="module")
 def local_run(videos, tmp_path_factory):
     out = tmp_path_factory.mktemp("local") / "out"
-    result = run_batch(videos, "--out-dir", out, "--workers", "2", "--model", "blazepose")
+    result = run_batch(videos, "--out-dir", out, "--workers", "2", "--cpus-per-worker", "1",
+                       "--model", "blazepose")
     return out, result
 
 
@@ -150,7 +151,7 @@ def test_ray_batch_gives_the_same_outputs_as_local_even_when_a_worker_dies(video
     local_out, _ = local_run
     out = tmp_path / "out"
     process = subprocess.Popen([sys.executable, str(ROOT / "run_demo.py"), "batch", str(videos), "--out-dir",
-                                str(out), "--ray", ray_cluster, "--model", "blazepose"],
+                                str(out), "--ray", ray_cluster, "--cpus-per-worker", "1", "--model", "blazepose"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     killed = kill_when_writing(out, lambda: processes_whose_command_has("ray::RayVideoWorker.process")[:1])
     stdout, stderr = process.communicate(timeout=240)
