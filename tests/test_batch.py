@@ -145,7 +145,7 @@ def ray_cluster():
 
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the worker process through /proc (Linux)")
-def test_ray_batch_gives_the_same_outputs_as_local_even_when_a_worker_dies(videos, local_run, ray_cluster, tmp_path):
+def test_ray_batch_gives_the_same_outputs_as_local_even_when_a_worker_dies(ray_cluster, videos, local_run, tmp_path):
     """The real Ray path on a real local instance; one actor's process is killed mid-video:
     Ray restarts it and retries that video, and every output is still the local run's."""
     local_out, _ = local_run
