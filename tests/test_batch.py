@@ -136,7 +136,8 @@ def test_resume_skips_finished_videos_and_retries_the_failed_one(videos, local_r
 def ray_cluster():
     """A real Ray instance on this machine (2 CPUs), which the batch joins by its address."""
     ray = pytest.importorskip("ray", reason="Ray is the optional extra: pip install -r requirements-cluster.txt")
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    # the smallest object store Ray takes: the batch passes only small records through it
+    ray.init(num_cpus=2, object_store_memory=80 * 1024 ** 2, include_dashboard=False, logging_level="ERROR")
     try:
         yield ray.get_runtime_context().gcs_address
     finally:
