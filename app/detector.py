@@ -1,22 +1,34 @@
-"""Person boxes from BlazePose's person detector (pose_detection.tflite from mediapipe 0.10.21, run
-by LiteRT through models/blazepose, which returns every detection with MediaPipe's own decoding).
+"""Person boxes: BlazePose's person detector (pose_detection.tflite from mediapipe 0.10.21, run by
+LiteRT through models/blazepose) finds candidates, its landmark model (pose_landmark_full.tflite)
+verifies each one before it becomes a person, and each person's box comes from its landmarks.
 
-What a detection means: its bounding box is the FACE. Its 4 keypoints are
-    0 hip centre, 1 a point at the full-body radius from the hip centre (above the head),
-    2 shoulder centre, 3 the upper-body radius point.
-The hip centre plus the radius define MediaPipe's "Vitruvian" circle around the whole body;
-the hip -> radius-point direction is the body's up axis. We turn that into a body-aligned
-rectangle (top/bottom/half-width as fractions of the radius, tuned on tests/data/group.jpg and
-two opencv-doc photos), then take its axis-aligned bounds. The pose estimator squares the box
-and enlarges it by 1.25 itself, so the box here is meant to be snug.
+Two modes:
+- "fast": the whole frame (one detector call, threshold 0.5 as MediaPipe's), plus one landmark
+  call per candidate to verify it. For the periodic re-detection of people already tracked.
+- "tiled" (a sweep): the whole frame plus overlapping square tiles at three scales (0.75, 1/2 and
+  1/3 of the image's short side, half overlapping: 57 detector calls on a 768x576 frame) at a
+  lower threshold (0.3), so that people 40-100 px tall are found. For frames where new people may
+  have come: when nobody is tracked, periodically, on still images. Candidates on people already
+  followed (`known`) are skipped before verification.
 
-Recall: the detector works on a 224x224 letterboxed copy of its input and was trained for people
-within a few metres of the camera, so small people in a wide frame are missed. Two modes:
-- "fast": one whole-frame pass (~7 ms per 640x480 frame on 2 cores). For the per-frame path;
-  the frame loop re-detects only periodically and the tracker carries boxes between.
-- "tiled": the whole frame plus overlapping square tiles (side = 0.75 x the short image side,
-  50% overlap), each tile upscaled by the detector's own resize. Results are merged with
-  non-max suppression. Several times slower, much better recall on groups.
+Why tiles: the detector sees its input letterboxed into 224x224 and was trained on people within a
+few metres of the camera, so a 60 px pedestrian in a 768x576 frame is ~20 px to it and is missed.
+A tile of a third of the frame's short side makes that pedestrian ~70 px, which it finds.
+
+Why verification: tiles multiply the detector's false alarms (a tripod, a rock, a jacket on the
+grass, fruit) and its part-of-a-body detections (a torso in a tile that cuts a large person).
+Each candidate's region goes through the landmark model, whose pose-presence score says whether
+a person is there (MediaPipe's own test, >= 0.5). Tile candidates must also be seen by more than
+one view (real people are found by the overlapping tiles and scales around them, junk rarely
+twice), lie mostly inside the tile that found them (a body cut by a tile's inner edge is a part),
+be somewhat upright in their landmarks' extent, and have landmarks the model places in the image.
+Measured on the annotated frames (docs/detection.md).
+
+Why the landmarks' box: the detector describes a body as a circle about the hips (its own box is
+the FACE); bounds from that circle are loose and ignore the frame's edge. The landmarks' extent is
+the body itself, including parts hidden behind others (the model places them), clipped to the
+image; their two auxiliary points give the hip-centred region MediaPipe tracks with, so the pose
+model that follows crops on this person and not on a neighbour.
 """
 from __future__ import annotations
 
@@ -28,65 +40,90 @@ import numpy as np
 from app.errors import UserError
 from app.native_logs import native_stderr_silenced
 from app.types import BodyRegion, Box
-from models.blazepose import ModelUnavailableError, PoseDetector
+from models.blazepose import (ModelUnavailableError, PoseDetection, PoseDetector, PoseLandmarker,
+                              PoseLandmarks, Roi)
 
 Mode = Literal["fast", "tiled"]
-
-
-@dataclass(frozen=True)
-class BoxShape:
-    """Body-aligned rectangle around the hip centre, in units of the full-body radius."""
-    top: float = 0.9          # from the hip centre towards the head
-    bottom: float = 0.9       # from the hip centre towards the feet
-    half_width: float = 0.35  # to each side of the body axis
+View = tuple[int, int, int, int]   # x, y, w, h in image pixels
 
 
 @dataclass(frozen=True)
 class DetectorConfig:
     mode: Mode = "fast"
-    # Detector score threshold (MediaPipe's own default).
-    min_score: float = 0.5
-    # Tiles multiply the chances of a false alarm (fruit, furniture): a tile's detection must
-    # score higher, after the penalty for being cut off by the tile's edge.
-    tile_min_score: float = 0.6
-    nms_iou: float = 0.45          # boxes overlapping more than this are one person
-    # A box lying this much inside a higher-ranked box at least 1/contain_area_ratio its size
-    # is a body part (a leg, a torso) detected as a small person in a tile: drop it.
-    contain_fraction: float = 0.8
+    min_score: float = 0.5           # whole-frame detections: MediaPipe's own threshold
+    tile_min_score: float = 0.3      # tile detections: lower, as every one is verified
+    # Tile sides as fractions of the image's short side, coarse to fine; tiles overlap by half.
+    tile_fractions: tuple[float, ...] = (0.75, 0.5, 1 / 3)
+    tile_overlap: float = 0.5
+    min_tile_side: int = 96          # px: finer tiles show the detector only blur
+    min_presence: float = 0.5        # the landmark model's pose presence (MediaPipe's threshold)
+    min_support: int = 2             # tile candidates: raw detections of the body, over all views,
+    alone_min_score: float = 0.6     # unless one view alone scores this (a big body fits few tiles)
+    min_inside: float = 0.7          # tile candidates: share of the body's box inside their tile
+    min_aspect: float = 0.6          # tile candidates: landmarks' extent, height / width
+    # Tile candidates: the landmark model's mean probability that the landmarks lie in the image.
+    # Measured: 0.94-1.0 on people (0.94 on the man cut by two edges of basketball1.jpg), ~0.2 on
+    # the fruit of fruits.jpg that passed the presence test.
+    min_in_frame: float = 0.5
+    same_body_distance: float = 0.4  # hip centres closer than this x the radius (radii within
+    same_body_radius_ratio: float = 1.6  # this ratio) are one body seen by two views
+    nms_iou: float = 0.4             # verified boxes overlapping more are one person
+    # A box lying this much inside a better one at least 1/contain_area_ratio its size, with its
+    # hips within part_hip_distance x that box's height of that body's hips, is a part of it.
+    contain_fraction: float = 0.7
     contain_area_ratio: float = 0.6
-    tile_fraction: float = 0.75    # tile side as a fraction of the image's short side
-    tile_overlap: float = 0.5      # fraction of a tile shared with its neighbour
-    min_box_side: float = 12.0     # px; smaller boxes are noise
-    shape: BoxShape = BoxShape()
-    num_threads: int | None = None  # LiteRT's threads (None: its default)
+    part_hip_distance: float = 0.4
+    min_box_side: float = 8.0        # px
+    num_threads: int | None = None   # LiteRT's threads (None: its default)
 
 
 @dataclass
 class _Candidate:
+    detection: PoseDetection         # in image pixels
+    whole: bool                      # found on the whole frame (else in a tile)
+    inside: float                    # share of its body box inside the view that found it
+    support: int = 1                 # raw detections of this body, over all views
+
+
+@dataclass
+class Sighting:
+    """A verified person: the box from its landmarks, and the landmarks."""
     box: Box
-    rank_score: float   # the detector score, lowered for people cut off by a tile's edge
+    landmarks: PoseLandmarks
+    rank: float = 0.0
 
 
 class PersonDetector:
-    """Every person box the BlazePose detector finds. The model serializes its calls, so one
-    instance may be shared between threads."""
+    """Every person the BlazePose detector finds and its landmark model confirms. The models
+    serialize their calls, so one instance may be shared between threads. `detector_calls` and
+    `landmark_calls` count model invocations (for the benchmarks)."""
 
     def __init__(self, config: DetectorConfig | None = None, **overrides):
         """`PersonDetector(DetectorConfig(...))` or `PersonDetector(mode="tiled")`."""
         config = replace(config or DetectorConfig(), **overrides)
         self.config = config
+        self.detector_calls = 0
+        self.landmark_calls = 0
         try:
             with native_stderr_silenced():   # LiteRT announces its XNNPACK delegate on fd 2
                 self._model = PoseDetector(num_threads=config.num_threads,
-                                           min_score=config.min_score)
+                                           min_score=min(config.min_score, config.tile_min_score))
+                self._landmarker = PoseLandmarker(num_threads=config.num_threads)
         except ModelUnavailableError as exc:
             raise UserError(f"the person detector cannot start: {exc}") from exc
 
     # ---- public API -------------------------------------------------------------------------
 
-    def detect(self, image_bgr: np.ndarray, mode: Mode | None = None) -> list[Box]:
-        """Full-body boxes in image pixels, best score first; [] when nobody is found.
-        `mode` overrides the configured one for this call ("fast" or "tiled")."""
+    def detect(self, image_bgr: np.ndarray, mode: Mode | None = None,
+               known: list[Box] | None = None) -> list[Box]:
+        """Full-body boxes in image pixels, best first; [] when nobody is found. `mode`
+        overrides the configured one for this call. `known`: boxes of people already followed;
+        candidates on them are neither verified nor returned (they are not new)."""
+        return [s.box for s in self.find(image_bgr, mode, known)]
+
+    def find(self, image_bgr: np.ndarray, mode: Mode | None = None,
+             known: list[Box] | None = None) -> list[Sighting]:
+        """As detect(), with each person's landmarks."""
         mode = mode or self.config.mode
         if mode not in ("fast", "tiled"):
             raise ValueError(f"unknown detector mode {mode!r}")
@@ -95,16 +132,46 @@ class PersonDetector:
         height, width = image_bgr.shape[:2]
         if height < 8 or width < 8:
             return []
-        views = [(0, 0, width, height)]
+        cfg = self.config
+        candidates = self._detect_view(image_bgr, (0, 0, width, height), cfg.min_score, True)
         if mode == "tiled":
-            views += self._tiles(width, height)
-        candidates: list[_Candidate] = []
-        for view in views:
-            candidates += self._detect_view(image_bgr, view, is_whole=(view == views[0]))
-        return self._merge(candidates)
+            for view in self.tiles(width, height):
+                candidates += self._detect_view(image_bgr, view, cfg.tile_min_score, False)
+        sightings = []
+        for cand in self._one_per_body(candidates):
+            if known and _on_known(cand.detection, known):
+                continue
+            if not cand.whole and (cand.inside < cfg.min_inside or (
+                    cand.support < cfg.min_support and cand.detection.score < cfg.alone_min_score)):
+                continue
+            sighting = self._verify(image_bgr, cand)
+            if sighting is not None:
+                sightings.append(sighting)
+        # Whole-frame finds first: a tile's view of a large body is often a part of it.
+        return self._suppress(sorted(sightings, key=lambda s: s.rank, reverse=True))
+
+    def tiles(self, width: int, height: int) -> list[View]:
+        """The sweep's overlapping square tiles, every scale, covering the image."""
+        cfg = self.config
+        views: list[View] = []
+        for fraction in cfg.tile_fractions:
+            side = int(round(min(width, height) * fraction))
+            if side < cfg.min_tile_side:
+                continue
+            step = side * (1.0 - cfg.tile_overlap)
+
+            def starts(extent: int) -> list[int]:
+                if extent <= side:
+                    return [0]
+                count = int(np.ceil((extent - side) / step - 1e-9)) + 1
+                return [int(round(s)) for s in np.linspace(0, extent - side, count)]
+
+            views += [(x, y, side, side) for y in starts(height) for x in starts(width)]
+        return views
 
     def close(self) -> None:
         self._model.close()
+        self._landmarker.close()
 
     def __enter__(self) -> "PersonDetector":
         return self
@@ -114,104 +181,138 @@ class PersonDetector:
 
     # ---- internals --------------------------------------------------------------------------
 
-    def _tiles(self, width: int, height: int) -> list[tuple[int, int, int, int]]:
-        """Overlapping square tiles covering the image, as (x, y, w, h)."""
-        side = int(round(min(width, height) * self.config.tile_fraction))
-        if side < 32:
-            return []
-        step = max(1, int(side * (1.0 - self.config.tile_overlap)))
-
-        def starts(extent: int) -> list[int]:
-            if extent <= side:
-                return [0]
-            count = int(np.ceil((extent - side) / step)) + 1
-            return [int(round(s)) for s in np.linspace(0, extent - side, count)]
-
-        return [(x, y, side, side) for y in starts(height) for x in starts(width)]
-
-    def _detect_view(self, image_bgr: np.ndarray, view: tuple[int, int, int, int],
-                     is_whole: bool) -> list[_Candidate]:
-        vx, vy, vw, vh = view
-        crop = image_bgr if is_whole else image_bgr[vy:vy + vh, vx:vx + vw]
-        image_h, image_w = image_bgr.shape[:2]
+    def _detect_view(self, image_bgr: np.ndarray, view: View, min_score: float,
+                     whole: bool) -> list[_Candidate]:
+        x, y, w, h = view
+        crop = image_bgr if whole else image_bgr[y:y + h, x:x + w]
+        self.detector_calls += 1
+        height, width = image_bgr.shape[:2]
         found = []
-        for detection in self._model.detect(crop, min_score=self.config.min_score, bgr=True):
-            keypoints = detection.keypoints + (vx, vy)
-            score = detection.score
-            x0, y0, x1, y1 = self._body_bounds(keypoints)
-            if not np.all(np.isfinite([x0, y0, x1, y1])):
+        for det in self._model.detect(crop, min_score=min_score, bgr=True):
+            det = PoseDetection(det.score, det.face_box + (x, y, x, y), det.keypoints + (x, y))
+            if det.body_radius <= 0:
                 continue
-            if is_whole:
-                rank, threshold = score, self.config.min_score
-            else:
-                rank = score * _fraction_inside_view((x0, y0, x1, y1), view, image_w, image_h)
-                threshold = max(self.config.min_score, self.config.tile_min_score)
-            if rank < threshold:
-                continue
-            # Clip to the image: the estimator clips too, and a clipped box is what the
-            # person actually occupies in this frame.
-            cx0, cy0 = max(0.0, x0), max(0.0, y0)
-            cx1, cy1 = min(float(image_w), x1), min(float(image_h), y1)
-            if min(cx1 - cx0, cy1 - cy0) < self.config.min_box_side:
-                continue
-            hip, axis_point = keypoints[0], keypoints[1]
-            region = BodyRegion.along(hip, axis_point, float(np.hypot(*(axis_point - hip))))
-            found.append(_Candidate(Box(cx0, cy0, cx1 - cx0, cy1 - cy0, score, region), rank))
+            inside = 1.0 if whole else _inside_view(det, view, width, height)
+            found.append(_Candidate(det, whole, inside))
         return found
 
-    def _body_bounds(self, keypoints: np.ndarray) -> tuple[float, float, float, float]:
-        """Axis-aligned bounds (x0, y0, x1, y1) of the body-aligned rectangle."""
-        hip, radius_point = keypoints[0], keypoints[1]
-        up = radius_point - hip
-        radius = float(np.hypot(*up))
-        if radius < 1e-6:
-            return (np.nan,) * 4
-        up /= radius
-        side = np.array([-up[1], up[0]])
-        s = self.config.shape
-        corners = np.array([hip + up * radius * a + side * radius * b
-                            for a in (s.top, -s.bottom) for b in (s.half_width, -s.half_width)])
-        (x0, y0), (x1, y1) = corners.min(axis=0), corners.max(axis=0)
-        return float(x0), float(y0), float(x1), float(y1)
-
-    def _merge(self, candidates: list[_Candidate]) -> list[Box]:
-        """Greedy non-max suppression by rank: a candidate is dropped when it overlaps a
-        better-ranked kept box (IoU), or lies mostly inside a much larger better-ranked box (a
-        body part seen as a person in a tile)."""
+    def _one_per_body(self, candidates: list[_Candidate]) -> list[_Candidate]:
+        """Detections of one body from several views: the best one (whole frame first) stands
+        for all, and counts how many saw it."""
         cfg = self.config
-        kept: list[Box] = []
-        for cand in sorted(candidates, key=lambda c: c.rank_score, reverse=True):
-            box = cand.box
-            duplicate = any(box.iou(k) > cfg.nms_iou for k in kept)
-            part = any(box.area < cfg.contain_area_ratio * k.area
-                       and _intersection(box, k) >= cfg.contain_fraction * box.area
-                       for k in kept)
-            if not (duplicate or part):
-                kept.append(box)
-        return sorted(kept, key=lambda b: b.score, reverse=True)
+        kept: list[_Candidate] = []
+        for cand in sorted(candidates, key=lambda c: (c.whole, c.detection.score), reverse=True):
+            for best in kept:
+                if _same_body(best.detection, cand.detection, cfg.same_body_distance,
+                              cfg.same_body_radius_ratio):
+                    best.support += 1
+                    best.inside = max(best.inside, cand.inside)
+                    break
+            else:
+                kept.append(cand)
+        return kept
+
+    def _verify(self, image_bgr: np.ndarray, cand: _Candidate) -> Sighting | None:
+        """The landmark model on the candidate's region, upright (as the pose backends crop):
+        a Sighting when it confirms a person there, else None."""
+        cfg = self.config
+        roi = cand.detection.body_roi()
+        self.landmark_calls += 1
+        landmarks = self._landmarker.estimate(image_bgr, Roi(roi.cx, roi.cy, roi.width, roi.height, 0.0),
+                                              bgr=True)
+        if landmarks.presence < cfg.min_presence:
+            return None
+        box = landmark_box(landmarks, image_bgr.shape[1], image_bgr.shape[0])
+        if box is None or min(box.w, box.h) < cfg.min_box_side:
+            return None
+        if not cand.whole and (box.h < cfg.min_aspect * box.w
+                               or float(landmarks.in_frame.mean()) < cfg.min_in_frame):
+            return None
+        box.score = cand.detection.score
+        rank = (1.0 if cand.whole else 0.0) + cand.detection.score * landmarks.presence
+        return Sighting(box, landmarks, rank)
+
+    def _suppress(self, sightings: list[Sighting]) -> list[Sighting]:
+        """Best first: a box is dropped when it overlaps a kept one, or when it lies inside a
+        much larger kept one with its hips near that body's hips (a part of that body: a torso,
+        a leg; a neighbour behind has hips of their own)."""
+        cfg = self.config
+        kept: list[Sighting] = []
+        for s in sightings:
+            box = s.box
+            if any(box.iou(k.box) > cfg.nms_iou or _part_of(s, k, cfg) for k in kept):
+                continue
+            kept.append(s)
+        return kept
+
+
+def _part_of(small: Sighting, large: Sighting, cfg: DetectorConfig) -> bool:
+    a, b = small.box, large.box
+    if not (a.area < cfg.contain_area_ratio * b.area
+            and _intersection(a, b) >= cfg.contain_fraction * a.area):
+        return False
+    hips_a = small.landmarks.image[[23, 24], :2].mean(axis=0)
+    hips_b = large.landmarks.image[[23, 24], :2].mean(axis=0)
+    return float(np.hypot(*(hips_a - hips_b))) < cfg.part_hip_distance * b.h
+
+
+def landmark_box(landmarks: PoseLandmarks, width: int, height: int) -> Box | None:
+    """The body's box from its 33 landmarks (the model places hidden ones too, so a partly
+    hidden body gets its whole extent), padded because landmarks are joint centres and the eyes
+    lie below the top of the head, clipped to the image. Its region is the landmarks' own
+    hip-centred tracking region (MediaPipe's auxiliary landmarks)."""
+    points = landmarks.image[:, :2]
+    if not np.all(np.isfinite(points)):
+        return None
+    (x0, y0), (x1, y1) = points.min(axis=0), points.max(axis=0)
+    size = max(x1 - x0, y1 - y0)
+    x0, x1 = x0 - 0.08 * size, x1 + 0.08 * size
+    y0, y1 = y0 - 0.1 * size, y1 + 0.03 * size
+    x0, y0, x1, y1 = max(0.0, x0), max(0.0, y0), min(float(width), x1), min(float(height), y1)
+    if x1 <= x0 or y1 <= y0:
+        return None
+    centre, scale_point = landmarks.auxiliary
+    radius = float(np.hypot(*(scale_point - centre)))
+    region = BodyRegion.along(centre, scale_point, radius) if radius > 1.0 else None
+    return Box(float(x0), float(y0), float(x1 - x0), float(y1 - y0), 1.0, region)
+
+
+def _same_body(a: PoseDetection, b: PoseDetection, distance: float, ratio: float) -> bool:
+    ra, rb = a.body_radius, b.body_radius
+    return (float(np.hypot(*(a.hip_centre - b.hip_centre))) < distance * max(ra, rb)
+            and 1.0 / ratio < rb / ra < ratio)
+
+
+def _on_known(det: PoseDetection, known: list[Box]) -> bool:
+    """The detection's hip centre lies in a followed person's box and its body is about that
+    box's size: the same person, not a new one beside or behind them."""
+    hx, hy = det.hip_centre
+    body = 2.0 * det.body_radius
+    return any(box.x <= hx <= box.x + box.w and box.y <= hy <= box.y + box.h
+               and 0.5 < body / max(box.h, 1.0) < 2.0 for box in known)
+
+
+def _inside_view(det: PoseDetection, view: View, width: int, height: int) -> float:
+    """How much of the body's box (hip centre +- radius tall, one radius wide) a tile saw. A
+    tile edge on the image's edge cuts nobody (the image is cut there too): it counts as open."""
+    hx, hy = det.hip_centre
+    r = det.body_radius
+    x0, y0 = max(hx - 0.5 * r, 0.0), max(hy - r, 0.0)
+    x1, y1 = min(hx + 0.5 * r, float(width)), min(hy + r, float(height))
+    area = max(0.0, x1 - x0) * max(0.0, y1 - y0)
+    if area <= 0:
+        return 0.0
+    vx, vy, vw, vh = view
+    left = -np.inf if vx <= 0 else vx
+    top = -np.inf if vy <= 0 else vy
+    right = np.inf if vx + vw >= width else vx + vw
+    bottom = np.inf if vy + vh >= height else vy + vh
+    iw = max(0.0, min(x1, right) - max(x0, left))
+    ih = max(0.0, min(y1, bottom) - max(y0, top))
+    return float(iw * ih / area)
 
 
 def _intersection(a: Box, b: Box) -> float:
     w = min(a.x + a.w, b.x + b.w) - max(a.x, b.x)
     h = min(a.y + a.h, b.y + b.h) - max(a.y, b.y)
     return max(0.0, w) * max(0.0, h)
-
-
-def _fraction_inside_view(bounds: tuple[float, float, float, float],
-                          view: tuple[int, int, int, int], image_w: int, image_h: int) -> float:
-    """How much of a body box a tile saw. A tile edge that is also the image edge does not cut
-    anybody off (the whole image is cut there too), so it counts as open."""
-    x0, y0, x1, y1 = bounds
-    vx, vy, vw, vh = view
-    left = -np.inf if vx <= 0 else vx
-    top = -np.inf if vy <= 0 else vy
-    right = np.inf if vx + vw >= image_w else vx + vw
-    bottom = np.inf if vy + vh >= image_h else vy + vh
-    # Measure within the image only, so a box hanging off the image is not penalized.
-    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, image_w), min(y1, image_h)
-    area = max(0.0, x1 - x0) * max(0.0, y1 - y0)
-    if area <= 0:
-        return 0.0
-    iw = max(0.0, min(x1, right) - max(x0, left))
-    ih = max(0.0, min(y1, bottom) - max(y0, top))
-    return float(iw * ih / area)

@@ -138,40 +138,31 @@ class Cost:
     detect_ms: float = 0.0
     pose_ms: float = 0.0
     detector_calls: int = 0           # detector model invocations
-    landmark_calls: int = 0           # pose model invocations (one per box estimated)
+    landmark_calls: int = 0           # landmark model invocations: verifying candidates, and
+                                      # estimating poses (one per box, BlazePose fallback)
     sweeps: list[tuple[float, int]] = field(default_factory=list)   # (ms, detector calls)
 
 
 class _CountingDetector:
-    """The app's detector, its calls timed and counted."""
+    """The app's detector, its calls timed and its model invocations counted."""
 
     def __init__(self, detector, cost: Cost):
         self._detector, self._cost = detector, cost
 
-    def detect(self, image, mode=None):
-        calls_before = _model_calls(self._detector, image, mode)
+    def detect(self, image, mode=None, known=None):
+        det_before, lmk_before = self._detector.detector_calls, self._detector.landmark_calls
         start = time.perf_counter()
-        boxes = self._detector.detect(image, mode=mode)
+        boxes = self._detector.detect(image, mode=mode, known=known)
         ms = (time.perf_counter() - start) * 1000.0
-        calls = _model_calls(self._detector, image, mode) - calls_before \
-            if hasattr(self._detector, "model_calls") else calls_before
+        calls = self._detector.detector_calls - det_before
         self._cost.detector_calls += calls
-        if mode not in (None, "fast"):
+        self._cost.landmark_calls += self._detector.landmark_calls - lmk_before   # verification
+        if mode == "tiled":
             self._cost.sweeps.append((ms, calls))
         return boxes
 
     def close(self):
         self._detector.close()
-
-
-def _model_calls(detector, image, mode) -> int:
-    """The detector's own count of model invocations when it keeps one; else (the mediapipe
-    graph detector) the views it runs: the whole frame, plus its tiles in "tiled" mode."""
-    if hasattr(detector, "model_calls"):
-        return int(detector.model_calls)
-    if (mode or detector.config.mode) == "tiled":
-        return 1 + len(detector._tiles(image.shape[1], image.shape[0]))
-    return 1
 
 
 class _CountingBackend:
