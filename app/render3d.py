@@ -283,6 +283,7 @@ class Panel3D:
         self.last_view = self.current_view()
         self.last_floor_y = 900.0
         self.last_tags: list[tuple[int, int, int, int]] = []   # where the last frame's tags went
+        self.last_heads: list[tuple[int, int, int, int]] = []  # ... and the head rings they avoid
 
     # -- user controls ---------------------------------------------------------------------
     def orbit(self, d_azimuth_deg: float = 0.0, d_elevation_deg: float = 0.0) -> None:
@@ -413,6 +414,7 @@ class Panel3D:
         np.copyto(out, self._static)
 
         # Far people first, so nearer ones are drawn over them.
+        self.last_heads = []
         if placed:
             roots_eye = to_eye_coords(np.array([p.joints_world[ROOT] for p in placed]), view)
             order = np.argsort(-roots_eye[:, 2])
@@ -420,8 +422,9 @@ class Panel3D:
         caption = self._draw_caption(out, placed)
         self.last_caption = caption
         if placed:
-            # tags after every skeleton, nearest person first: none covers the title or another tag
-            layout = LabelLayout(w, h, [caption])
+            # tags after every skeleton, nearest person first: none covers the title, a head or
+            # another tag
+            layout = LabelLayout(w, h, [caption] + self.last_heads)
             self.last_tags = [self._draw_tag(out, placed[i], anchors[i], layout)
                               for i in order[::-1] if anchors[i] is not None]
         else:
@@ -522,6 +525,9 @@ class Panel3D:
         if ok_px[HEAD]:
             cv2.circle(img, tuple(fx[HEAD]), self._px(style.joint_radius + 4) * _ONE, pp.colour, self._px(2),
                        cv2.LINE_AA, _SHIFT)
+            r = self._px(style.joint_radius + 4) + self._px(2)
+            hx, hy = (int(round(v)) for v in px[HEAD])
+            self.last_heads.append((hx - r, hy - r, 2 * r + 1, 2 * r + 1))
         # The tag goes above the highest joint (smallest y), once everybody is drawn.
         if ok_px.any():
             top = px[:n][ok_px][:, 1].argmin()

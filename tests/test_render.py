@@ -307,8 +307,10 @@ def test_tags_cover_neither_the_hud_nor_faces_nor_each_other():
         assert 0 <= tag[0] and tag[0] + tag[2] <= 640 and 0 <= tag[1] and tag[1] + tag[3] <= 480
     panel_tags = scene.panel.last_tags
     assert len(panel_tags) == len(people)
+    assert len(scene.panel.last_heads) == len(people)
     for i, tag in enumerate(panel_tags):
         assert overlap(tag, scene.panel.last_caption) == 0
+        assert all(overlap(tag, head) == 0 for head in scene.panel.last_heads)
         assert all(overlap(tag, other) == 0 for other in panel_tags[i + 1:])
 
 
