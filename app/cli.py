@@ -1,14 +1,18 @@
 """Command line -> Settings -> the pipeline. A user's mistake becomes one line on stderr and exit
-code 2; Ctrl-C finishes the files being written and exits with 130."""
+code 2; Ctrl-C, SIGTERM or SIGHUP finishes the files being written and exits with 128 + the
+signal's number (130, 143, 129)."""
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from dataclasses import dataclass
 
+from . import signals
 from .errors import UserError
 
 DEFAULT_FOV_DEG = 60.0   # horizontal; typical of webcams and phone cameras
+MAX_FOCAL_PX = 1e6       # a 0.07 degree field of view on a 1280 px image: beyond any lens
 
 
 @dataclass
@@ -61,9 +65,10 @@ def add_processing_options(p: argparse.ArgumentParser) -> None:
 def check_processing_options(args: argparse.Namespace) -> None:
     if args.max_frames is not None and args.max_frames < 1:
         raise UserError("--max-frames must be at least 1")
-    if args.focal is not None and args.focal <= 0:
-        raise UserError("--focal must be a positive number of pixels")
-    if not 1.0 <= args.fov <= 179.0:
+    # math.isfinite: nan passes every comparison's "not", and inf would reach the JSON as Infinity.
+    if args.focal is not None and not (math.isfinite(args.focal) and 0 < args.focal <= MAX_FOCAL_PX):
+        raise UserError(f"--focal must be a positive number of pixels, at most {MAX_FOCAL_PX:g}")
+    if not (math.isfinite(args.fov) and 1.0 <= args.fov <= 179.0):
         raise UserError("--fov must be between 1 and 179 degrees")
     if args.detect_every < 1:
         raise UserError("--detect-every must be at least 1")
@@ -104,18 +109,30 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
     return settings
 
 
+def _user_error_types() -> tuple[type[BaseException], ...]:
+    """UserError, and the checkpoint errors once `models` (torch) was imported: it is not
+    imported just to catch its errors, so that a run without ConvNeXtPose need not load torch."""
+    types: list[type[BaseException]] = [UserError]
+    checkpoint = sys.modules.get("models.checkpoint")
+    if checkpoint is not None:
+        types.append(checkpoint.CheckpointError)
+    return tuple(types)
+
+
 def main(argv: list[str] | None = None) -> int:
-    # Imported here so that --help answers at once, before torch and the models load.
-    from models import CheckpointError
-
-    from .pipeline import run
-
-    try:
-        settings = parse_settings(argv)
-        return run(settings)
-    except (UserError, CheckpointError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    # Ctrl-C, SIGTERM and SIGHUP end the run the same way, from the first import on (torch
+    # takes seconds to load, and a stop then must not print a traceback).
+    with signals.handled():
+        try:
+            settings = parse_settings(argv)
+            # Imported here so that --help answers at once, before torch and the models load.
+            from .pipeline import run
+            return run(settings)
+        except KeyboardInterrupt as error:   # signals.Interrupted, or a Ctrl-C outside handled()
+            print("interrupted", file=sys.stderr)
+            return signals.exit_code_for(error)
+        except Exception as error:
+            if not isinstance(error, _user_error_types()):
+                raise
+            print(f"error: {error}", file=sys.stderr)
+            return 2

@@ -11,6 +11,7 @@ Every sink is finalized in a `finally`, so Ctrl-C, end of stream or an error lea
 from __future__ import annotations
 
 import json
+import math
 import os
 import queue
 import sys
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import signals
 from .backends import create_backend
 from .errors import UserError
 from .memory import rss_mb, trim_heap
@@ -513,13 +515,15 @@ def run(settings, source=None) -> int:
     have got wrong is checked before the first frame is processed. `source`: an already open
     source to read instead of `settings.input` (benchmarks and tests use a simulated camera)."""
     from .progress import ProgressBar, format_summary
-    from .sinks import check_output_path, output_kind_for
+    from .sinks import check_output_path, check_outputs_distinct, output_kind_for
     from .sources import open_source
 
     # 1. Outputs: cheap to check, and a typo should not cost a whole run.
     if settings.export:
         check_output_path(settings.export, "export")
     plot_joint = _check_plot_path(settings.plot, settings.plot_joint) if settings.plot else None
+    check_outputs_distinct(settings.input, {"--output": settings.output, "--export": settings.export,
+                                            "--plot": settings.plot})
     display = _display_available(settings)
 
     # 2. The input, then the model (a bad --model is reported before any frame), then the rest.
@@ -543,12 +547,16 @@ def run(settings, source=None) -> int:
     if settings.max_frames is not None:
         total = min(total, settings.max_frames) if total else settings.max_frames
     loop.progress = ProgressBar(total, label="processing") if show_progress else None
-    interrupted = False
+    interrupted: KeyboardInterrupt | None = None
     try:
         summary = loop.run()
-    except KeyboardInterrupt:
-        interrupted = True
+    except KeyboardInterrupt as stop:   # Ctrl-C, SIGTERM or SIGHUP (app/signals.py)
+        interrupted = stop
         summary = loop.summary
+    except UserError as error:   # an output failed (a full disk): the others were finished
+        done = format_summary(loop.summary.frames, loop.summary.seconds, loop.summary.people,
+                              loop.sinks.files, interrupted=True)
+        raise UserError(f"{error} {done}") from None
     finally:
         if loop.progress is not None:
             loop.progress.close()
@@ -560,15 +568,27 @@ def run(settings, source=None) -> int:
         if plotted:
             files.append(plotted)
     summary.files = files
-    print(format_summary(summary.frames, summary.seconds, summary.people, files, interrupted), file=sys.stderr)
+    print(format_summary(summary.frames, summary.seconds, summary.people, files, interrupted is not None),
+          file=sys.stderr)
     if settings.benchmark:
         report = benchmark_report(summary, loop.backend, loop.source)
         last = loop.last_with_people
         if last is not None and hasattr(loop.backend, "compare_with_reference"):
             # The pose network alone, plain float32 eager vs what ran, on the same crops, now.
             report["pose_network"] = loop.backend.compare_with_reference(last.frame.image, [p.box for p in last.people])
-        print(json.dumps(report))
-    return 130 if interrupted else 0
+        print(json.dumps(_finite(report), allow_nan=False))
+    return signals.exit_code_for(interrupted) if interrupted is not None else 0
+
+
+def _finite(value):
+    """The report with NaN and infinities as null: the line must stay valid JSON."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def benchmark_report(summary: RunSummary, backend, source) -> dict:

@@ -13,10 +13,15 @@ written, there is no output file at all. How:
   os.replace is atomic) and moved into place only by close(). A reader never sees a half-written
   target, and a failed sink removes its temporary file.
 * Temporary files are created on the first write, so a run that writes nothing leaves nothing.
-* Each write and the whole of close() run with Ctrl-C deferred: the interrupt is delivered right
-  after the frame is fully written or the file is finalized, never in the middle (which would
-  leave half a JSON object or half a raw frame in the encoder's pipe). A second Ctrl-C while
-  one is deferred is delivered at once, so a hung encoder can still be abandoned.
+* Each write and the whole of close() run with stop signals deferred (app/signals.py): Ctrl-C,
+  SIGTERM or SIGHUP is delivered right after the frame is fully written or the file is
+  finalized, never in the middle (which would leave half a JSON object or half a raw frame in
+  the encoder's pipe). Further signals while the files are being finished are ignored; the
+  encoder's own time limit keeps finishing from hanging.
+* A file system error (a full disk, a removed folder) becomes a UserError naming the output;
+  the failed output's temporary file is removed and what was at the target stays as it was.
+* Temporary names carry the writer's process id, so a later run to the same target removes
+  the ones a killed run (kill -9) left behind, and never those of a run still going.
 * The H.264 encoder (ffmpeg) runs in its own session, so the terminal's Ctrl-C does not kill it
   before close() has fed it the last frame and let it write the MP4 index.
 * close() is idempotent, and sinks not closed by the program are closed at interpreter exit.
@@ -26,16 +31,17 @@ from __future__ import annotations
 import atexit
 import contextlib
 import csv
+import errno
 import io
 import json
 import logging
 import os
+import re
 import secrets
-import signal
+import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import weakref
 from dataclasses import dataclass
 from fractions import Fraction
@@ -46,6 +52,7 @@ import cv2
 import numpy as np
 
 from app.errors import UserError
+from app.signals import deferred
 from app.skeleton import BONES, JOINT_NAMES
 from app.types import FrameResult, Person
 
@@ -59,6 +66,7 @@ OutputKind = Literal["video", "image", "export"]
 
 FFMPEG_FINISH_TIMEOUT_S = 120.0   # encoding what is still buffered plus the faststart rewrite
 JPEG_QUALITY = 95
+DISK_NEARLY_FULL_BYTES = 1 << 20   # an encoder failing with less room than this ran out of it
 
 
 # --------------------------------------------------------------------------------------------
@@ -136,6 +144,37 @@ def check_output_path(path: str | os.PathLike, kind: OutputKind) -> Path:
     return target
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file: the same spelling once resolved (./x/../y, symlinks),
+    or the same inode (hard links)."""
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:   # one of them does not exist yet: then they are not the same file
+        return False
+
+
+def check_outputs_distinct(input_spec: str, outputs: dict[str, str | None]) -> None:
+    """Refuse, before anything is processed, an output that is the input itself (however it is
+    spelled: another relative path, a symlink, a hard link; an image-folder output that is the
+    input folder) and two outputs that are one file. outputs: option name -> path or None."""
+    named = {option: Path(str(path).strip()).expanduser() for option, path in outputs.items() if path}
+    source = Path(str(input_spec).strip()).expanduser()
+    if source.exists():
+        for option, target in named.items():
+            if _same_file(source, target):
+                what = "folder" if source.is_dir() else "file"
+                raise UserError(f"{option} '{target}' is the input {what} '{input_spec}': writing it "
+                                "would destroy the input; choose another name.")
+    options = list(named)
+    for i, first in enumerate(options):
+        for second in options[i + 1:]:
+            if _same_file(named[first], named[second]):
+                raise UserError(f"{first} and {second} name the same file '{named[second]}': give "
+                                "each output its own name.")
+
+
 def _check_writable_folder(folder: Path, target: Path) -> None:
     if not folder.exists():
         raise UserError(f"cannot write '{target}': folder '{folder}' does not exist.")
@@ -152,45 +191,58 @@ def _check_writable_folder(folder: Path, target: Path) -> None:
 # --------------------------------------------------------------------------------------------
 # Shared machinery: deferred Ctrl-C, temp file beside the target, idempotent close
 
-@contextlib.contextmanager
-def _ctrl_c_deferred() -> Iterator[None]:
-    """Hold a Ctrl-C until the block ends, then deliver it through the handler that was
-    installed before (KeyboardInterrupt by default, or the frame loop's own handler).
-    Signals can only be handled on the main thread; elsewhere this does nothing."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.getsignal(signal.SIGINT)
-    if previous is None:   # installed from C: we could not restore it, so leave it alone
-        yield
-        return
-    received: list = []
-
-    def hold(signum, frame):
-        if received:         # a second Ctrl-C: the user insists, do not wait any longer
-            raise KeyboardInterrupt
-        received.append((signum, frame))
-
-    try:
-        signal.signal(signal.SIGINT, hold)
-    except ValueError:
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        if received:
-            if callable(previous):
-                previous(*received[0])
-            elif previous == signal.SIG_DFL:
-                raise KeyboardInterrupt
-
-
 def _temp_path_beside(target: Path) -> Path:
     """Hidden, unique, same folder (so os.replace is atomic), same extension (encoders pick
-    the container from it)."""
-    return target.with_name(f".{target.stem}.part-{secrets.token_hex(4)}{target.suffix}")
+    the container from it), with this process's id (see remove_stale_temporaries)."""
+    return target.with_name(f".{target.stem}.part-{os.getpid()}-{secrets.token_hex(4)}{target.suffix}")
+
+
+def _temp_pattern(target: Path | None) -> re.Pattern:
+    """The temporary names of `target`; None: of any file (inside an image-folder output)."""
+    stem, suffix = (re.escape(target.stem), re.escape(target.suffix)) if target else (".+", r"\.\w+")
+    return re.compile(rf"\.{stem}\.part-(\d+)-[0-9a-f]{{8}}{suffix}")
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True   # exists (another user's), or we cannot tell: keep its files
+    return True
+
+
+def remove_stale_temporaries(target: Path, *, inside: bool = False) -> list[Path]:
+    """Remove the temporary files an earlier run writing to `target` left behind when it was
+    killed (kill -9 cannot be handled): only names of this module's pattern for this very
+    target (inside=True: for the files in the folder `target`), and only those whose process is
+    gone. Returns what was removed."""
+    pattern = _temp_pattern(None if inside else target)
+    folder = target if inside else target.parent
+    removed: list[Path] = []
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        match = pattern.fullmatch(entry.name)
+        if match is None or _process_alive(int(match.group(1))):
+            continue
+        with contextlib.suppress(OSError):
+            if entry.is_file() and not entry.is_symlink():
+                entry.unlink()
+                removed.append(entry)
+    return removed
+
+
+def _write_error(path: Path, error: OSError) -> UserError:
+    """One sentence for a file system error while writing an output (ENOSPC above all)."""
+    reason = error.strerror or str(error)
+    return UserError(f"cannot write '{path}': {reason[0].lower() + reason[1:] if reason else 'error'}"
+                     " (what was there before is unchanged).")
 
 
 def _fsync_path(path: Path) -> None:
@@ -247,6 +299,7 @@ class FileSink:
         self._closed = False
         self._failed = False
         self._committed = False   # this run's file completed and moved into place
+        remove_stale_temporaries(self.path)
         _unclosed_sinks.add(self)
 
     @property
@@ -265,9 +318,12 @@ class FileSink:
         if self._failed:
             return   # already reported by the write that failed
         payload = self._render(result, composed)
-        with _ctrl_c_deferred():
+        with deferred():
             try:
                 self._emit(payload)
+            except OSError as error:   # a full disk, a folder removed under us
+                self._failed = True
+                raise _write_error(self.path, error) from None
             except BaseException:
                 self._failed = True
                 raise
@@ -280,13 +336,16 @@ class FileSink:
             return
         self._closed = True
         _unclosed_sinks.discard(self)
-        with _ctrl_c_deferred():
+        with deferred():
             if self._failed or self.frames_written == 0:
                 self._discard()
                 return
             try:
                 self._finish()
                 self._commit()
+            except OSError as error:
+                self._discard()
+                raise _write_error(self.path, error) from None
             except BaseException:
                 self._discard()
                 raise
@@ -507,6 +566,13 @@ class VideoSink(FileSink):
         return image, result.frame.time
 
     def _emit(self, payload) -> None:
+        try:
+            self._encode(payload)
+        except UserError:
+            self._raise_if_disk_full()
+            raise
+
+    def _encode(self, payload) -> None:
         image, time_s = payload
         if self._encoder is None:
             self._start(self.size)
@@ -521,7 +587,21 @@ class VideoSink(FileSink):
             self._previous = image
 
     def _finish(self) -> None:
-        self._encoder.finish()
+        try:
+            self._encoder.finish()
+        except UserError:
+            self._raise_if_disk_full()
+            raise
+
+    def _raise_if_disk_full(self) -> None:
+        """The encoder's own words for a full disk are obscure ("Nothing was written into
+        output file"): say what happened when the target's file system has no room left."""
+        try:
+            free = shutil.disk_usage(self.path.parent if str(self.path.parent) else ".").free
+        except OSError:
+            return
+        if free < DISK_NEARLY_FULL_BYTES:
+            raise _write_error(self.path, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))) from None
 
     def _abandon(self) -> None:
         if self._encoder is not None:
@@ -572,6 +652,8 @@ class ImageSink(FileSink):
         self.image_ext = image_ext if image_ext.startswith(".") else "." + image_ext
         self._name_for_index = name_for_index
         self._last: np.ndarray | None = None
+        if self.is_folder:
+            remove_stale_temporaries(self.path, inside=True)
 
     def _render(self, result: FrameResult, composed: np.ndarray | None):
         image = composed if composed is not None else result.frame.image
@@ -692,7 +774,7 @@ class JsonExporter(FileSink):
     def _emit(self, text: str) -> None:
         if self._file is None:
             self._file = open(self._new_temp(), "w", encoding="utf-8")
-            self._file.write('{"meta":' + json.dumps(self.meta.to_dict()) + ',\n"frames":[\n')
+            self._file.write('{"meta":' + json.dumps(self.meta.to_dict(), allow_nan=False) + ',\n"frames":[\n')
         else:
             text = ",\n" + text
         self._file.write(text)   # one write per frame: the file never holds half a frame
@@ -704,7 +786,8 @@ class JsonExporter(FileSink):
 
     def _abandon(self) -> None:
         if self._file is not None:
-            self._file.close()
+            with contextlib.suppress(OSError):   # e.g. the disk is still full
+                self._file.close()
 
 
 CSV_COLUMNS = ("frame", "time", "id", "joint_index", "joint", "x_2d", "y_2d", "x_3d", "y_3d",
@@ -758,7 +841,8 @@ class CsvExporter(FileSink):
 
     def _abandon(self) -> None:
         if self._file is not None:
-            self._file.close()
+            with contextlib.suppress(OSError):   # e.g. the disk is still full
+                self._file.close()
 
 
 class NpzExporter(FileSink):
@@ -814,9 +898,12 @@ class NpzExporter(FileSink):
             "skeleton": np.array(self.meta.skeleton, np.int64).reshape(-1, 2),
             "meta_json": np.array(json.dumps(self.meta.to_dict())),
         }
-        # A file object, not a name: np.savez would append ".npz" to the temp file's name.
+        # Built in memory, then written: a zip writer that fails half-way (a full disk) would
+        # complain again when garbage-collected. Memory: the rows are in memory already.
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, **arrays)
         with open(self._new_temp(), "wb") as f:
-            np.savez_compressed(f, **arrays)
+            f.write(buffer.getbuffer())
 
 
 _EXPORTERS = {".json": JsonExporter, ".csv": CsvExporter, ".npz": NpzExporter}
@@ -852,7 +939,7 @@ class SinkGroup:
     def write(self, result: FrameResult, composed: np.ndarray | None = None) -> None:
         # Feed every sink even if one fails, so all outputs hold the same frames; then raise.
         # Ctrl-C waits for the whole frame, not just one sink: a frame is in all outputs or none.
-        with _ctrl_c_deferred():
+        with deferred():
             self._each(lambda sink: sink.write(result, composed))
 
     def close(self) -> None:

@@ -1,0 +1,131 @@
+"""Stop signals: Ctrl-C (SIGINT), SIGTERM (docker stop, systemd, `timeout`) and SIGHUP (a closed
+terminal) all end a run the same way: the first one raises `Interrupted` on the main thread, the
+frame loop's `finally` completes every output, and the exit code is 128 + the signal's number.
+
+Once a stop has been asked for, further signals are ignored: pressing Ctrl-C three times in a
+row must not cut short the finishing of the files the first one started (the video encoder has
+its own time limit, so finishing cannot hang). Only kill -9 ends a run without finishing.
+
+`deferred()` marks a block that must not be cut in half (one frame into every output, a file
+being finalized): a signal arriving inside it is delivered when the block ends.
+"""
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from typing import Iterator
+
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP")
+                     if hasattr(signal, name))
+
+
+class Interrupted(KeyboardInterrupt):
+    """A stop signal arrived; `exit_code` is the shell's convention for it (130 for Ctrl-C)."""
+
+    def __init__(self, signum: int = signal.SIGINT):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = int(signum)
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+class _State:
+    installed = False
+    signum: int | None = None     # the first stop signal of this run
+    raised = False                # Interrupted has been raised for it
+    depth = 0                     # nesting of deferred() blocks on the main thread
+
+
+_state = _State()
+
+
+def exit_code_for(error: BaseException) -> int:
+    return error.exit_code if isinstance(error, Interrupted) else 128 + signal.SIGINT
+
+
+def stop_requested() -> bool:
+    return _state.signum is not None
+
+
+def _handle(signum, frame) -> None:
+    if _state.signum is not None:
+        return   # already stopping: let the files be finished
+    _state.signum = signum
+    if _state.depth == 0:
+        _state.raised = True
+        raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def handled() -> Iterator[None]:
+    """Install the handlers for the length of a command (main thread only), then restore."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+    _state.installed, _state.signum, _state.raised, _state.depth = True, None, False, 0
+    for sig in STOP_SIGNALS:
+        # nohup's ignored SIGHUP is what the user asked for. An ignored SIGINT is not: a shell
+        # script's `cmd &` starts it so, and `kill -INT` must still stop the run.
+        if sig != signal.SIGINT and previous[sig] == signal.SIG_IGN:
+            continue
+        signal.signal(sig, _handle)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+        _state.installed, _state.signum, _state.raised, _state.depth = False, None, False, 0
+
+
+@contextlib.contextmanager
+def deferred() -> Iterator[None]:
+    """Hold a stop signal until the block ends, then raise `Interrupted` (once per run).
+    Outside `handled()` (library use, tests) only Ctrl-C is held, then raised as
+    KeyboardInterrupt. Signals are only handled on the main thread; elsewhere this does
+    nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    if not _state.installed:
+        with _sigint_deferred():
+            yield
+        return
+    _state.depth += 1
+    try:
+        yield
+    finally:
+        _state.depth -= 1
+    if _state.depth == 0 and _state.signum is not None and not _state.raised:
+        _state.raised = True
+        raise Interrupted(_state.signum)
+
+
+@contextlib.contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is None:   # installed from C: we could not restore it, so leave it alone
+        yield
+        return
+    received: list = []
+
+    def hold(signum, frame):
+        received.append((signum, frame))
+
+    try:
+        signal.signal(signal.SIGINT, hold)
+    except ValueError:
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        if callable(previous):
+            previous(*received[0])
+        elif previous == signal.SIG_DFL:
+            raise KeyboardInterrupt

@@ -1,0 +1,296 @@
+"""Hostile use of the command line, as a user meets it: real `run_demo.py` processes on real
+files. Each case reads as a row: what is done, the exit code and message expected, and which
+files must exist or be untouched afterwards.
+
+Groups: refusals before any work (outputs that are the input, bad numbers), stop signals
+(SIGINT, SIGTERM, SIGHUP, repeated), temporaries a killed run left, full disks, bad inputs,
+bad checkpoints.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import DATA, ROOT
+
+RUN_DEMO = str(ROOT / "run_demo.py")
+CLIP = DATA / "pedestrians.mp4"          # 30 frames, 768x576
+PHOTO = DATA / "group.jpg"
+
+
+def demo_env() -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def run_demo(args: list[str], cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, RUN_DEMO, *args], cwd=cwd, env=demo_env(),
+                          capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def start_demo(args: list[str], cwd: Path, sigint_ignored: bool = False) -> subprocess.Popen:
+    """sigint_ignored: started as a shell script's `cmd &` starts it, with SIGINT ignored."""
+    def ignore_sigint():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    return subprocess.Popen([sys.executable, RUN_DEMO, *args], cwd=cwd, env=demo_env(),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, preexec_fn=ignore_sigint if sigint_ignored else None)
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def temporaries(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.rglob("*") if ".part-" in p.name)
+
+
+def error_lines(stderr: str) -> list[str]:
+    """stderr without the progress bar's carriage-return redraws."""
+    return [line for line in stderr.replace("\r", "\n").splitlines() if line.strip()
+            and not line.lstrip().startswith("processing")]
+
+
+def video_frames(path: Path) -> int:
+    capture = cv2.VideoCapture(str(path))
+    n = 0
+    while capture.read()[0]:
+        n += 1
+    capture.release()
+    return n
+
+
+# --------------------------------------------------------------------------------------------
+# Refused before anything is processed: one line, exit 2, the files as they were
+
+@dataclass
+class Refusal:
+    case: str
+    args: list[str]                  # {photo} and {clip} are the user's files in the work folder
+    message: str                     # a substring of the one error line
+    setup: Callable[[Path], None] = lambda folder: None
+    intact: list[str] = field(default_factory=lambda: ["photo.jpg", "clip.mp4"])
+
+
+def _sub(folder: Path) -> None:
+    (folder / "sub").mkdir()
+
+
+def _frames(folder: Path) -> None:
+    (folder / "frames").mkdir()
+    shutil.copy(PHOTO, folder / "frames" / "a.jpg")
+
+
+def _links(folder: Path) -> None:
+    os.link(folder / "clip.mp4", folder / "hard.mp4")
+    os.symlink(folder / "photo.jpg", folder / "soft.jpg")
+
+
+REFUSALS = [
+    # 1. An output that is the input, however it is spelled.
+    Refusal("video output is the input video", ["-i", "clip.mp4", "-o", "clip.mp4"], "is the input file"),
+    Refusal("image output is the input image", ["-i", "photo.jpg", "-o", "photo.jpg"], "is the input file"),
+    Refusal("the input spelled ./sub/../", ["-i", "clip.mp4", "-o", "./sub/../clip.mp4"], "is the input file",
+            setup=_sub),
+    Refusal("a hard link to the input", ["-i", "clip.mp4", "-o", "hard.mp4"], "is the input file",
+            setup=_links, intact=["clip.mp4", "hard.mp4"]),
+    Refusal("a symlink to the input", ["-i", "photo.jpg", "-o", "soft.jpg"], "is the input file",
+            setup=_links, intact=["photo.jpg"]),
+    Refusal("--plot at the input image", ["-i", "photo.jpg", "--plot", "photo.jpg"], "is the input file"),
+    Refusal("--output and --plot are one file", ["-i", "photo.jpg", "-o", "out.png", "--plot", "./out.png"],
+            "name the same file"),
+    Refusal("image-folder output is the input folder", ["-i", "frames", "-o", "frames"], "is the input folder",
+            setup=_frames, intact=["frames/a.jpg"]),
+    # 11. Numbers that are not numbers.
+    Refusal("--focal nan", ["-i", "photo.jpg", "--focal", "nan"], "--focal must be"),
+    Refusal("--focal inf", ["-i", "photo.jpg", "--focal", "inf"], "--focal must be"),
+    Refusal("--focal -500", ["-i", "photo.jpg", "--focal", "-500"], "--focal must be"),
+    Refusal("--focal 0", ["-i", "photo.jpg", "--focal", "0"], "--focal must be"),
+    Refusal("--fov nan", ["-i", "photo.jpg", "--fov", "nan"], "--fov must be"),
+]
+
+
+@pytest.mark.parametrize("case", REFUSALS, ids=[c.case for c in REFUSALS])
+def test_refused_before_processing(case, tmp_path):
+    shutil.copy(PHOTO, tmp_path / "photo.jpg")
+    shutil.copy(CLIP, tmp_path / "clip.mp4")
+    case.setup(tmp_path)
+    before = {name: digest(tmp_path / name) for name in case.intact}
+    result = run_demo([*case.args, "--no-display", "--model", "blazepose", "-e", "joints.json"],
+                      tmp_path, timeout=60)
+    lines = error_lines(result.stderr)
+    assert result.returncode == 2, result.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: ") and case.message in lines[0], result.stderr
+    assert {name: digest(tmp_path / name) for name in case.intact} == before
+    assert not (tmp_path / "joints.json").exists() and temporaries(tmp_path) == []
+
+
+# --------------------------------------------------------------------------------------------
+# Stop signals: every output opened ends complete and in place, the summary says so, and the
+# exit code is 128 + the signal
+
+def _wait_for_first_frame(folder: Path, process: subprocess.Popen, timeout: float = 90) -> None:
+    """Until the JSON export's temporary file exists (the first frame has been written)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(p.name.startswith(".o.part-") and p.suffix == ".json" for p in folder.iterdir()):
+            return
+        if process.poll() is not None:
+            pytest.fail(f"the run ended before its first frame: {process.stderr.read()}")
+        time.sleep(0.05)
+    process.kill()
+    pytest.fail("no frame was written in time")
+
+
+def _check_finished_outputs(folder: Path, stderr: str) -> int:
+    data = json.loads((folder / "o.json").read_text())
+    frames = len(data["frames"])
+    assert frames >= 1
+    assert [f["index"] for f in data["frames"]] == list(range(frames))
+    assert video_frames(folder / "o.mp4") == frames
+    assert temporaries(folder) == []
+    summary = error_lines(stderr)[-1]
+    assert summary.startswith(f"Stopped after {frames} frame") and "o.mp4" in summary and "o.json" in summary, stderr
+    assert "Traceback" not in stderr
+    return frames
+
+
+@dataclass
+class Stop:
+    case: str
+    signals: list[int]
+    apart_s: float = 0.0
+    loop: bool = False
+    sigint_ignored: bool = False   # started by a script's `cmd &`: SIGINT arrives ignored
+
+
+STOPS = [
+    Stop("SIGTERM (docker stop, systemd, timeout)", [signal.SIGTERM]),
+    Stop("SIGHUP (the terminal was closed)", [signal.SIGHUP]),
+    Stop("Ctrl-C with --loop, started by a script's &", [signal.SIGINT], loop=True, sigint_ignored=True),
+    Stop("ten Ctrl-C 20 ms apart", [signal.SIGINT] * 10, apart_s=0.02),
+    Stop("two Ctrl-C 5 ms apart", [signal.SIGINT] * 2, apart_s=0.005),
+    Stop("SIGTERM then Ctrl-C", [signal.SIGTERM, signal.SIGINT], apart_s=0.01),
+]
+
+
+@pytest.mark.parametrize("case", STOPS, ids=[c.case for c in STOPS])
+def test_stop_signals_finish_every_output(case, tmp_path):
+    args = ["-i", str(CLIP), "--no-display", "--model", "blazepose", "-o", "o.mp4", "-e", "o.json"]
+    if case.loop:
+        args += ["--loop", "--max-frames", "100000"]
+    (tmp_path / "o.json").write_text('{"earlier run": true}')   # a previous run's result
+    process = start_demo(args, tmp_path, case.sigint_ignored)
+    _wait_for_first_frame(tmp_path, process)
+    time.sleep(1.5 if case.loop else 0.3)
+    for i, signum in enumerate(case.signals):
+        if i:
+            time.sleep(case.apart_s)
+        process.send_signal(signum)
+    try:
+        _, stderr = process.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        pytest.fail("the run did not stop within 60 s of the signal")
+    assert process.returncode == 128 + case.signals[0], stderr
+    _check_finished_outputs(tmp_path, stderr)
+
+
+# --------------------------------------------------------------------------------------------
+# 5. Temporaries a killed run left behind (kill -9 cannot be handled) are removed by the next
+# run to the same target; nothing else is
+
+def _dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_next_run_removes_a_killed_runs_temporaries_and_nothing_else(tmp_path):
+    dead, alive = _dead_pid(), os.getpid()
+    stale = [f".o.part-{dead}-0badf00d.json", f".o.part-{dead}-12345678.mp4"]
+    kept = [f".o.part-{alive}-0badf00d.json",       # a run still going
+            f".other.part-{dead}-0badf00d.json",    # another target's
+            "o.part-1-0badf00d.json", ".o.part-notes.json", "o.json.bak"]
+    for name in stale + kept:
+        (tmp_path / name).write_text("x")
+    result = run_demo(["-i", str(PHOTO), "--no-display", "--model", "blazepose", "-e", "o.json",
+                       "-o", "o.mp4"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept + ["o.json", "o.mp4"])
+
+
+# --------------------------------------------------------------------------------------------
+# 9. A full disk, for every kind of output: one line, exit 2, what was at the target before is
+# intact, no temporaries, and the other output (on another disk) is complete
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A real, tiny file system (tmpfs; mounting needs root, as CI has) holding an earlier
+    run's outputs and filled to the last byte."""
+    mount = tmp_path / "full"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mount)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs to fill (needs root): {done.stderr.strip()}")
+    try:
+        (mount / "earlier.json").write_text('{"earlier run": true}')
+        (mount / "earlier").mkdir()
+        (mount / "earlier" / "000000.jpg").write_bytes(b"earlier run")
+        for name in ("earlier.csv", "earlier.npz", "earlier.jpg", "earlier.mp4"):
+            (mount / name).write_bytes(b"earlier run")
+        with open(mount / "filler", "wb", buffering=0) as filler:
+            try:
+                while True:
+                    filler.write(b"\0" * 4096)
+            except OSError:
+                pass
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], capture_output=True)
+
+
+@pytest.mark.parametrize("option, name, other_option, other_name", [
+    ("-e", "earlier.json", "-o", "other.jpg"),
+    ("-e", "earlier.csv", "-o", "other.jpg"),
+    ("-e", "earlier.npz", "-o", "other.jpg"),
+    ("-o", "earlier.jpg", "-e", "other.json"),
+    ("-o", "earlier", "-e", "other.json"),      # a folder of images
+    ("-o", "earlier.mp4", "-e", "other.json"),
+])
+def test_full_disk_is_one_line_and_keeps_the_earlier_files(full_disk, tmp_path, option, name,
+                                                           other_option, other_name):
+    def files():
+        return {p.relative_to(full_disk): p.read_bytes() for p in full_disk.rglob("*")
+                if p.is_file() and p.name != "filler"}
+
+    before = files()
+    result = run_demo(["-i", str(PHOTO), "--no-display", "--model", "blazepose",
+                       option, str(full_disk / name), other_option, str(tmp_path / other_name)], tmp_path)
+    lines = error_lines(result.stderr)
+    assert result.returncode == 2, result.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "no space left on device" in lines[0], result.stderr
+    assert str(full_disk / name) in lines[0] and f"wrote {tmp_path / other_name}" in lines[0]
+    assert files() == before
+    assert temporaries(full_disk) == []
+    if other_name.endswith(".json"):
+        assert len(json.loads((tmp_path / other_name).read_text())["frames"]) == 1
+    else:
+        assert cv2.imread(str(tmp_path / other_name)) is not None
