@@ -348,10 +348,12 @@ class PlotRecorder:
         self.history: list[list[Person]] = []
 
     def add(self, result: FrameResult) -> None:
-        if result.people:
-            self.last_people = list(result.people)
+        # People without a single finite 3D joint have nothing to draw.
+        people = [p for p in result.people if np.isfinite(p.joints_3d).all(axis=-1).any()]
+        if people:
+            self.last_people = people
         if self.joint_index is not None:
-            self.history.append(list(result.people))
+            self.history.append([p for p in people if np.isfinite(p.joints_3d[self.joint_index]).all()])
 
     def save(self) -> str | None:
         from .plot import plot_frame, plot_trajectory
@@ -428,14 +430,19 @@ def _check_plot_path(path: str, joint: str | None) -> int | None:
     return JOINT_INDEX[joint]
 
 
-def _warm_up(detector, backend, width: int, height: int, camera: Camera) -> None:
+def _warm_up(detector, backend, width: int, height: int, camera: Camera, model: str | None) -> None:
     """One pass on a blank frame starts every model and allocates every buffer, so the first
-    real frame is not slow and start-up logs come out here, silenced."""
+    real frame is not slow and start-up logs come out here, silenced. A network that answers
+    it with NaN or infinities (damaged weights) is refused here, before any output is opened."""
     blank = np.zeros((height, width, 3), np.uint8)
     with native_stderr_silenced():
         # at least 64 px: the detector skips tiny frames, and its model must run once here
         detector.detect(np.zeros((max(height, 64), max(width, 64), 3), np.uint8))
-        backend.estimate(blank, [Box(width * 0.25, height * 0.1, width * 0.5, height * 0.8)], camera)
+        people = backend.estimate(blank, [Box(width * 0.25, height * 0.1, width * 0.5, height * 0.8)], camera)
+    for person in people:
+        if person is not None and not (np.isfinite(person.joints_3d).all() and np.isfinite(person.joints_2d).all()):
+            raise UserError(f"{backend.name} from checkpoint '{model or 'weights/'}' computes NaN or "
+                            "infinite joints: its weights are damaged or not ConvNeXtPose's.")
 
 
 def _display_available(settings) -> bool:
@@ -484,7 +491,7 @@ def build_loop(settings, source, plot_joint: int | None, display: bool, opened: 
 
     tracker = make_tracker()
     stills = getattr(source, "mode", None) == "stills"
-    _warm_up(detector, backend, width, height, camera)
+    _warm_up(detector, backend, width, height, camera, settings.model)
     scene = SceneRenderer()
     sinks = SinkGroup()
     if settings.output:
@@ -570,6 +577,10 @@ def run(settings, source=None) -> int:
     summary.files = files
     print(format_summary(summary.frames, summary.seconds, summary.people, files, interrupted is not None),
           file=sys.stderr)
+    unreadable = getattr(loop.source, "frames_unreadable", 0)
+    if unreadable and settings.max_frames is None:
+        print(f"warning: {unreadable} of the {loop.source.frame_count} frames of '{loop.source.description}' "
+              "could not be decoded (the file is damaged or truncated) and were skipped.", file=sys.stderr)
     if settings.benchmark:
         report = benchmark_report(summary, loop.backend, loop.source)
         last = loop.last_with_people

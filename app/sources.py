@@ -22,6 +22,7 @@ import logging
 import os
 import queue
 import re
+import stat
 import sys
 import threading
 import time
@@ -29,8 +30,13 @@ from pathlib import Path
 from typing import Callable, Iterator, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
-import cv2
-import numpy as np
+# FFmpeg inside OpenCV prints its own lines ("[h264 @ 0x..] error while decoding MB", "header
+# damaged") straight to stderr, hundreds for a damaged file, burying the app's one sentence.
+# OpenCV reads this before it first starts FFmpeg; AV_LOG_QUIET = -8. A user's own setting wins.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+
+import cv2  # noqa: E402  (after the setting above)
+import numpy as np  # noqa: E402
 
 from app.errors import UserError
 from app.types import Frame
@@ -50,6 +56,7 @@ FALLBACK_FPS = 30.0          # when a camera or file reports no usable frame rat
 STILL_FPS = 30.0             # nominal rate of image inputs: frame time = index / STILL_FPS
 CAMERA_FIRST_FRAME_TIMEOUT_S = 5.0
 STREAM_OPEN_TIMEOUT_S = 10.0
+MAX_UNDECODABLE_RUN = 300   # failed reads in a row before a damaged video counts as ended
 READ_AHEAD_FRAMES = 8        # bounded: decoding may run ahead of the consumer by this much
 LIVE_READ_FAILURES_TO_END = 10  # consecutive failed reads before a live source counts as gone
 # Waits before each attempt to reopen a live stream URL that dropped (IP cameras reboot, Wi-Fi
@@ -163,6 +170,50 @@ def _looks_like_text(path: Path) -> bool:
     except UnicodeDecodeError as exc:
         return exc.start >= len(head) - 3   # only a multi-byte character cut at the end
     return True
+
+
+# What a file really holds, from its first bytes, for messages that say so: (magic, offset, what).
+_SIGNATURES = (
+    (b"ftyp", 4, "an MP4/QuickTime video"), (b"\x1aE\xdf\xa3", 0, "a Matroska/WebM video"),
+    (b"RIFF", 0, "a RIFF file (AVI video or WAV/WebP)"), (b"\x00\x00\x01\xba", 0, "an MPEG video"),
+    (b"GIF8", 0, "a GIF animation"), (b"\xff\xd8\xff", 0, "a JPEG image"), (b"\x89PNG", 0, "a PNG image"),
+    (b"PK\x03\x04", 0, "a zip archive"), (b"ustar", 257, "a tar archive"), (b"%PDF", 0, "a PDF document"),
+    (b"\x1f\x8b", 0, "a gzip archive"), (b"7z\xbc\xaf", 0, "a 7-Zip archive"), (b"\x7fELF", 0, "a program"),
+)
+
+
+def sniff(path: Path) -> str | None:
+    """What the file's first bytes say it is ("an MP4/QuickTime video", "a tar archive"), or
+    None when they say nothing known."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(512)
+    except OSError:
+        return None
+    for magic, offset, what in _SIGNATURES:
+        if head[offset:offset + len(magic)] == magic:
+            return what
+    return None
+
+
+def _not_a_regular_file(path: Path, spec: str) -> str | None:
+    """One sentence when the path is a pipe, a device or a socket (reading one could block
+    forever: a FIFO without a writer never opens), else None."""
+    mode = path.stat().st_mode
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISFIFO(mode):
+        what = "a named pipe (FIFO)"
+    elif stat.S_ISCHR(mode):
+        what = "a character device"
+    elif stat.S_ISBLK(mode):
+        what = "a block device"
+    elif stat.S_ISSOCK(mode):
+        what = "a socket"
+    else:
+        what = "not a regular file"
+    return (f"input '{spec}' is {what}, not a video or image file: save what it delivers to a "
+            "file first, or give a camera index or stream URL.")
 
 
 def _redact_url(url: str) -> str:
@@ -379,9 +430,9 @@ class VideoFileSource(Source):
     """Every frame of a video file, in order; time = index / fps (media time).
 
     The first frame is decoded in the constructor (a corrupt file fails at open, not in the
-    loop) and kept. The rest is decoded on a read-ahead thread into a bounded queue. A frame
-    that fails to decode ends the stream cleanly; `ended_early` then says so when the container
-    announced more frames.
+    loop) and kept. The rest is decoded on a read-ahead thread into a bounded queue. Frames
+    that fail to decode are skipped while the container announces more (decoding resumes after
+    a damaged stretch); `frames_unreadable` then counts what could not be read.
     """
 
     def __init__(self, capture: Capture, description: str):
@@ -403,13 +454,21 @@ class VideoFileSource(Source):
         self._thread: threading.Thread | None = None
         self._released = False
         self._decoder_done = False
+        self._reached_end = False   # the decoder read to the end of the file (not stopped)
 
     @property
     def ended_early(self) -> bool:
         """After iteration: True when decoding stopped before the announced frame count (a
         truncated or damaged file)."""
-        return self._decoder_done and self.frame_count is not None \
-            and self.frames_read < self.frame_count
+        return self.frames_unreadable > 0
+
+    @property
+    def frames_unreadable(self) -> int:
+        """After the whole file was read: announced frames that could not be decoded (skipped
+        damaged ones, and those lost to a truncation). 0 while reading or when stopped early."""
+        if not self._reached_end or self.frame_count is None:
+            return 0
+        return max(0, self.frame_count - self.frames_read)
 
     def _put(self, item) -> bool:
         """Blocking put that still notices close(); False when asked to stop."""
@@ -422,11 +481,23 @@ class VideoFileSource(Source):
         return False
 
     def _read_ahead(self) -> None:
+        failures = 0   # consecutive reads that gave no frame
+        decoded = 1    # the first frame, decoded at open
         try:
             while not self._stop.is_set():
                 ok, image = self._capture.read()
                 if not ok or image is None:
-                    break   # end of file, or an undecodable frame: either way a clean end
+                    # A damaged stretch (corrupt bytes) fails some reads and decoding resumes
+                    # after it; the end of the file, or a truncation, fails every read after.
+                    # Keep trying while the container announces more frames.
+                    failures += 1
+                    if self.frame_count is None or decoded + failures >= self.frame_count \
+                            or failures > MAX_UNDECODABLE_RUN:
+                        self._reached_end = True
+                        break
+                    continue
+                failures = 0
+                decoded += 1
                 if not self._put(_as_bgr(image)):
                     break
         except Exception:
@@ -512,6 +583,10 @@ class ImageFilesSource(Source):
             skipped += 1
         if first is None:
             if len(paths) == 1:
+                what = sniff(paths[0])
+                if what and "image" not in what:   # e.g. a video named .jpg
+                    raise UserError(f"cannot decode image '{paths[0]}': it is {what}, not an image "
+                                    "(its name says otherwise).")
                 raise UserError(f"cannot decode image '{paths[0]}': the file is corrupt or not "
                                 "an image.")
             raise UserError(f"none of the {len(paths)} image files in '{description}' can be "
@@ -667,6 +742,9 @@ def _open_file(path: Path, still_fps: float) -> Source:
         raise UserError(f"cannot read '{path}': it is a text file, not an image or a video.")
     if read_image(path) is not None:
         return ImageFilesSource([path], str(path), fps=still_fps)
+    what = sniff(path)
+    if what and not ("video" in what or "GIF" in what or "RIFF" in what):   # an archive, a PDF...
+        raise UserError(f"cannot read '{path}': it is {what}, not an image or a video.")
     probe = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
     try:
         decodes = probe.isOpened() and probe.read()[0]
@@ -674,8 +752,10 @@ def _open_file(path: Path, still_fps: float) -> Source:
         probe.release()
     if decodes:
         return _open_video(path)
-    raise UserError(f"cannot read '{path}': it is neither an image nor a video this program can "
-                    "decode.")
+    what = sniff(path)
+    raise UserError(f"cannot read '{path}': it is {what}, not an image or a video this program can decode."
+                    if what else f"cannot read '{path}': it is neither an image nor a video this "
+                    "program can decode.")
 
 
 def open_source(spec: str, *, still_fps: float = STILL_FPS) -> Source:
@@ -696,6 +776,13 @@ def open_source(spec: str, *, still_fps: float = STILL_FPS) -> Source:
         raise UserError(f"input '{spec}' does not exist.")
     if path.is_dir():
         return _open_folder(path, still_fps)
+    camera = re.fullmatch(r"/dev/video(\d+)", os.path.realpath(path))
+    if camera and sys.platform.startswith("linux"):   # a V4L2 camera named by its device
+        with _quiet_opencv():
+            return _open_camera(int(camera.group(1)), f"camera {camera.group(1)}")
+    problem = _not_a_regular_file(path, spec)
+    if problem:
+        raise UserError(problem)
     if not os.access(path, os.R_OK):
         raise UserError(f"input '{spec}' is not readable (permission denied).")
     with _quiet_opencv():

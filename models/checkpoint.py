@@ -124,8 +124,34 @@ def _network_state(obj, name: str) -> dict[str, torch.Tensor]:
     return state
 
 
+# Bounds on what a file may claim, checked before anything is built: far beyond every released
+# model (L: depths 3-9, dims up to 384, head 512, 64 bins, 18 joints), far below what could
+# exhaust memory, which the file's own size bounds once these hold (see _check_storage).
+MAX_BLOCKS_PER_STAGE = 64
+MAX_WIDTH = 4096
+MAX_JOINTS = 256
+MAX_DEPTH_BINS = 1024
+MAX_ABS_WEIGHT = 1e6   # trained weights and BatchNorm statistics are many orders below this
+
+
+def _dim(state: dict[str, torch.Tensor], key: str, ndim: int, name: str, limit: int = MAX_WIDTH) -> int:
+    """Output channels of a weight that must have `ndim` dimensions, within `limit`."""
+    tensor = state[key]
+    if tensor.dim() != ndim:
+        raise InconsistentShapesError(
+            f"checkpoint '{name}' has inconsistent shapes: {key} has {tensor.dim()} dimensions where "
+            f"ConvNeXtPose has {ndim}")
+    value = int(tensor.shape[0])
+    if not 1 <= value <= limit:
+        raise InconsistentShapesError(
+            f"checkpoint '{name}' claims {value} channels for {key}, outside 1..{limit}")
+    return value
+
+
 def infer_config(state: dict[str, torch.Tensor], name: str = "checkpoint") -> ConvNeXtPoseConfig:
-    """Stage depths, dims, head width, depth bins and joint count, read off the tensor shapes."""
+    """Stage depths, dims, head width, depth bins and joint count, read off the tensor shapes,
+    each checked against bounds so that no claim in the file can make building the network
+    run away with time or memory."""
     required = ["backbone.downsample_layers.0.0.weight", "head.deconv_layers_1.pwconv.weight",
                 "head.final_layer.weight"] + [f"backbone.downsample_layers.{i}.1.weight" for i in (1, 2, 3)]
     missing = [key for key in required if key not in state]
@@ -133,20 +159,66 @@ def infer_config(state: dict[str, torch.Tensor], name: str = "checkpoint") -> Co
         raise NotConvNeXtPoseError(
             f"'{name}' is not a ConvNeXtPose state dict: it lacks {missing[0]}"
             + (f" and {len(missing) - 1} more ConvNeXtPose entries" if len(missing) > 1 else ""))
-    dims = (state["backbone.downsample_layers.0.0.weight"].shape[0],
-            *(state[f"backbone.downsample_layers.{i}.1.weight"].shape[0] for i in (1, 2, 3)))
+    dims = (_dim(state, "backbone.downsample_layers.0.0.weight", 4, name),
+            *(_dim(state, f"backbone.downsample_layers.{i}.1.weight", 4, name) for i in (1, 2, 3)))
     depths = []
     for stage in range(4):
         pattern = re.compile(rf"backbone\.stages\.{stage}\.(\d+)\.dwconv\.weight$")
-        blocks = [int(m.group(1)) for key in state if (m := pattern.match(key))]
-        depths.append(max(blocks) + 1 if blocks else 0)
-    if 0 in depths:
-        raise NotConvNeXtPoseError(
-            f"'{name}' is not a ConvNeXtPose state dict: it has no blocks in backbone stage {depths.index(0)}")
-    head_width = state["head.deconv_layers_1.pwconv.weight"].shape[0]
-    outputs = state["head.final_layer.weight"].shape[0]
+        blocks = sorted(int(m.group(1)) for key in state if (m := pattern.match(key)))
+        if not blocks:
+            raise NotConvNeXtPoseError(
+                f"'{name}' is not a ConvNeXtPose state dict: it has no blocks in backbone stage {stage}")
+        if blocks != list(range(len(blocks))) or len(blocks) > MAX_BLOCKS_PER_STAGE:
+            raise InconsistentShapesError(
+                f"checkpoint '{name}' has inconsistent shapes: backbone stage {stage} numbers its blocks "
+                f"up to {blocks[-1]} but holds {len(blocks)} (at most {MAX_BLOCKS_PER_STAGE}, numbered from 0)")
+        depths.append(len(blocks))
+    head_width = _dim(state, "head.deconv_layers_1.pwconv.weight", 4, name)
+    outputs = _dim(state, "head.final_layer.weight", 4, name, MAX_JOINTS * MAX_DEPTH_BINS)
     joints, depth_bins = _split_outputs(outputs, name)
-    return ConvNeXtPoseConfig(tuple(depths), tuple(int(d) for d in dims), int(head_width), depth_bins, joints)
+    if joints > MAX_JOINTS or depth_bins > MAX_DEPTH_BINS:
+        raise InconsistentShapesError(
+            f"checkpoint '{name}' claims {joints} joints x {depth_bins} depth bins, beyond "
+            f"{MAX_JOINTS} x {MAX_DEPTH_BINS}")
+    return ConvNeXtPoseConfig(tuple(depths), tuple(dims), head_width, depth_bins, joints)
+
+
+def _check_storage(state: dict[str, torch.Tensor], path: str, name: str) -> None:
+    """Every tensor is a plain dense array backed by bytes really in the file: no stride-0 or
+    overlapping views claiming more elements than their storage holds, and all of them
+    together no larger than the file (so what they claim cannot exceed what was read)."""
+    total = 0
+    for key, tensor in state.items():
+        if tensor.layout != torch.strided or tensor.is_quantized:
+            raise InconsistentShapesError(f"checkpoint '{name}' stores {key} in an unsupported layout")
+        if any(size > 1 and stride == 0 for size, stride in zip(tensor.shape, tensor.stride())) \
+                or not tensor.is_contiguous():
+            raise InconsistentShapesError(
+                f"checkpoint '{name}' is malformed: {key} is a view repeating its data "
+                f"(shape {tuple(tensor.shape)}, strides {tuple(tensor.stride())}), not stored weights")
+        nbytes = tensor.numel() * tensor.element_size()
+        if tensor.storage_offset() * tensor.element_size() + nbytes > tensor.untyped_storage().nbytes():
+            raise InconsistentShapesError(f"checkpoint '{name}' is malformed: {key} claims more data than it holds")
+        total += nbytes
+    size = os.path.getsize(path)
+    if total > size:
+        raise InconsistentShapesError(
+            f"checkpoint '{name}' is malformed: its tensors claim {total} bytes but the file has {size}")
+
+
+def _check_values(state: dict[str, torch.Tensor], name: str) -> None:
+    """Weights a network can compute with: finite and of sane magnitude (NaN, infinities or
+    3e38 make every joint NaN; so does data stored in the wrong byte order)."""
+    for key, tensor in state.items():
+        if not tensor.is_floating_point() or tensor.numel() == 0:
+            continue
+        values = tensor.detach().float()
+        if not bool(torch.isfinite(values).all()):
+            raise CorruptCheckpointError(f"checkpoint '{name}' is damaged: {key} holds NaN or infinite values")
+        if float(values.abs().max()) > MAX_ABS_WEIGHT:
+            raise CorruptCheckpointError(
+                f"checkpoint '{name}' is damaged: {key} holds values as large as "
+                f"{float(values.abs().max()):.3g} (stored in another byte order, or not weights)")
 
 
 def _split_outputs(outputs: int, name: str) -> tuple[int, int]:
@@ -163,12 +235,15 @@ def _split_outputs(outputs: int, name: str) -> tuple[int, int]:
 
 def load_convnextpose(path: str | os.PathLike, device: str | torch.device = "cpu") -> ConvNeXtPose:
     """The eval-mode network stored in `path`, its architecture inferred from the file.
-    `device="auto"` picks CUDA when it is available."""
-    name = os.path.basename(os.fspath(path))
+    `device="auto"` picks CUDA when it is available. Everything the file claims is checked
+    (structure, sizes against the file's real size, values) before any memory is committed."""
+    path = os.fspath(path)
+    name = os.path.basename(path)
     state = read_state_dict(path)
+    _check_storage(state, path, name)
     config = infer_config(state, name)
-    model = ConvNeXtPose(config)
-    expected = model.state_dict()
+    with torch.device("meta"):   # the architecture's names and shapes, no memory
+        expected = ConvNeXtPose(config).state_dict()
     missing = [key for key in expected if key not in state]
     unexpected = [key for key in state if key not in expected]
     if missing or unexpected:
@@ -181,6 +256,8 @@ def load_convnextpose(path: str | os.PathLike, device: str | torch.device = "cpu
             raise InconsistentShapesError(
                 f"checkpoint '{name}' has inconsistent shapes: {key} is {tuple(state[key].shape)} "
                 f"where the inferred architecture needs {tuple(tensor.shape)}")
+    _check_values(state, name)
+    model = ConvNeXtPose(config)
     model.load_state_dict(state, strict=True)
     return model.to(resolve_device(device)).eval()
 

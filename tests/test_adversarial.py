@@ -294,3 +294,219 @@ def test_full_disk_is_one_line_and_keeps_the_earlier_files(full_disk, tmp_path, 
         assert len(json.loads((tmp_path / other_name).read_text())["frames"]) == 1
     else:
         assert cv2.imread(str(tmp_path / other_name)) is not None
+
+
+# --------------------------------------------------------------------------------------------
+# 7, 10. Checkpoints that claim absurd sizes or hold unusable numbers: refused in about a
+# second, in bounded memory, with one line naming the file. Each is the bundled tiny
+# checkpoint with one thing changed.
+
+TINY = DATA / "ConvNeXtPose_TINY.tar"
+STEM_WEIGHT = "module.backbone.downsample_layers.0.0.weight"
+
+
+def _tiny_state() -> dict:
+    import torch
+    return torch.load(TINY, map_location="cpu", weights_only=True)
+
+
+def _with(key: str, make) -> Callable[[dict], None]:
+    def change(state):
+        state["network"][key] = make(state["network"][key])
+    return change
+
+
+def _extra_block(state):
+    net = state["network"]
+    for suffix in ("dwconv.weight", "dwconv.bias"):
+        net[f"module.backbone.stages.0.9999999.{suffix}"] = net[f"module.backbone.stages.0.0.{suffix}"].clone()
+
+
+def _torch(fn):
+    def make(tensor):
+        import torch
+        return fn(torch, tensor)
+    return make
+
+
+def _big_endian(path: Path) -> None:
+    """The same tensors, but the archive says their bytes are big-endian."""
+    import zipfile
+    with zipfile.ZipFile(path) as source:
+        records = {info.filename: source.read(info) for info in source.infolist()}
+    byteorder = next(name for name in records if name.endswith("/byteorder"))
+    records[byteorder] = b"big"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as target:
+        for name, data in records.items():
+            target.writestr(name, data)
+
+
+@dataclass
+class BadCheckpoint:
+    case: str
+    change: Callable[[dict], None]
+    message: str
+    after_save: Callable[[Path], None] = lambda path: None
+
+
+BAD_CHECKPOINTS = [
+    BadCheckpoint("a block numbered 9999999", _extra_block, "numbers its blocks up to 9999999"),
+    BadCheckpoint("a stride-0 view claiming 20000x3x4x4",
+                  _with(STEM_WEIGHT, _torch(lambda torch, t: torch.zeros(1).expand(20000, 3, 4, 4))),
+                  "is a view repeating its data"),
+    BadCheckpoint("a stride-0 view claiming 1e6 channels",
+                  _with("module.backbone.downsample_layers.3.1.weight",
+                        _torch(lambda torch, t: torch.zeros(1).expand(1_000_000, 24, 2, 2))),
+                  "is a view repeating its data"),
+    BadCheckpoint("a 0-d tensor for a weight", _with(STEM_WEIGHT, _torch(lambda torch, t: torch.tensor(1.0))),
+                  "has 0 dimensions"),
+    BadCheckpoint("NaN weights", _with(STEM_WEIGHT, _torch(lambda torch, t: torch.full_like(t, float("nan")))),
+                  "holds NaN or infinite values"),
+    BadCheckpoint("infinite weights", _with(STEM_WEIGHT, _torch(lambda torch, t: torch.full_like(t, float("inf")))),
+                  "holds NaN or infinite values"),
+    BadCheckpoint("3e38 weights", _with(STEM_WEIGHT, _torch(lambda torch, t: torch.full_like(t, 3e38))),
+                  "holds values as large as 3e+38"),
+    BadCheckpoint("big-endian storage", lambda state: None, "is damaged", after_save=_big_endian),
+]
+
+
+@pytest.mark.parametrize("case", BAD_CHECKPOINTS, ids=[c.case for c in BAD_CHECKPOINTS])
+def test_bad_checkpoint_is_one_line_naming_it(case, tmp_path):
+    import resource
+    import torch
+    state = _tiny_state()
+    case.change(state)
+    path = tmp_path / "damaged.tar"
+    torch.save(state, path)
+    case.after_save(path)
+
+    def bounded():   # a run that would build a 10-million-block network must fail, not swap
+        resource.setrlimit(resource.RLIMIT_AS, (6 << 30, 6 << 30))
+
+    result = subprocess.run([sys.executable, RUN_DEMO, "-i", str(PHOTO), "-m", str(path), "--no-display",
+                             "-e", "o.json", "--plot", "o.png"], cwd=tmp_path, env=demo_env(),
+                            capture_output=True, text=True, timeout=300, preexec_fn=bounded)
+    lines = error_lines(result.stderr)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert len(lines) == 1 and "damaged.tar" in lines[0] and case.message in lines[0], result.stderr[-2000:]
+    assert not (tmp_path / "o.json").exists() and not (tmp_path / "o.png").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# 12. A stop during start-up (torch and the models loading) is a plain message, no traceback
+
+def _catches(pid: int, signum: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    caught = int(next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt")), 16)
+    return bool(caught >> (signum - 1) & 1)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_stop_during_start_up_is_a_plain_message(signum, tmp_path):
+    if not Path("/proc/self/status").exists():
+        pytest.skip("needs Linux's /proc to see when the app is starting")
+    process = start_demo(["-i", str(PHOTO), "-m", str(DATA / "ConvNeXtPose_TINY.tar"), "--no-display",
+                          "-e", "o.json"], tmp_path)
+    deadline = time.monotonic() + 5
+    # As soon as the app handles stop signals (SIGTERM is caught by nobody else), torch and
+    # the models are still to load: stop it then.
+    while time.monotonic() < deadline and not _catches(process.pid, signal.SIGTERM):
+        time.sleep(0.002)
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 128 + signum, stderr
+    assert "Traceback" not in stderr and error_lines(stderr) == ["interrupted"], stderr
+    assert not (tmp_path / "o.json").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# 8, 13. Inputs that are not what they seem: one line saying what the input really is, no
+# library noise, no hang
+
+def _fifo(folder: Path) -> str:
+    os.mkfifo(folder / "feed")
+    return "feed"
+
+
+def _mp4_named_jpg(folder: Path) -> str:
+    shutil.copy(CLIP, folder / "clip.jpg")
+    return "clip.jpg"
+
+
+def _tar_archive(folder: Path) -> str:
+    import tarfile
+    with tarfile.open(folder / "photos.tar", "w") as archive:
+        archive.add(PHOTO, arcname="group.jpg")
+    return "photos.tar"
+
+
+@dataclass
+class BadInput:
+    case: str
+    make: Callable[[Path], str]     # creates the input in the folder, returns its name
+    message: str
+
+
+BAD_INPUTS = [
+    BadInput("a FIFO nobody writes to", _fifo, "is a named pipe (FIFO)"),
+    BadInput("/dev/zero", lambda folder: "/dev/zero", "is a character device"),
+    BadInput("/dev/urandom", lambda folder: "/dev/urandom", "is a character device"),
+    BadInput("an MP4 named .jpg", _mp4_named_jpg, "it is an MP4/QuickTime video, not an image"),
+    BadInput("a tar archive", _tar_archive, "it is a tar archive, not an image or a video"),
+]
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS, ids=[c.case for c in BAD_INPUTS])
+def test_input_that_is_not_what_it_seems(case, tmp_path):
+    name = case.make(tmp_path)
+    result = run_demo(["-i", name, "--no-display", "--model", "blazepose", "-e", "o.json"], tmp_path, timeout=60)
+    lines = error_lines(result.stderr)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and case.message in lines[0], result.stderr[-2000:]
+
+
+def test_fed_fifo_is_named_for_what_it_is(tmp_path):
+    """A FIFO someone writes a video into: named as a pipe (not "the file is empty"), and the
+    writer is not left hanging."""
+    os.mkfifo(tmp_path / "feed")
+    writer = subprocess.Popen(["sh", "-c", f"cat '{CLIP}' > '{tmp_path / 'feed'}'"])
+    try:
+        result = run_demo(["-i", "feed", "--no-display", "--model", "blazepose", "-e", "o.json"], tmp_path, timeout=60)
+    finally:
+        writer.kill()
+        writer.wait()
+    assert result.returncode == 2 and "is a named pipe (FIFO)" in result.stderr, result.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# 6, 13. A damaged video: frames after the damage are still processed, the end says how many
+# could not be decoded, and FFmpeg's own complaints stay out of the user's terminal
+
+def _damaged_clip(path: Path, frames: int = 40) -> None:
+    photo = cv2.imread(str(PHOTO))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (192, 144))
+    for i in range(frames):
+        crop = photo[i * 4:i * 4 + 432, i * 6:i * 6 + 576]
+        writer.write(cv2.resize(crop, (192, 144)))
+    writer.release()
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 600] = bytes(range(256)) * 2 + bytes(88)   # corrupt bytes in the middle
+    path.write_bytes(bytes(data))
+
+
+def test_damaged_video_skips_what_cannot_be_decoded_and_says_so(tmp_path):
+    _damaged_clip(tmp_path / "damaged.mp4")
+    result = run_demo(["-i", "damaged.mp4", "--no-display", "--model", "blazepose", "-e", "o.json",
+                       "--no-progress"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    frames = json.loads((tmp_path / "o.json").read_text())["frames"]
+    lost = 40 - len(frames)
+    assert len(frames) > 25 and lost >= 1, "decoding resumed after the damaged stretch"
+    lines = error_lines(result.stderr)
+    assert lines[-1].startswith(f"warning: {lost} of the 40 frames of 'damaged.mp4' could not be decoded"), result.stderr
+    assert lines[0].startswith(f"Processed {len(frames)} frames"), result.stderr
+    assert len(lines) == 2, "nothing but the summary and the warning: " + result.stderr
