@@ -175,14 +175,13 @@ class Stop:
     case: str
     signals: list[int]
     apart_s: float = 0.0
-    loop: bool = False
     sigint_ignored: bool = False   # started by a script's `cmd &`: SIGINT arrives ignored
 
 
 STOPS = [
     Stop("SIGTERM (docker stop, systemd, timeout)", [signal.SIGTERM]),
     Stop("SIGHUP (the terminal was closed)", [signal.SIGHUP]),
-    Stop("Ctrl-C with --loop, started by a script's &", [signal.SIGINT], loop=True, sigint_ignored=True),
+    Stop("Ctrl-C to a run started by a script's &", [signal.SIGINT], sigint_ignored=True),
     Stop("ten Ctrl-C 20 ms apart", [signal.SIGINT] * 10, apart_s=0.02),
     Stop("two Ctrl-C 5 ms apart", [signal.SIGINT] * 2, apart_s=0.005),
     Stop("SIGTERM then Ctrl-C", [signal.SIGTERM, signal.SIGINT], apart_s=0.01),
@@ -191,13 +190,13 @@ STOPS = [
 
 @pytest.mark.parametrize("case", STOPS, ids=[c.case for c in STOPS])
 def test_stop_signals_finish_every_output(case, tmp_path):
-    args = ["-i", str(CLIP), "--no-display", "--model", "blazepose", "-o", "o.mp4", "-e", "o.json"]
-    if case.loop:
-        args += ["--loop", "--max-frames", "100000"]
+    # --loop: the input never ends by itself, so only the signal can stop the run
+    args = ["-i", str(CLIP), "--no-display", "--model", "blazepose", "-o", "o.mp4", "-e", "o.json",
+            "--loop", "--max-frames", "100000"]
     (tmp_path / "o.json").write_text('{"earlier run": true}')   # a previous run's result
     process = start_demo(args, tmp_path, case.sigint_ignored)
     _wait_for_first_frame(tmp_path, process)
-    time.sleep(1.5 if case.loop else 0.3)
+    time.sleep(0.3)
     for i, signum in enumerate(case.signals):
         if i:
             time.sleep(case.apart_s)
@@ -208,7 +207,9 @@ def test_stop_signals_finish_every_output(case, tmp_path):
         process.kill()
         process.communicate()
         pytest.fail("the run did not stop within 60 s of the signal")
-    assert process.returncode == 128 + case.signals[0], stderr
+    # Signals arriving together are handled in signal-number order (SIGINT before SIGTERM):
+    # the exit code is that of one of them, whichever was handled first.
+    assert process.returncode in {128 + s for s in case.signals}, stderr
     _check_finished_outputs(tmp_path, stderr)
 
 
