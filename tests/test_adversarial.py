@@ -224,16 +224,16 @@ def _dead_pid() -> int:
 
 def test_next_run_removes_a_killed_runs_temporaries_and_nothing_else(tmp_path):
     dead, alive = _dead_pid(), os.getpid()
-    stale = [f".o.part-{dead}-0badf00d.json", f".o.part-{dead}-12345678.mp4"]
+    stale = [f".o.part-{dead}-0badf00d.json", f".o.part-{dead}-12345678.jpg"]
     kept = [f".o.part-{alive}-0badf00d.json",       # a run still going
             f".other.part-{dead}-0badf00d.json",    # another target's
             "o.part-1-0badf00d.json", ".o.part-notes.json", "o.json.bak"]
     for name in stale + kept:
         (tmp_path / name).write_text("x")
     result = run_demo(["-i", str(PHOTO), "--no-display", "--model", "blazepose", "-e", "o.json",
-                       "-o", "o.mp4"], tmp_path)
+                       "-o", "o.jpg"], tmp_path)
     assert result.returncode == 0, result.stderr
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept + ["o.json", "o.mp4"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept + ["o.json", "o.jpg"])
 
 
 # --------------------------------------------------------------------------------------------
@@ -282,7 +282,9 @@ def test_full_disk_is_one_line_and_keeps_the_earlier_files(full_disk, tmp_path, 
                 if p.is_file() and p.name != "filler"}
 
     before = files()
-    result = run_demo(["-i", str(PHOTO), "--no-display", "--model", "blazepose",
+    # a video or a folder of frames is written from a video; the other kinds from the photo
+    source = [str(CLIP), "--max-frames", "1"] if option == "-o" and not name.endswith(".jpg") else [str(PHOTO)]
+    result = run_demo(["-i", *source, "--no-display", "--model", "blazepose",
                        option, str(full_disk / name), other_option, str(tmp_path / other_name)], tmp_path)
     lines = error_lines(result.stderr)
     assert result.returncode == 2, result.stderr
