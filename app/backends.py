@@ -2,6 +2,7 @@
 else the BlazePose GHUM fallback (said once, with where to get the real weights)."""
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -12,6 +13,18 @@ WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 RELEASE_URL = "https://github.com/medialab-ku/ConvNeXtPose"
 CHECKPOINT_SUFFIXES = (".tar", ".pth", ".pt", ".pth.tar")
 FALLBACK = "blazepose"
+
+
+def passive_openmp_waits() -> None:
+    """Make PyTorch's OpenMP threads sleep, not spin, while they wait for work. Must run before
+    torch is first imported (libgomp reads it once); a user's own OMP_WAIT_POLICY wins.
+
+    Spinning (libgomp's default) keeps both cores busy between the network's layers. Here the
+    network shares two cores with decoding, detection and composition on other threads, and on
+    a loaded machine with other processes too: a spinning thread then holds the core that the
+    thread it waits for needs. ConvNeXtPose-L alone on a busy 2-core Xeon: median 1150 ms per
+    pass spinning, 155 ms sleeping (docs/benchmarks.md)."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def find_checkpoint(folder: Path = WEIGHTS_DIR) -> Path | None:
@@ -48,6 +61,7 @@ def create_backend(model: str | None, device: str = "auto", precision: str = "au
         notify(missing_weights_notice())
         return _blazepose()
     # Imported here: torch loads only when ConvNeXtPose is actually used.
+    passive_openmp_waits()
     from models import load_convnextpose, optimize_for_inference, resolve_device
 
     from .estimator import ConvNeXtPoseBackend

@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,6 +26,7 @@ import numpy as np
 from . import signals
 from .backends import create_backend
 from .errors import UserError
+from .launch_clock import seconds_since_launch
 from .memory import rss_mb, trim_heap
 from .native_logs import native_stderr_silenced
 from .types import Box, Camera, Frame, FrameResult, Person
@@ -39,6 +41,7 @@ class RunSummary:
     people: int = 0                       # person detections summed over frames
     tracks: int = 0                       # distinct track ids
     seconds: float = 0.0
+    first_frame_s: float | None = None    # from process launch to the first frame processed
     files: list[str] = field(default_factory=list)
     stages_ms: dict[str, float] = field(default_factory=dict)   # mean per frame
     rss_mb: dict[str, float] = field(default_factory=dict)      # after warm-up, at the end
@@ -71,6 +74,12 @@ def _put(q: queue.Queue, item, stop: threading.Event) -> bool:
     return False
 
 
+def overlaps_detection(backend) -> bool:
+    """Whether detection of the next frame runs beside this frame's poses: only when the pose
+    network runs on an accelerator, so the CPU is free to detect meanwhile."""
+    return not str(backend.device).startswith("cpu")
+
+
 class FrameLoop:
     """Owns the stages of one run and moves frames through them."""
 
@@ -80,10 +89,19 @@ class FrameLoop:
                               # 250, 750, ...: samples fall between trims and count what builds up
 
     def __init__(self, settings, source, detector, backend, tracker, scene, viewer, sinks,
-                 plot_recorder=None, compose_always=False, info_type=dict, floor=None,
-                 fresh_tracker=None):
+                 plot_recorder=None, info_type=dict, floor=None, fresh_tracker=None,
+                 warm_up=None, overlap_detection=None):
+        """warm_up: run once on the inferring thread before its first frame. overlap_detection:
+        detect people in frame t+1 on a helper thread while frame t's poses are computed; by
+        default only when the pose network runs on an accelerator (on the CPU both would share
+        the same cores, and the network already uses all of them)."""
         self.settings = settings
-        self.compose_always = compose_always   # benchmarks time the composition even with no output
+        self.warm_up = warm_up
+        if overlap_detection is None:
+            overlap_detection = overlaps_detection(backend)
+        self._detect_ahead = ThreadPoolExecutor(1, thread_name_prefix="detect") if overlap_detection else None
+        self._ahead: tuple[int, Future] | None = None   # (frame index, its whole-frame detections)
+        self._lookahead = None                              # a frame taken early from frames_q
         self.info_type = info_type
         self.progress = None
         self.source = source
@@ -141,6 +159,8 @@ class FrameLoop:
     # ---- stage 2: detection, pose, tracking ----
     def _infer(self) -> None:
         try:
+            if self.warm_up is not None:
+                self.warm_up()
             while not self.stop.is_set():
                 item = self._next_frame()
                 if item is _END or isinstance(item, _Failure):
@@ -170,6 +190,9 @@ class FrameLoop:
         taken straight from the source when inference is ready for it, so latency stays
         within one frame interval of the processing time."""
         if not self.source.is_live:
+            if self._lookahead is not None:
+                item, self._lookahead = self._lookahead, None
+                return item
             while not self.stop.is_set():   # a bounded wait: shutdown must not strand this thread
                 try:
                     return self.frames_q.get(timeout=0.1)
@@ -196,25 +219,53 @@ class FrameLoop:
         if self.fresh_tracker is not None and frame.index > 0:
             self.tracker = self.fresh_tracker()
         sweep = self._sweep_due(frame.index)
+        ahead, self._ahead = self._ahead, None
         if sweep:
             # A sweep looks for new people: the ones being followed need no verifying again.
             self._last_sweep = frame.index
             known = [t.crop for t in self.tracker.tracks if t.crop is not None]
             self.tracker.update_detections(self.detector.detect(image, mode="tiled", known=known), frame.index)
         elif self.tracker.needs_detection(frame.index):
-            self.tracker.update_detections(self.detector.detect(image, mode="fast"), frame.index)
+            # started beside the last frame's poses (_start_detecting_next), or now
+            detections = ahead[1].result() if ahead is not None and ahead[0] == frame.index \
+                else self.detector.detect(image, mode="fast")
+            self.tracker.update_detections(detections, frame.index)
         boxes = self.tracker.crops()
         stages["detect"] = (time.perf_counter() - start) * 1000.0
+        self._start_detecting_next(frame.index)
         start = time.perf_counter()
         estimates = self.backend.estimate(image, boxes, self.camera) if boxes else []
         stages["pose"] = (time.perf_counter() - start) * 1000.0
+        # the model's own share of the pose stage; a backend that cannot separate it counts whole
+        model_ms = self.backend.last_model_ms if boxes else 0.0
+        model_ms = stages["pose"] if model_ms is None else model_ms
         start = time.perf_counter()
         people = self.tracker.update(estimates, frame.time, frame.index)
         floor = None
         if self.floor is not None:
             people, floor = self.floor.update(people, (image.shape[1], image.shape[0]))
         stages["track"] = (time.perf_counter() - start) * 1000.0
-        return FrameResult(frame, people, stages, floor)
+        return FrameResult(frame, people, stages, floor, model_ms)
+
+    def _start_detecting_next(self, index: int) -> None:
+        """With overlap on: when the next file frame is already decoded and a detection is due
+        there (as far as can be told before this frame's poses), start it now on the helper
+        thread. If the poses then make it unnecessary, its result is dropped; if they make one
+        necessary that was not started, it runs in line as usual."""
+        if (self._detect_ahead is None or self.source.is_live or self._lookahead is not None
+                or self.fresh_tracker is not None):   # stills: each frame starts a new tracker
+            return
+        try:
+            item = self.frames_q.get_nowait()
+        except queue.Empty:
+            return
+        self._lookahead = item
+        if item is _END or isinstance(item, _Failure):
+            return
+        frame = item[0]
+        # only the whole-frame pass: a sweep is told whom the tracker follows after this frame
+        if not self._sweep_due(frame.index) and self.tracker.needs_detection(frame.index):
+            self._ahead = (frame.index, self._detect_ahead.submit(self.detector.detect, frame.image, mode="fast"))
 
     # ---- stage 3: composition, window, sinks (main thread) ----
     def run(self) -> RunSummary:
@@ -243,12 +294,16 @@ class FrameLoop:
                     self.last_with_people = item
                 if not self._present(item, fps) or self._stop_requested.is_set():
                     break
+                if self.summary.first_frame_s is None:
+                    self.summary.first_frame_s = seconds_since_launch()
         finally:
             self.summary.seconds = (ended or time.perf_counter()) - started
             self.stop.set()
             self._drain()
             for thread in threads:
                 thread.join(timeout=2.0)
+            if self._detect_ahead is not None:
+                self._detect_ahead.shutdown(wait=True, cancel_futures=True)
             self._finish_summary()
             self._close_all()
         return self.summary
@@ -266,11 +321,12 @@ class FrameLoop:
         keep_going = True
         start = time.perf_counter()
         composed = None
-        # The window and the files show the same composition: render it once, share it.
+        # The window and the files show the same composition: render it once, share it; and
+        # compose nothing when nothing is shown or written (benchmarks/bench_render.py times it).
         if self.viewer is not None:
             keep_going = self.viewer.present(result, info)
             composed = self.viewer.last_image
-        elif self.sinks.needs_image or self.compose_always:
+        elif self.sinks.needs_image:
             composed = self.scene.render(result, info)
         result.stages_ms["render"] = (time.perf_counter() - start) * 1000.0
         start = time.perf_counter()
@@ -306,7 +362,7 @@ class FrameLoop:
         self.summary.frames += 1
         self.summary.people += len(result.people)
         self._track_ids.update(p.track_id for p in result.people)
-        for stage, ms in result.stages_ms.items():
+        for stage, ms in dict(result.stages_ms, model=result.model_ms).items():
             self._stage_totals[stage] = self._stage_totals.get(stage, 0.0) + ms
 
     def _drain(self) -> None:
@@ -432,10 +488,15 @@ def _check_plot_path(path: str, joint: str | None) -> int | None:
 
 def _warm_up(detector, backend, width: int, height: int, camera: Camera, model: str | None) -> None:
     """One pass on a blank frame starts every model and allocates every buffer, so the first
-    real frame is not slow and start-up logs come out here, silenced. A network that answers
-    it with NaN or infinities (damaged weights) is refused here, before any output is opened."""
+    real frame is not slow and start-up logs come out here, silenced. Runs on the inferring
+    thread (FrameLoop's warm_up): a CUDA thread keeps its own cuDNN handle and autotuning, so
+    the pose network also runs every batch size it can meet there (backend.warm_up). A network
+    that answers it with NaN or infinities (damaged weights) is refused here, before any output
+    is opened."""
     blank = np.zeros((height, width, 3), np.uint8)
     with native_stderr_silenced():
+        if hasattr(backend, "warm_up"):
+            backend.warm_up()
         # at least 64 px: the detector skips tiny frames, and its model must run once here
         detector.detect(np.zeros((max(height, 64), max(width, 64), 3), np.uint8))
         people = backend.estimate(blank, [Box(width * 0.25, height * 0.1, width * 0.5, height * 0.8)], camera)
@@ -491,7 +552,6 @@ def build_loop(settings, source, plot_joint: int | None, display: bool, opened: 
 
     tracker = make_tracker()
     stills = getattr(source, "mode", None) == "stills"
-    _warm_up(detector, backend, width, height, camera, settings.model)
     scene = SceneRenderer()
     sinks = SinkGroup()
     if settings.output:
@@ -512,9 +572,9 @@ def build_loop(settings, source, plot_joint: int | None, display: bool, opened: 
         opened.append(viewer)
     recorder = PlotRecorder(settings.plot, plot_joint) if settings.plot else None
     return FrameLoop(settings, source, detector, backend, tracker, scene, viewer, sinks, recorder,
-                     compose_always=settings.benchmark, info_type=SceneInfo,
-                     floor=FloorFitter(steady=not source.is_still),
-                     fresh_tracker=make_tracker if stills else None)
+                     info_type=SceneInfo, floor=FloorFitter(steady=not source.is_still),
+                     fresh_tracker=make_tracker if stills else None,
+                     warm_up=lambda: _warm_up(detector, backend, width, height, camera, settings.model))
 
 
 def run(settings, source=None) -> int:
@@ -587,6 +647,7 @@ def run(settings, source=None) -> int:
         if last is not None and hasattr(loop.backend, "compare_with_reference"):
             # The pose network alone, plain float32 eager vs what ran, on the same crops, now.
             report["pose_network"] = loop.backend.compare_with_reference(last.frame.image, [p.box for p in last.people])
+        report["efficiency"] = pipeline_efficiency(summary, report.get("pose_network", {}).get("selected_ms"))
         print(json.dumps(_finite(report), allow_nan=False))
     return signals.exit_code_for(interrupted) if interrupted is not None else 0
 
@@ -602,10 +663,33 @@ def _finite(value):
     return value
 
 
+def pipeline_efficiency(summary: RunSummary, network_alone_ms: float | None) -> dict:
+    """End-to-end FPS against what the model alone would allow: fps / (1000 / model ms per frame),
+    1.0 when nothing is lost around the model.
+
+    `ratio` takes the model's time as measured inside this run, frame by frame, so both sides
+    see the same machine load (the machines are shared; load changes by the minute).
+    `ratio_vs_network_alone` takes the network timed alone on the last frame's crops right after
+    the run: it also counts what the network loses to the other threads, but a change in the
+    machine's load between the two moments moves it too."""
+    report = {}
+    model_ms = summary.stages_ms.get("model", 0.0)
+    if model_ms > 0 and summary.fps > 0:
+        report["ratio"] = round(summary.fps * model_ms / 1000.0, 3)
+        report["model_ms"] = round(model_ms, 2)
+    if network_alone_ms and summary.fps > 0:
+        report["ratio_vs_network_alone"] = round(summary.fps * network_alone_ms / 1000.0, 3)
+        report["network_alone_ms"] = network_alone_ms
+    return report
+
+
 def benchmark_report(summary: RunSummary, backend, source) -> dict:
-    stages = {k: round(summary.stages_ms.get(k, 0.0), 3) for k in ("read", "detect", "pose", "render", "write")}
+    stages = {k: round(summary.stages_ms.get(k, 0.0), 3)
+              for k in ("read", "detect", "pose", "model", "render", "write")}
     report = {"frames": summary.frames, "fps": round(summary.fps, 2), "stages_ms": stages,
               "device": backend.device, "model": backend.name}
+    if summary.first_frame_s is not None:
+        report["startup_s"] = {"to_first_frame": round(summary.first_frame_s, 3)}
     if summary.rss_mb:
         report["rss_mb"] = dict(summary.rss_mb, samples=summary.rss_samples_mb)
     if source.is_live and summary.latency_ms:

@@ -130,6 +130,7 @@ class FrameResult:
     people: list[Person] = field(default_factory=list)
     stages_ms: dict[str, float] = field(default_factory=dict)
     floor: Floor | None = None   # the floor the people stand on (app/floor.py), camera axes
+    model_ms: float = 0.0      # the model's own share of stages_ms["pose"] (benchmarks)
 
 
 class PoseBackend:
@@ -138,6 +139,9 @@ class PoseBackend:
 
     name: str = "?"       # e.g. "ConvNeXtPose-L" or "BlazePose GHUM (fallback)"
     device: str = "cpu"
+    # ms the model itself took in the last estimate() (benchmarks weigh the rest against it);
+    # None where it cannot be told apart from the rest of estimate()
+    last_model_ms: float | None = None
 
     def estimate(self, image_bgr: np.ndarray, boxes: list[Box], camera: Camera) -> list[Person | None]:
         """One Person per box (None where nothing could be estimated), aligned with `boxes`."""

@@ -17,37 +17,12 @@ import zipfile
 import torch
 
 from .convnextpose import ConvNeXtPose, ConvNeXtPoseConfig
+from .errors import (CheckpointError, CheckpointNotFoundError, CorruptCheckpointError,  # noqa: F401
+                     InconsistentShapesError, NotACheckpointError, NotConvNeXtPoseError,
+                     UnsafeCheckpointError)
 
 # Usual depth-bin counts, tried in order when the joint count is not 18.
 _DEPTH_BIN_GUESSES = (64, 32, 16, 8)
-
-
-class CheckpointError(ValueError):
-    """A checkpoint could not be used. The message is one sentence naming the file."""
-
-
-class CheckpointNotFoundError(CheckpointError):
-    pass
-
-
-class NotACheckpointError(CheckpointError):
-    pass
-
-
-class CorruptCheckpointError(CheckpointError):
-    pass
-
-
-class UnsafeCheckpointError(CheckpointError):
-    pass
-
-
-class NotConvNeXtPoseError(CheckpointError):
-    pass
-
-
-class InconsistentShapesError(CheckpointError):
-    pass
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:

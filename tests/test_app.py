@@ -156,13 +156,29 @@ def test_benchmark_prints_json_last(tmp_path, clip, capsys):
     last = capsys.readouterr().out.strip().splitlines()[-1]
     report = json.loads(last)
     assert report["frames"] == 8 and report["fps"] > 0
-    assert set(report["stages_ms"]) == {"read", "detect", "pose", "render", "write"}
-    assert report["stages_ms"]["pose"] > 0 and report["stages_ms"]["render"] > 0
+    assert set(report["stages_ms"]) == {"read", "detect", "pose", "model", "render", "write"}
+    stages = report["stages_ms"]
+    assert stages["pose"] > 0 and 0 < stages["model"] <= stages["pose"]
+    # nothing shown or written: no picture is composed (it used to be, ~10 ms a frame for L)
+    assert stages["render"] < 0.5
     assert report["device"] == "cpu" and report["model"] == "ConvNeXtPose (custom)"
+    # launch to first frame, and the rate against what the model alone would allow
+    assert 0 < report["startup_s"]["to_first_frame"] < 120
+    efficiency = report["efficiency"]
+    assert efficiency["model_ms"] == pytest.approx(stages["model"], abs=0.01)
+    assert efficiency["ratio"] == pytest.approx(report["fps"] * stages["model"] / 1000, abs=2e-3)
     # the pose network alone, plain float32 eager vs the path that ran, timed in the same run
     network = report["pose_network"]
     assert network["batch"] >= 1 and network["fp32_eager_ms"] > 0 and network["selected_ms"] > 0
     assert network["numerics"] == "fp32" and network["max_deviation"] < 0.05
+
+
+def test_benchmark_with_an_output_composes_every_frame(tmp_path, clip, capsys):
+    out = tmp_path / "out.mp4"
+    assert main(["--input", str(clip), "--model", TINY, "--benchmark", "--max-frames", "4",
+                 "--output", str(out)]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["stages_ms"]["render"] > 0.5 and out.stat().st_size > 0
 
 
 # ---- bad input: one clear line, exit code 2, no traceback, no file left behind ----

@@ -1,0 +1,115 @@
+"""The pose stage's plumbing around the network: crops uploaded as bytes and normalized where
+the network runs, big groups split into warmed-up batch sizes, warm-up on the inferring thread,
+and detection of the next frame beside this frame's poses. The CUDA path shares this code; what
+needs no GPU is checked here on the CPU."""
+import json
+import threading
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from app import estimator, pipeline
+from app.cli import main
+from app.estimator import MAX_BATCH, CropUploader, estimate_poses, warm_up_batches
+from conftest import DATA
+from models import load_convnextpose
+
+TINY = str(DATA / "ConvNeXtPose_TINY.tar")
+
+
+def _reference_normalization(crops_bgr):
+    batch = np.stack(crops_bgr)[..., ::-1].astype(np.float64) / 255.0
+    batch = (batch - [0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225]
+    return batch.transpose(0, 3, 1, 2)
+
+
+def test_uploader_normalizes_bytes_into_channels_last_rgb():
+    photo = cv2.imread(str(DATA / "group.jpg"))
+    crops = [np.ascontiguousarray(photo[y:y + 256, x:x + 256]) for x, y in ((0, 0), (200, 40), (384, 136))]
+    images = CropUploader("cpu")(crops)
+    assert images.shape == (3, 3, 256, 256) and images.dtype == torch.float32
+    assert images.is_contiguous(memory_format=torch.channels_last)
+    np.testing.assert_allclose(images.numpy(), _reference_normalization(crops), atol=1e-5)
+
+
+def test_warm_up_plan_covers_every_batch_a_run_can_meet():
+    assert warm_up_batches("cuda") == list(range(1, MAX_BATCH + 1))
+    assert warm_up_batches("cuda:1", max_batch=3) == [1, 2, 3]
+    assert warm_up_batches("cpu") == [1]
+
+
+class _Recording(torch.nn.Module):
+    """Wraps a network and records the batch sizes and threads it was run with."""
+
+    def __init__(self, network):
+        super().__init__()
+        self.network = network
+        self.config = network.config
+        self.calls = []
+
+    def forward_with_confidence(self, images):
+        self.calls.append((images.shape[0], threading.current_thread().name))
+        return self.network.forward_with_confidence(images)
+
+
+def test_more_people_than_one_batch_go_through_in_several_passes_with_the_same_answers(group_boxes):
+    photo = cv2.imread(str(DATA / "group.jpg"))
+    network = load_convnextpose(TINY)
+    people = [tuple(b) for b in group_boxes["bboxes"]]
+    boxes = (people * MAX_BATCH)[:MAX_BATCH + 3]
+    recording = _Recording(network)
+    timing = {}
+    split = estimate_poses(recording, photo, boxes, (1000, 1000), (photo.shape[1] / 2, photo.shape[0] / 2),
+                           timing=timing)
+    assert [n for n, _ in recording.calls] == [MAX_BATCH, len(boxes) - MAX_BATCH]
+    assert timing["network_ms"] > 0
+    for box, estimate in zip(boxes, split):
+        alone = estimate_poses(network, photo, [box], (1000, 1000), (photo.shape[1] / 2, photo.shape[0] / 2))[0]
+        np.testing.assert_allclose(estimate.pose_3d_rel, alone.pose_3d_rel, atol=1e-2)
+
+
+def test_warm_up_runs_on_the_thread_that_infers(tmp_path, monkeypatch):
+    recordings = []
+    real_backend = estimator.ConvNeXtPoseBackend
+
+    def recording_backend(model, **kwargs):
+        wrapped = _Recording(model)
+        wrapped.numerics = "fp32"
+        recordings.append(wrapped)
+        return real_backend(wrapped, **kwargs)
+    monkeypatch.setattr(estimator, "ConvNeXtPoseBackend", recording_backend)
+    assert main(["--input", str(DATA / "basketball1.jpg"), "--model", TINY, "--no-display",
+                 "--output", str(tmp_path / "out.jpg")]) == 0
+    threads = {name for _, name in recordings[0].calls}
+    assert threads == {"infer"}
+
+
+def _export(tmp_path, clip_path, name):
+    export = tmp_path / name
+    assert main(["--input", str(clip_path), "--model", TINY, "--no-display", "--max-frames", "20",
+                 "--detect-every", "2", "--export", str(export)]) == 0
+    return json.loads(export.read_text())["frames"]
+
+
+def test_detecting_the_next_frame_beside_this_frames_poses_changes_no_answer(tmp_path, monkeypatch):
+    from test_app import make_video
+    clip_path = make_video(tmp_path / "clip.mp4", frames=20)
+    serial = _export(tmp_path, clip_path, "serial.json")
+    detections = []
+    real_detect = pipeline.FrameLoop._start_detecting_next
+
+    def counting(self, index):
+        real_detect(self, index)
+        if self._ahead is not None:
+            detections.append(self._ahead[0])
+    monkeypatch.setattr(pipeline, "overlaps_detection", lambda backend: True)
+    monkeypatch.setattr(pipeline.FrameLoop, "_start_detecting_next", counting)
+    overlapped = _export(tmp_path, clip_path, "overlapped.json")
+    assert len(detections) >= 5, "detections were started ahead"
+    assert [f["index"] for f in overlapped] == [f["index"] for f in serial] == list(range(20))
+    for a, b in zip(serial, overlapped):
+        assert [p["id"] for p in a["people"]] == [p["id"] for p in b["people"]]
+        for pa, pb in zip(a["people"], b["people"]):
+            np.testing.assert_allclose(pa["joints_3d"], pb["joints_3d"], atol=1e-3)
