@@ -10,6 +10,11 @@ from .errors import UserError
 from .types import PoseBackend
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+# --precision auto measures each numerics on real people before choosing: three skiers of the
+# bundled sample photo (x, y, w, h pixels), a batch like a small group's
+CALIBRATION_PHOTO = Path(__file__).resolve().parent.parent / "samples" / "group.jpg"
+CALIBRATION_BOXES = ((139.41, 102.25, 222.39, 241.57), (372.58, 170.84, 266.63, 217.19),
+                     (540.04, 48.81, 99.96, 223.36))
 RELEASE_URL = "https://github.com/medialab-ku/ConvNeXtPose"
 CHECKPOINT_SUFFIXES = (".tar", ".pth", ".pt", ".pth.tar")
 FALLBACK = "blazepose"
@@ -73,10 +78,27 @@ def create_backend(model: str | None, device: str = "auto", precision: str = "au
     network = load_convnextpose(path, device=torch_device)
     notify(f"Loaded {path.name}: {network.describe()}")
     try:
-        runner = optimize_for_inference(network, precision=precision, tune_allocator=True)
+        runner = optimize_for_inference(network, precision=precision, tune_allocator=True,
+                                        calibration=calibration_crops() if precision == "auto" else None)
     except ValueError as error:   # e.g. bf16 asked for on hardware without it
         raise UserError(f"--precision {precision}: {error}") from None
+    if runner.precision_trials:
+        notify("--precision auto: " + ", ".join(
+            f"{t.precision} {t.ms:.0f} ms, {t.mean_mm:.2f}/{t.max_mm:.2f} mm mean/max"
+            + ("" if t.passes else " (over the limit)") for t in runner.precision_trials)
+            + f": running {runner.numerics}")
     return ConvNeXtPoseBackend(runner, name=network.display_name, reference=network if keep_reference else None)
+
+
+def calibration_crops():
+    """The network's input for CALIBRATION_BOXES in the sample photo, or None without it."""
+    import cv2
+
+    from .estimator import crop_boxes, normalize_crops
+    image = cv2.imread(str(CALIBRATION_PHOTO))
+    if image is None:
+        return None
+    return normalize_crops([c.image for c in crop_boxes(image, CALIBRATION_BOXES)])
 
 
 def _blazepose() -> PoseBackend:

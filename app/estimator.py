@@ -6,6 +6,7 @@ the frame loop's pose backend.
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 
@@ -13,6 +14,7 @@ import numpy as np
 import torch
 
 from models.convnextpose import HEATMAP_SIZE
+from models.optimize import strict_fp32, synchronize
 
 from . import geometry
 from .skeleton import ROOT
@@ -202,9 +204,13 @@ class ConvNeXtPoseBackend(PoseBackend):
         outputs = {}
         for _ in range(repeats + 2):   # the first two are warm-up
             for key, network in (("fp32_eager", self.reference), ("selected", self.model)):
-                start = time.perf_counter()
-                with torch.no_grad() if key == "fp32_eager" else torch.inference_mode():
-                    outputs[key] = network(images.to(next(network.parameters()).device)).float().cpu()
+                # the reference is strict float32 even where the selected path runs TF32
+                context = strict_fp32() if key == "fp32_eager" else contextlib.nullcontext()
+                with context, torch.inference_mode():
+                    x = images.to(next(network.parameters()).device)
+                    synchronize(x.device)
+                    start = time.perf_counter()
+                    outputs[key] = network(x).float().cpu()   # the copy back waits for the device
                 timings[key].append((time.perf_counter() - start) * 1000.0)
         eager, selected = (float(np.median(timings[k][2:])) for k in ("fp32_eager", "selected"))
         return {"batch": len(crops), "fp32_eager_ms": round(eager, 2), "selected_ms": round(selected, 2),

@@ -16,17 +16,22 @@
 * in float32 on the CPU, the convolutions run prepacked with their ReLUs and residual adds fused
   (onednn.py; bit-identical logits), wherever PyTorch's oneDNN operators are there;
 * numerics (`numerics` says which):
-  - "fp32": float32 everywhere (only float rounding differs from the original); the default;
-  - "bf16-avx512" / "bf16-amx" / "bf16-cuda": the convolutions under bfloat16 autocast, on
-    devices with native bf16; the head's output goes back to float32 before the soft-argmax,
-    whose softmax and expectations always run in float32. Taken on request, or by "auto" only
-    when calibration crops show it within half the tolerance: on the conformance data it moves
-    the joints by far more than 0.05 heatmap units (tests/test_optimize.py);
-  - float16 is refused: ConvNeXtPose's activations overflow it to NaN.
+  - "fp32": strict float32 everywhere (only float rounding differs from the original); on CUDA
+    with TF32 off;
+  - "bf16-avx512" / "bf16-amx" / "bf16-cuda" / "fp16-cuda": the convolutions under autocast, on
+    devices with native support; the head's output goes back to float32 before the soft-argmax,
+    whose softmax and expectations always run in float32;
+  - "tf32-cuda": float32 tensors, convolutions and matrix products in TF32 on the tensor cores.
+  "auto" takes the fastest of these whose answers stay within MEAN_CHANGE_MM / MAX_CHANGE_MM of
+  strict float32 on calibration crops (real people), measured when the model is built; without
+  calibration crops it keeps float32. CUDA's float32 precision is a process-wide setting: it is
+  set once, for the numerics chosen (set_cuda_fp32_precision).
 """
 from __future__ import annotations
 
 import contextlib
+import time
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -34,7 +39,14 @@ from torch import nn
 from .convnextpose import ConvNeXtPose, heatmap_confidence
 from .onednn import FusedCpuNetwork
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "tf32", "bf16", "fp16")
+# "auto"'s rule: a reduced precision is taken only if it moves the 3D joints, against strict
+# float32, by at most this much on average and at most MAX_CHANGE_MM for any joint
+MEAN_CHANGE_MM = 1.0
+MAX_CHANGE_MM = 5.0
+# The network's units in mm: the crop spans 2 m at the person's depth under RootNet's prior (so
+# a heatmap cell is 2000 / 32 = 62.5 mm), and the depth bins span 2 m around the root
+CROP_SPAN_MM = 2000.0
 
 
 # --------------------------------------------------------------------------- BatchNorm folding
@@ -144,14 +156,87 @@ def cpu_bf16_kind() -> str | None:
     return None
 
 
+def precisions_for(device_type: str, *, cpu_bf16: bool = False,
+                   cuda_capability: tuple[int, int] | None = None) -> list[str]:
+    """The numerics a device can run, strict float32 first: a CPU adds bf16 where it has native
+    bfloat16 dot products (AVX512-BF16 or AMX); a CUDA GPU adds fp16 (compute capability 5.3
+    and up), and TF32 and bf16 from Ampere (8.0) on."""
+    if device_type == "cuda":
+        major, minor = cuda_capability or (0, 0)
+        out = ["fp32"]
+        if (major, minor) >= (8, 0):
+            out += ["tf32", "bf16"]
+        if (major, minor) >= (5, 3):
+            out.append("fp16")
+        return out
+    return ["fp32", "bf16"] if device_type == "cpu" and cpu_bf16 else ["fp32"]
+
+
 def available_precisions(device: torch.device | str) -> list[str]:
-    """The numerics `optimize_for_inference` can run on `device`, float32 first."""
+    """The numerics `optimize_for_inference` can run on `device`, strict float32 first."""
     device = torch.device(device)
     if device.type == "cuda":
-        return ["fp32", "bf16"] if torch.cuda.is_bf16_supported() else ["fp32"]
-    if device.type == "cpu" and cpu_bf16_kind() is not None:
-        return ["fp32", "bf16"]
-    return ["fp32"]
+        return precisions_for("cuda", cuda_capability=torch.cuda.get_device_capability(device))
+    return precisions_for(device.type, cpu_bf16=device.type == "cpu" and cpu_bf16_kind() is not None)
+
+
+def set_cuda_fp32_precision(tf32: bool) -> None:
+    """Float32 convolutions and matrix products on CUDA in TF32 or strict IEEE float32, and
+    cuDNN's autotuning on: process-wide, set once per process by optimize_for_inference (the
+    fp32_precision settings of PyTorch >= 2.9; the legacy allow_tf32 flags are deprecated, and
+    setting them per call through cudnn.flags() resets these)."""
+    value = "tf32" if tf32 else "ieee"
+    torch.backends.cudnn.conv.fp32_precision = value
+    torch.backends.cuda.matmul.fp32_precision = value
+    torch.backends.cudnn.benchmark = True
+
+
+@contextlib.contextmanager
+def strict_fp32():
+    """Strict float32 on CUDA for the duration (a reference to compare against must not run in
+    TF32 because the model being compared does); the settings come back after."""
+    if not torch.cuda.is_available():
+        yield
+        return
+    saved = torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision
+    torch.backends.cudnn.conv.fp32_precision = torch.backends.cuda.matmul.fp32_precision = "ieee"
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision = saved
+
+
+def synchronize(device: torch.device | str) -> None:
+    """Wait for the device's queued work (CUDA runs asynchronously; a timer must wait)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed_ms(run, device: torch.device | str, repeats: int = 3, warmup: int = 1) -> list[float]:
+    """Milliseconds of each of `repeats` calls of `run()`, synchronized with `device` before the
+    clock starts and before it stops (without that, CUDA would time only the kernel launches)."""
+    for _ in range(warmup):
+        run()
+    times = []
+    for _ in range(repeats):
+        synchronize(device)
+        start = time.perf_counter()
+        run()
+        synchronize(device)
+        times.append((time.perf_counter() - start) * 1000.0)
+    return times
+
+
+def change_mm(coords: torch.Tensor, reference: torch.Tensor, depth_bins: int,
+              heatmap_size: int = 32) -> tuple[float, float]:
+    """(mean, max) per-joint 3D distance between two predictions (N, J, 3) in heatmap units,
+    in mm at the network's own scale (CROP_SPAN_MM over the heatmap and over the depth bins)."""
+    scale = torch.tensor([CROP_SPAN_MM / heatmap_size] * 2 + [CROP_SPAN_MM / depth_bins], dtype=torch.float64)
+    distance = ((coords.double().cpu() - reference.double().cpu()) * scale).norm(dim=-1)
+    if not torch.isfinite(distance).all():
+        return float("inf"), float("inf")
+    return float(distance.mean()), float(distance.max())
 
 
 _ALLOCATOR_TUNED = False
@@ -221,6 +306,7 @@ class OptimizedConvNeXtPose(ConvNeXtPose):
         fold_batchnorms(self)
         self.to(memory_format=torch.channels_last)
         self.numerics = numerics
+        self.precision_trials: list[PrecisionTrial] = []   # what "auto" measured, when it did
         self.fused: FusedCpuNetwork | None = None
         self._refresh_fused()
 
@@ -248,16 +334,16 @@ class OptimizedConvNeXtPose(ConvNeXtPose):
 
     @property
     def reduced_precision(self) -> torch.dtype | None:
-        return torch.bfloat16 if self.numerics.startswith("bf16") else None
+        if self.numerics.startswith("bf16"):
+            return torch.bfloat16
+        return torch.float16 if self.numerics.startswith("fp16") else None
 
     def _numerics_context(self, device: torch.device):
+        # TF32 vs strict float32 on CUDA is not switched here, per call: it is process-wide,
+        # set once (set_cuda_fp32_precision)
         dtype = self.reduced_precision
         if dtype is not None:
             return torch.autocast(device.type, dtype=dtype)
-        if device.type == "cuda":
-            # float32 means float32: cuDNN would otherwise run the convolutions in TF32 (10-bit
-            # mantissa), which moves the soft-argmax by more than the tolerance.
-            return torch.backends.cudnn.flags(enabled=True, benchmark=True, deterministic=False, allow_tf32=False)
         return contextlib.nullcontext()
 
     def _modules_network(self, images: torch.Tensor) -> torch.Tensor:
@@ -297,44 +383,94 @@ def max_coord_deviation(model: nn.Module, reference: nn.Module, images: torch.Te
         ref_device = next(reference.parameters()).device
         dev = next(model.parameters()).device
         a = model(images.to(dev)).float().cpu()
-        b = reference(images.to(ref_device)).float().cpu()
+        with strict_fp32():
+            b = reference(images.to(ref_device)).float().cpu()
     return float((a - b).abs().max())
 
 
-def optimize_for_inference(model: ConvNeXtPose, precision: str = "auto", *,
-                           calibration: torch.Tensor | None = None, tolerance: float = 0.05,
-                           tune_allocator: bool = False) -> OptimizedConvNeXtPose:
-    """A faster copy of `model` (left untouched) with the same interface and answers.
+@dataclass(frozen=True)
+class PrecisionTrial:
+    """One numerics measured against strict float32 on the calibration crops."""
+    precision: str
+    mean_mm: float
+    max_mm: float
+    ms: float          # median ms per calibration batch
 
-    precision: "fp32" forces float32; "bf16" forces bfloat16 convolutions (only where the device
-    has native bf16; the soft-argmax stays float32); "auto" picks per device. On the conformance
-    checkpoints (soft, random-weight heatmaps) every reduced precision moves the coordinates by
-    far more than `tolerance` (bf16: 0.4-1.5 heatmap units; fp16 overflows to NaN), so "auto"
-    keeps float32 unless `calibration` crops (N, 3, 256, 256, normalized) are given: then it
-    measures bf16 against float32 on them and takes bf16 only when its largest deviation is at
-    most half of `tolerance`. `optimized.numerics` says what was chosen.
+    @property
+    def passes(self) -> bool:
+        return self.mean_mm <= MEAN_CHANGE_MM and self.max_mm <= MAX_CHANGE_MM
+
+
+def pick_precision(trials: list[PrecisionTrial]) -> str:
+    """auto's rule: the fastest trial that moves the joints by at most MEAN_CHANGE_MM on average
+    and MAX_CHANGE_MM at most ("fp32" is the reference and always qualifies)."""
+    passing = [t for t in trials if t.passes or t.precision == "fp32"]
+    return min(passing, key=lambda t: t.ms).precision if passing else "fp32"
+
+
+def _numerics_name(precision: str, device: torch.device) -> str:
+    if precision == "fp32":
+        return "fp32"
+    if device.type == "cuda":
+        return f"{precision}-cuda"
+    return cpu_bf16_kind() or precision
+
+
+def _build(model: ConvNeXtPose, precision: str, device: torch.device) -> OptimizedConvNeXtPose:
+    if device.type == "cuda":
+        set_cuda_fp32_precision(tf32=precision == "tf32")
+    return OptimizedConvNeXtPose(model, _numerics_name(precision, device))
+
+
+def _trial(candidate: OptimizedConvNeXtPose, precision: str, device: torch.device,
+           calibration: torch.Tensor, reference: torch.Tensor) -> PrecisionTrial:
+    if device.type == "cuda":
+        set_cuda_fp32_precision(tf32=precision == "tf32")
+    with torch.inference_mode():
+        coords = candidate(calibration)
+        times = timed_ms(lambda: candidate(calibration), device, repeats=3, warmup=0)
+    mean_mm, max_mm = change_mm(coords, reference, candidate.config.depth_bins)
+    return PrecisionTrial(precision, mean_mm, max_mm, sorted(times)[1])
+
+
+def optimize_for_inference(model: ConvNeXtPose, precision: str = "auto", *,
+                           calibration: torch.Tensor | None = None,
+                           tune_allocator: bool = False) -> OptimizedConvNeXtPose:
+    """A faster copy of `model` (left untouched) with the same interface.
+
+    precision: "fp32" forces strict float32 (TF32 off on CUDA); "bf16", "fp16", "tf32" force
+    that path where the device runs it natively (ValueError elsewhere); "auto" keeps float32
+    unless `calibration` crops (N, 3, 256, 256, normalized; real people) are given: then every
+    path the device has is run on them against strict float32, and the fastest one whose 3D
+    joints move by at most MEAN_CHANGE_MM on average and MAX_CHANGE_MM at most is taken
+    (`optimized.precision_trials` holds the measurements). `optimized.numerics` says what runs.
     tune_allocator: on CPU, also call `tune_cpu_allocator()`. Process-wide, so off unless asked
     for: a long-running caller that turns it on should also trim the heap now and then (the app's
     frame loop does, app/memory.py)."""
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
-    if precision == "fp16":
-        raise ValueError("fp16 overflows to NaN on ConvNeXtPose's activations; use 'bf16' or 'fp32'")
     if isinstance(model, OptimizedConvNeXtPose):
         raise ValueError("the model is already optimized")
     device = next(model.parameters()).device
     if device.type == "cpu" and tune_allocator:
         tune_cpu_allocator()
-    if precision in ("bf16", "auto") and "bf16" not in available_precisions(device):
-        if precision == "bf16":
-            raise ValueError(f"{device} has no native bfloat16 support; use fp32")
-        precision = "fp32"
-    bf16_name = "bf16-cuda" if device.type == "cuda" else (cpu_bf16_kind() or "bf16")
-    chosen = OptimizedConvNeXtPose(model, bf16_name if precision == "bf16" else "fp32")
-    if precision == "auto" and calibration is not None:
-        candidate = OptimizedConvNeXtPose(model, bf16_name)
-        deviation = max_coord_deviation(candidate, chosen, calibration)
-        if deviation == deviation and deviation <= tolerance / 2:   # not NaN, and with a margin
-            chosen = candidate
+    available = available_precisions(device)
+    if precision != "auto":
+        if precision not in available:
+            raise ValueError(f"{device.type} has no native {precision} path here; use fp32")
+        return _build(model, precision, device)
+    if calibration is None or len(available) == 1:
+        return _build(model, "fp32", device)
+    calibration = calibration.to(device).contiguous(memory_format=torch.channels_last)
+    candidates = {p: _build(model, p, device) for p in available}
+    if device.type == "cuda":
+        set_cuda_fp32_precision(tf32=False)
+    with torch.inference_mode():
+        reference = candidates["fp32"](calibration).double().cpu()
+    trials = [_trial(candidates[p], p, device, calibration, reference) for p in available]
+    chosen_precision = pick_precision(trials)
+    if device.type == "cuda":   # once, for what runs from now on
+        set_cuda_fp32_precision(tf32=chosen_precision == "tf32")
+    chosen = candidates[chosen_precision]
+    chosen.precision_trials = trials
     return chosen
-

@@ -1,0 +1,112 @@
+"""--precision: which numerics each device can run, auto's rule (the fastest path within 1 mm mean
+and 5 mm max of strict float32 in the 3D joints), and the rule applied to a trained-like network
+(tests/data/ConvNeXtPose_TINY_trained_like.tar, from benchmarks/finetune_pseudo_labels.py:
+concentrated heatmaps, unlike the random conformance checkpoints')."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from app.backends import calibration_crops, create_backend
+from conftest import DATA
+from models import load_convnextpose, optimize_for_inference
+from models import optimize as optimize_module
+from models.optimize import (MAX_CHANGE_MM, MEAN_CHANGE_MM, PrecisionTrial, available_precisions,
+                             change_mm, pick_precision, precisions_for, timed_ms)
+
+TRAINED_LIKE = DATA / "ConvNeXtPose_TINY_trained_like.tar"
+
+
+def test_numerics_per_device_capability():
+    assert precisions_for("cpu") == ["fp32"]                          # AVX2 only
+    assert precisions_for("cpu", cpu_bf16=True) == ["fp32", "bf16"]  # AVX512-BF16 or AMX
+    assert precisions_for("cuda", cuda_capability=(9, 0)) == ["fp32", "tf32", "bf16", "fp16"]  # H100
+    assert precisions_for("cuda", cuda_capability=(8, 0)) == ["fp32", "tf32", "bf16", "fp16"]  # A100
+    assert precisions_for("cuda", cuda_capability=(7, 5)) == ["fp32", "fp16"]                  # T4
+    assert precisions_for("mps") == ["fp32"]
+
+
+def test_auto_takes_the_fastest_path_within_the_limits():
+    def trial(name, mean, worst, ms):
+        return PrecisionTrial(name, mean, worst, ms)
+    fp32 = trial("fp32", 0.0, 0.0, 10.0)
+    assert pick_precision([fp32, trial("bf16", 0.4, 3.0, 6.0)]) == "bf16"
+    assert pick_precision([fp32, trial("bf16", 1.01, 3.0, 6.0)]) == "fp32"            # mean over 1 mm
+    assert pick_precision([fp32, trial("bf16", 0.2, 5.01, 6.0)]) == "fp32"            # a joint over 5 mm
+    assert pick_precision([fp32, trial("bf16", 0.5, 2.0, 12.0)]) == "fp32"            # passes, but slower
+    assert pick_precision([fp32, trial("tf32", 0.01, 0.1, 4.0), trial("bf16", 0.5, 2.0, 3.0),
+                           trial("fp16", math.inf, math.inf, 2.0)]) == "bf16"         # fp16 overflowed
+    # exactly at the limits passes
+    assert pick_precision([fp32, trial("bf16", MEAN_CHANGE_MM, MAX_CHANGE_MM, 1.0)]) == "bf16"
+
+
+def test_change_in_mm_uses_the_networks_scale():
+    reference = torch.zeros(1, 2, 3)
+    moved = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 0.0, 2.0]]])   # one cell in x; two depth bins
+    mean, worst = change_mm(moved, reference, depth_bins=64)
+    assert worst == pytest.approx(62.5) and mean == pytest.approx((62.5 + 62.5) / 2)
+    assert change_mm(moved * float("nan"), reference, 64) == (math.inf, math.inf)
+
+
+def test_timing_waits_for_the_device(monkeypatch):
+    waits = []
+    monkeypatch.setattr(optimize_module, "synchronize", lambda device: waits.append(str(device)))
+    times = timed_ms(lambda: sum(range(1000)), "cpu", repeats=3, warmup=1)
+    assert len(times) == 3 and all(t > 0 for t in times)
+    assert waits == ["cpu"] * 6   # before the clock starts and before it stops, every time
+
+
+@pytest.fixture(scope="module")
+def trained_like():
+    if not TRAINED_LIKE.exists():
+        pytest.skip(f"{TRAINED_LIKE.name} is missing (make it with benchmarks/finetune_pseudo_labels.py)")
+    return load_convnextpose(TRAINED_LIKE)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "tf32", "fp16"])
+def test_auto_follows_the_rule_on_the_trained_like_network(trained_like, precision):
+    """Each reduced path this device runs natively is measured on real people against strict
+    float32; auto takes it only within the limits (and only when it is the fastest)."""
+    if precision not in available_precisions("cpu"):
+        pytest.skip(f"this machine has no native {precision} path")
+    crops = calibration_crops()
+    with torch.inference_mode():
+        strict = optimize_for_inference(trained_like, "fp32")(crops)
+        reduced = optimize_for_inference(trained_like, precision)(crops)
+    mean_mm, max_mm = change_mm(reduced, strict, trained_like.config.depth_bins)
+    chosen = optimize_for_inference(trained_like, "auto", calibration=crops)
+    trials = {t.precision: t for t in chosen.precision_trials}
+    assert set(trials) == set(available_precisions("cpu"))
+    assert trials[precision].mean_mm == pytest.approx(mean_mm, abs=1e-3)
+    assert trials[precision].max_mm == pytest.approx(max_mm, abs=1e-3)
+    within = mean_mm <= MEAN_CHANGE_MM and max_mm <= MAX_CHANGE_MM
+    taken = chosen.numerics != "fp32"
+    if taken:
+        assert within and chosen.numerics.startswith(precision)
+        assert trials[precision].ms <= trials["fp32"].ms
+    elif within:
+        assert trials[precision].ms > trials["fp32"].ms      # passed, but float32 was faster
+    print(f"{precision}: {mean_mm:.3f} mm mean, {max_mm:.3f} mm max; auto ran {chosen.numerics}")
+
+
+def test_trained_like_network_has_concentrated_heatmaps(trained_like):
+    """The yardstick is only worth having if its heatmaps are peaked like a trained network's."""
+    crops = calibration_crops()
+    random_network = load_convnextpose(DATA / "ConvNeXtPose_TINY.tar")
+    with torch.inference_mode():
+        _, trained_confidence = trained_like.forward_with_confidence(crops)
+        _, random_confidence = random_network.forward_with_confidence(crops)
+    assert float(trained_confidence.mean()) > 0.5 > float(random_confidence.mean())
+
+
+def test_fp32_forces_strict_float32_and_auto_reports_what_it_measured():
+    lines = []
+    tiny = str(DATA / "ConvNeXtPose_TINY.tar")
+    strict = create_backend(tiny, precision="fp32", notify=lines.append)
+    assert strict.numerics == "fp32" and strict.model.precision_trials == []
+    auto = create_backend(tiny, precision="auto", notify=lines.append)
+    assert [t.precision for t in auto.model.precision_trials] == available_precisions("cpu")
+    if len(available_precisions("cpu")) > 1:
+        assert any(line.startswith("--precision auto: fp32") for line in lines)
+    assert np.isfinite([t.mean_mm for t in auto.model.precision_trials if t.precision == "fp32"]).all()
