@@ -83,11 +83,17 @@ def create_backend(model: str | None, device: str = "auto", precision: str = "au
     except ValueError as error:   # e.g. bf16 asked for on hardware without it
         raise UserError(f"--precision {precision}: {error}") from None
     if runner.precision_trials:
-        notify("--precision auto: " + ", ".join(
-            f"{t.precision} {t.ms:.0f} ms, {t.mean_mm:.2f}/{t.max_mm:.2f} mm mean/max"
-            + ("" if t.passes else " (over the limit)") for t in runner.precision_trials)
-            + f": running {runner.numerics}")
+        notify("--precision auto: " + ", ".join(_describe_trial(t) for t in runner.precision_trials)
+               + f": running {runner.numerics}")
     return ConvNeXtPoseBackend(runner, name=network.display_name, reference=network if keep_reference else None)
+
+
+def _describe_trial(trial) -> str:
+    timed = "" if trial.ms != trial.ms else f", {trial.ms:.0f} ms"   # NaN: not timed
+    if trial.precision == "fp32":
+        return f"fp32 (reference{timed})"
+    verdict = "" if trial.passes else ", over the 1 mm / 5 mm limits"
+    return f"{trial.precision} {trial.mean_mm:.2f} mm mean, {trial.max_mm:.2f} mm max{verdict}{timed}"
 
 
 def calibration_crops():

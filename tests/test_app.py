@@ -162,8 +162,9 @@ def test_benchmark_prints_json_last(tmp_path, clip, capsys):
     # nothing shown or written: no picture is composed (it used to be, ~10 ms a frame for L)
     assert stages["render"] < 0.5
     assert report["device"] == "cpu" and report["model"] == "ConvNeXtPose (custom)"
-    # launch to first frame, and the rate against what the model alone would allow
-    assert 0 < report["startup_s"]["to_first_frame"] < 120
+    # launch (of this test process: tests/test_startup.py times a fresh one) to first frame, and
+    # the rate against what the model alone would allow
+    assert report["startup_s"]["to_first_frame"] > 0
     efficiency = report["efficiency"]
     assert efficiency["model_ms"] == pytest.approx(stages["model"], abs=0.01)
     assert efficiency["ratio"] == pytest.approx(report["fps"] * stages["model"] / 1000, abs=2e-3)
