@@ -237,7 +237,7 @@ class FrameLoop:
         estimates = self.backend.estimate(image, boxes, self.camera) if boxes else []
         stages["pose"] = (time.perf_counter() - start) * 1000.0
         # the model's own share of the pose stage; a backend that cannot separate it counts whole
-        model_ms = self.backend.last_model_ms if boxes else 0.0
+        model_ms = getattr(self.backend, "last_model_ms", None) if boxes else 0.0   # duck-typed backends too
         model_ms = stages["pose"] if model_ms is None else model_ms
         start = time.perf_counter()
         people = self.tracker.update(estimates, frame.time, frame.index)
