@@ -76,7 +76,12 @@ def handled() -> Iterator[None]:
     try:
         yield
     finally:
+        stopping = _state.signum is not None
         for sig, handler in previous.items():
+            # After a stop the command is exiting with its code: a late Ctrl-C of a burst must
+            # not kill it by the default handler (exit -2 instead of 130) as it returns.
+            if stopping and sig in STOP_SIGNALS:
+                handler = signal.SIG_IGN
             signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
         _state.installed, _state.signum, _state.raised, _state.depth = False, None, False, 0
 

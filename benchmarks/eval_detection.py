@@ -197,7 +197,7 @@ def evaluate_file(name: str, spec: dict, backend, max_frames: int | None = None)
     try:
         tracker = Tracker(redetect_every=settings.detect_every, smoothing=not source.is_still)
         width, height = source.size
-        _warm_up(detector._detector, backend, width, height, make_camera(settings, width, height))
+        _warm_up(detector._detector, backend, width, height, make_camera(settings, width, height), settings.model)
         loop = FrameLoop(settings, source, detector, _CountingBackend(backend, cost), tracker,
                          scene=None, viewer=None, sinks=None)
         last = max(int(k) for k in truth) if truth else 0
