@@ -9,7 +9,6 @@ at the end; name the CPU beside the figures (printed from /proc/cpuinfo).
 """
 import argparse
 import json
-import platform
 import statistics
 import sys
 import time
@@ -20,19 +19,10 @@ import cv2
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.machine import cpu_name  # noqa: E402
 from models.blazepose import PoseDetector, PoseLandmarker  # noqa: E402
 
 PHOTO = ROOT / "tests" / "data" / "basketball1.jpg"
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def per_call_ms(function, calls: int) -> tuple[float, float, float]:

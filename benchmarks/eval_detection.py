@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from app.cli import Settings  # noqa: E402
+from benchmarks.machine import cpu_name  # noqa: E402
 from app.types import Box, Person  # noqa: E402
 
 DATA = ROOT / "tests" / "data"
@@ -244,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no annotations for {', '.join(unknown)}; annotated: {', '.join(annotated)}", file=sys.stderr)
         return 2
     backend = create_backend("blazepose", notify=lambda line: None)
-    print(f"CPU: {_cpu_name()}; Python {platform.python_version()}; backend {backend.name}")
+    print(f"CPU: {cpu_name()}; Python {platform.python_version()}; backend {backend.name}")
     header = (f"{'file':<16} {'frames':>6} {'recall >100px':>15} {'recall 40-100px':>16} {'precision':>14} "
               f"{'det calls/fr':>12} {'lmk calls/fr':>12} {'ms/frame':>9} {'sweep':>18}")
     print(header)
@@ -276,17 +277,6 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         backend.close()
     return 0
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-    return platform.processor() or "unknown"
 
 
 if __name__ == "__main__":

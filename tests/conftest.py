@@ -14,6 +14,17 @@ SHARED = Path(os.environ.get("CONVNEXTPOSE_SHARED", ROOT.parent / "shared"))
 SHARED_CONVNEXTPOSE = SHARED / "convnextpose"
 
 
+def decoded_frames(path) -> int:
+    """How many frames of a written video really decode (what a player would show)."""
+    import cv2
+    capture = cv2.VideoCapture(str(path))
+    count = 0
+    while capture.read()[0]:
+        count += 1
+    capture.release()
+    return count
+
+
 @pytest.fixture(scope="session")
 def group_photo_path():
     return DATA / "group.jpg"

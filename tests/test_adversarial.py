@@ -23,7 +23,7 @@ from typing import Callable
 import cv2
 import pytest
 
-from conftest import DATA, ROOT
+from conftest import DATA, ROOT, decoded_frames
 
 RUN_DEMO = str(ROOT / "run_demo.py")
 CLIP = DATA / "pedestrians.mp4"          # 30 frames, 768x576
@@ -63,15 +63,6 @@ def error_lines(stderr: str) -> list[str]:
     """stderr without the progress bar's carriage-return redraws."""
     return [line for line in stderr.replace("\r", "\n").splitlines() if line.strip()
             and not line.lstrip().startswith("processing")]
-
-
-def video_frames(path: Path) -> int:
-    capture = cv2.VideoCapture(str(path))
-    n = 0
-    while capture.read()[0]:
-        n += 1
-    capture.release()
-    return n
 
 
 # --------------------------------------------------------------------------------------------
@@ -161,7 +152,7 @@ def _check_finished_outputs(folder: Path, stderr: str) -> int:
     frames = len(data["frames"])
     assert frames >= 1
     assert [f["index"] for f in data["frames"]] == list(range(frames))
-    assert video_frames(folder / "o.mp4") == frames
+    assert decoded_frames(folder / "o.mp4") == frames
     assert temporaries(folder) == []
     summary = error_lines(stderr)[-1]
     assert summary.startswith(f"Stopped after {frames} frame") and "o.mp4" in summary and "o.json" in summary, stderr

@@ -16,7 +16,7 @@ import pytest
 from app.batch import main
 from app.batch_plan import find_videos, plan_jobs
 
-from conftest import DATA, ROOT
+from conftest import DATA, ROOT, decoded_frames
 
 FRAMES = 5
 CLIPS = {"group.mp4": "group.jpg", "court/basketball.mp4": "basketball1.jpg",
@@ -60,15 +60,6 @@ def run_batch(*args, timeout=240, env=None):
 def read_manifest(out: Path) -> dict[str, dict]:
     with open(out / "batch.csv", newline="") as f:
         return {Path(row["input"]).name: row for row in csv.DictReader(f)}
-
-
-def decoded_frames(path: Path) -> int:
-    capture = cv2.VideoCapture(str(path))
-    n = 0
-    while capture.read()[0]:
-        n += 1
-    capture.release()
-    return n
 
 
 def hidden_files(out: Path) -> list[str]:
