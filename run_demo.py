@@ -14,4 +14,4 @@ if __name__ == "__main__":
         from app.batch import main
         sys.exit(main(sys.argv[2:]))
     from app.cli import main
-    sys.exit(main())
+    sys.exit(main(process_exits_after=True))

@@ -119,10 +119,12 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
     return tuple(types)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, process_exits_after: bool = False) -> int:
+    """The command: argv (default sys.argv) to an exit code. run_demo.py passes
+    process_exits_after=True: the process ends with this call (see signals.handled)."""
     # Ctrl-C, SIGTERM and SIGHUP end the run the same way, from the first import on (torch
     # takes seconds to load, and a stop then must not print a traceback).
-    with signals.handled():
+    with signals.handled(process_exits_after):
         try:
             settings = parse_settings(argv)
             # Imported here so that --help answers at once, before torch and the models load.

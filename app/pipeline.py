@@ -330,13 +330,16 @@ class FrameLoop:
             composed = self.scene.render(result, info)
         result.stages_ms["render"] = (time.perf_counter() - start) * 1000.0
         start = time.perf_counter()
-        self.sinks.write(result, composed)
-        if self.plot_recorder is not None:
-            self.plot_recorder.add(result)
-        result.stages_ms["write"] = (time.perf_counter() - start) * 1000.0
-        self.summary.latency_ms.append((time.monotonic() - result.frame.captured) * 1000.0)
-        self.summary.processing_ms.append(sum(v for k, v in result.stages_ms.items() if k != "read"))
-        self._account(result)
+        # A stop signal waits until the frame is both written and counted: the summary must
+        # name exactly the frames the files hold.
+        with signals.deferred():
+            self.sinks.write(result, composed)
+            if self.plot_recorder is not None:
+                self.plot_recorder.add(result)
+            result.stages_ms["write"] = (time.perf_counter() - start) * 1000.0
+            self.summary.latency_ms.append((time.monotonic() - result.frame.captured) * 1000.0)
+            self.summary.processing_ms.append(sum(v for k, v in result.stages_ms.items() if k != "read"))
+            self._account(result)
         if self.progress is not None:
             self.progress.update()
         if self.summary.frames == self.WARMUP_FRAMES:

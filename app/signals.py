@@ -60,8 +60,14 @@ def _handle(signum, frame) -> None:
 
 
 @contextlib.contextmanager
-def handled() -> Iterator[None]:
-    """Install the handlers for the length of a command (main thread only), then restore."""
+def handled(process_exits_after: bool = False) -> Iterator[None]:
+    """Install the handlers for the length of a command (main thread only), then restore them.
+
+    process_exits_after: the block is the whole life of the process (the command line's entry
+    point). After a stop the process is exiting with its code, and a late signal of a burst
+    must not kill it by the default handler (exit -2 instead of 130): the stop signals are then
+    left ignored. In-process callers (tests, notebooks) get their own handlers back, so that
+    nothing they start later inherits ignored signals."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -78,9 +84,7 @@ def handled() -> Iterator[None]:
     finally:
         stopping = _state.signum is not None
         for sig, handler in previous.items():
-            # After a stop the command is exiting with its code: a late Ctrl-C of a burst must
-            # not kill it by the default handler (exit -2 instead of 130) as it returns.
-            if stopping and sig in STOP_SIGNALS:
+            if stopping and process_exits_after:
                 handler = signal.SIG_IGN
             signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
         _state.installed, _state.signum, _state.raised, _state.depth = False, None, False, 0

@@ -387,6 +387,68 @@ def test_a_failing_output_stops_every_thread_while_decoding_is_slow():
     assert [t.name for t in threading.enumerate() if t.name == "infer"] == []
 
 
+def test_a_stop_signal_during_a_write_counts_the_frame_it_let_finish():
+    """A SIGTERM arriving while a frame is being written waits for that frame (it goes into
+    every output), and the summary counts it: the summary once said 6 frames for a 7-frame
+    file when the signal came between writing a frame and counting it."""
+    import os
+    import signal
+    from types import SimpleNamespace
+
+    from app import signals
+    from app.pipeline import FrameLoop
+    from app.sinks import SinkGroup
+    from app.types import Frame, FrameResult
+
+    class Video:
+        is_live = False
+        is_still = False
+        fps = 30.0
+        frame_count = None
+
+        def __iter__(self):
+            for i in range(100):
+                yield Frame(i, i / 30, np.zeros((48, 64, 3), np.uint8), time.monotonic())
+
+        def close(self):
+            pass
+
+    class Recorder:
+        needs_image = False
+        committed = True
+        path = "recorded"
+
+        def __init__(self):
+            self.written = []
+
+        def write(self, result, composed):
+            self.written.append(result.frame.index)
+            if len(self.written) == 3:
+                os.kill(os.getpid(), signal.SIGTERM)   # arrives in the middle of the frame
+                time.sleep(0.05)
+
+        def close(self):
+            pass
+
+    recorder = Recorder()
+    sinks = SinkGroup()
+    sinks.add(recorder)
+    settings = SimpleNamespace(max_frames=None, detect_every=15, focal=None, fov=60.0)
+    loop = FrameLoop(settings, Video(), detector=None, backend=SimpleNamespace(name="x", device="cpu"),
+                     tracker=None, scene=None, viewer=None, sinks=sinks)
+    loop.process = lambda frame, read_ms=0.0: FrameResult(frame, [], {})
+    before = {sig: signal.getsignal(sig) for sig in signals.STOP_SIGNALS}
+    with signals.handled():
+        with pytest.raises(signals.Interrupted) as stop:
+            loop.run()
+    assert stop.value.exit_code == 128 + signal.SIGTERM
+    assert recorder.written == [0, 1, 2]
+    assert loop.summary.frames == 3
+    # In-process use gets its handlers back: what this process starts later must not inherit
+    # ignored signals (a batch started by a later test ignored Ctrl-C).
+    assert {sig: signal.getsignal(sig) for sig in signals.STOP_SIGNALS} == before
+
+
 # ---- output kinds and folders ----
 
 @pytest.mark.parametrize("input_name, output, expect", [
