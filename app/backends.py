@@ -2,12 +2,14 @@
 else the BlazePose GHUM fallback (said once, with where to get the real weights)."""
 from __future__ import annotations
 
+import logging
 import os
-import sys
 from pathlib import Path
 
 from .errors import UserError
 from .types import PoseBackend
+
+log = logging.getLogger(__name__)
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 # --precision auto measures each numerics on real people before choosing: three skiers of the
@@ -54,8 +56,7 @@ def missing_weights_notice(folder: Path = WEIGHTS_DIR) -> str:
 
 
 def create_backend(model: str | None, device: str = "auto", precision: str = "auto",
-                   keep_reference: bool = False,
-                   notify=lambda line: print(line, file=sys.stderr)) -> PoseBackend:
+                   keep_reference: bool = False) -> PoseBackend:
     """The pose backend for `--model` (a path, 'blazepose', or None for the best in weights/).
     keep_reference: keep the plain float32 network beside the optimized one, for benchmarks
     (it costs the model's size in memory again, so only then)."""
@@ -63,7 +64,7 @@ def create_backend(model: str | None, device: str = "auto", precision: str = "au
         return _blazepose()
     path = Path(model) if model is not None else find_checkpoint()
     if path is None:
-        notify(missing_weights_notice())
+        log.info(missing_weights_notice())
         return _blazepose()
     # Imported here: torch loads only when ConvNeXtPose is actually used.
     passive_openmp_waits()
@@ -76,15 +77,15 @@ def create_backend(model: str | None, device: str = "auto", precision: str = "au
     except ValueError as error:
         raise UserError(f"{error}; use --device cpu or auto") from None
     network = load_convnextpose(path, device=torch_device)
-    notify(f"Loaded {path.name}: {network.describe()}")
+    log.info("Loaded %s: %s", path.name, network.describe())
     try:
         runner = optimize_for_inference(network, precision=precision, tune_allocator=True,
                                         calibration=calibration_crops() if precision == "auto" else None)
     except ValueError as error:   # e.g. bf16 asked for on hardware without it
         raise UserError(f"--precision {precision}: {error}") from None
     if runner.precision_trials:
-        notify("--precision auto: " + ", ".join(_describe_trial(t) for t in runner.precision_trials)
-               + f": running {runner.numerics}")
+        log.info("--precision auto: %s: running %s",
+                 ", ".join(_describe_trial(t) for t in runner.precision_trials), runner.numerics)
     return ConvNeXtPoseBackend(runner, name=network.display_name, reference=network if keep_reference else None)
 
 

@@ -23,7 +23,10 @@ from .batch_plan import VideoJob, find_videos, plan_jobs
 from .batch_worker import WorkerConfig
 from .cli import add_processing_options, check_processing_options
 from .errors import UserError
+from .reporting import reporting
 from .sources import VIDEO_EXTENSIONS
+
+log = logging.getLogger(__name__)
 
 EXPORT_FORMATS = ("json", "csv", "npz")
 # A worker's frame loop already overlaps decoding, inference and encoding on threads of its own
@@ -78,7 +81,7 @@ def resolve_model(model: str | None) -> str:
     if model is None:
         found = find_checkpoint()
         if found is None:
-            print(missing_weights_notice(), file=sys.stderr)
+            log.info(missing_weights_notice())
             return FALLBACK
         return str(found.resolve())
     path = Path(model).expanduser()
@@ -142,14 +145,14 @@ class BatchProgress:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    try:
-        args = build_parser().parse_args(argv)
-        check_processing_options(args)
-        return run_batch(args)
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    with reporting():
+        try:
+            args = build_parser().parse_args(argv)
+            check_processing_options(args)
+            return run_batch(args)
+        except UserError as error:
+            log.error("%s", error)
+            return 2
 
 
 def _check_counts(args) -> None:
@@ -206,8 +209,8 @@ def run_batch(args) -> int:
     if args.dry_run:
         for job in todo:
             print(f"{job.input} -> {', '.join(job.outputs)}")
-        print(f"{len(jobs)} video{'s' if len(jobs) != 1 else ''}: {len(todo)} to process, {skipped} "
-              f"already done (dry run: nothing processed)", file=sys.stderr)
+        log.info(f"{len(jobs)} video{'s' if len(jobs) != 1 else ''}: {len(todo)} to process, {skipped} "
+                 "already done (dry run: nothing processed)")
         return 0
     write_manifest(out_dir, list(results.values()))
 
@@ -229,9 +232,9 @@ def run_batch(args) -> int:
     config = WorkerConfig(model=model, device=args.device, precision=args.precision, threads=threads,
                           max_frames=args.max_frames, smooth=args.smooth, focal=args.focal,
                           fov=args.fov, detect_every=args.detect_every)
-    print(f"{len(jobs)} video{'s' if len(jobs) != 1 else ''}: {len(todo)} to process, {skipped} "
-          f"already done; {where}, {threads} thread{'s' if threads != 1 else ''} each; "
-          f"outputs in {out_dir}", file=sys.stderr)
+    log.info(f"{len(jobs)} video{'s' if len(jobs) != 1 else ''}: {len(todo)} to process, {skipped} "
+             f"already done; {where}, {threads} thread{'s' if threads != 1 else ''} each; "
+             f"outputs in {out_dir}")
 
     def record(job: VideoJob, result: VideoResult) -> None:
         results[job.input] = result
@@ -259,7 +262,7 @@ def run_batch(args) -> int:
         fatal = runner.fatal_error
     manifest = write_manifest(out_dir, list(results.values()))
     if fatal is not None:
-        print(f"error: {fatal}", file=sys.stderr)
+        log.error("%s", fatal)
         return 2
     return _report(jobs, results, manifest, time.monotonic() - started, interrupted)
 
@@ -273,11 +276,11 @@ def _report(jobs: list[VideoJob], results: dict[str, VideoResult], manifest: Pat
     parts = [f"{n} {status}" for status, n in counts.items() if n or status in ("ok", "failed")]
     fps = frames / seconds if seconds > 0 else 0.0
     head = "Batch stopped" if interrupted else "Batch done"
-    print(f"{head}: {', '.join(parts)} of {len(jobs)} videos; {frames} frames in {seconds:.1f} s "
-          f"({fps:.1f} fps); manifest {manifest}", file=sys.stderr)
+    log.info(f"{head}: {', '.join(parts)} of {len(jobs)} videos; {frames} frames in {seconds:.1f} s "
+             f"({fps:.1f} fps); manifest {manifest}")
     failed = [(job, results[job.input]) for job in jobs if results[job.input].status == "failed"]
     for job, result in failed:
-        print(f"failed: {job.input}: {result.error}", file=sys.stderr)
+        log.info("failed: %s: %s", job.input, result.error)
     if interrupted:
         return 130
     return 1 if failed else 0

@@ -111,8 +111,7 @@ class VideoWorker:
             try:
                 # the models' native start-up lines would come from every worker
                 with native_stderr_silenced():
-                    self.backend = create_backend(config.model, config.device, config.precision,
-                                                  notify=log.info)
+                    self.backend = create_backend(config.model, config.device, config.precision)
                     if config.model != "blazepose":
                         import torch
                         torch.set_num_threads(config.threads)

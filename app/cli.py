@@ -4,12 +4,16 @@ signal's number (130, 143, 129)."""
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import sys
 from dataclasses import dataclass
 
 from . import signals
 from .errors import UserError
+from .reporting import reporting
+
+log = logging.getLogger(__name__)
 
 DEFAULT_FOV_DEG = 60.0   # horizontal; typical of webcams and phone cameras
 MAX_FOCAL_PX = 1e6       # a 0.07 degree field of view on a 1280 px image: beyond any lens
@@ -124,17 +128,17 @@ def main(argv: list[str] | None = None, *, process_exits_after: bool = False) ->
     process_exits_after=True: the process ends with this call (see signals.handled)."""
     # Ctrl-C, SIGTERM and SIGHUP end the run the same way, from the first import on (torch
     # takes seconds to load, and a stop then must not print a traceback).
-    with signals.handled(process_exits_after):
+    with reporting(), signals.handled(process_exits_after):
         try:
             settings = parse_settings(argv)
             # Imported here so that --help answers at once, before torch and the models load.
             from .pipeline import run
             return run(settings)
         except KeyboardInterrupt as error:   # signals.Interrupted, or a Ctrl-C outside handled()
-            print("interrupted", file=sys.stderr)
+            log.info("interrupted")
             return signals.exit_code_for(error)
         except Exception as error:
             if not isinstance(error, _user_error_types()):
                 raise
-            print(f"error: {error}", file=sys.stderr)
+            log.error("%s", error)
             return 2

@@ -11,6 +11,7 @@ Every sink is finalized in a `finally`, so Ctrl-C, end of stream or an error lea
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import queue
@@ -30,6 +31,8 @@ from .launch_clock import seconds_since_launch
 from .memory import rss_mb, trim_heap
 from .native_logs import native_stderr_silenced
 from .types import Box, Camera, Frame, FrameResult, Person
+
+log = logging.getLogger(__name__)
 
 QUEUE_DEPTH = 4          # frames in flight between two stages: bounds memory and latency
 _END = object()          # end of stream marker
@@ -356,7 +359,7 @@ class FrameLoop:
             return
         self.sinks.close()   # the files are complete while the picture is on screen
         saved = "".join(f"Saved {path}. " for path in self.sinks.files)
-        print(f"{saved}Showing the result: drag to orbit, h for help, q to quit.", file=sys.stderr)
+        log.info("%sShowing the result: drag to orbit, h for help, q to quit.", saved)
         info = self.info_type(model=self.backend.name, device=self.backend.device, fps=fps)
         while self.viewer.present(last, info):
             time.sleep(0.01)
@@ -466,12 +469,11 @@ def input_kind(source) -> str:
 def _say_folder_mode(source) -> None:
     mode = getattr(source, "mode", None)
     if mode == "stills":
-        print(f"Folder '{source.description}': {source.frame_count} photos that are not one "
-              "sequence (names not numbered alike, or sizes differ): each is processed on its own.",
-              file=sys.stderr)
+        log.info("Folder '%s': %d photos that are not one sequence (names not numbered alike, or "
+                 "sizes differ): each is processed on its own.", source.description, source.frame_count)
     elif mode == "sequence":
-        print(f"Folder '{source.description}': {source.frame_count} numbered frames of one size: "
-              "processed as a video.", file=sys.stderr)
+        log.info("Folder '%s': %d numbered frames of one size: processed as a video.",
+                 source.description, source.frame_count)
 
 
 def _check_plot_path(path: str, joint: str | None) -> int | None:
@@ -519,7 +521,7 @@ def _display_available(settings) -> bool:
     except UserError:
         if not (settings.output or settings.export):
             raise
-        print("No display found: running headless and saving the outputs.", file=sys.stderr)
+        log.info("No display found: running headless and saving the outputs.")
         return False
     return True
 
@@ -584,7 +586,7 @@ def run(settings, source=None) -> int:
     """Build every stage from the settings, run the loop, report. Everything the user could
     have got wrong is checked before the first frame is processed. `source`: an already open
     source to read instead of `settings.input` (benchmarks and tests use a simulated camera)."""
-    from .progress import ProgressBar, format_summary
+    from .progress import format_summary, frame_progress
     from .sinks import check_output_path, check_outputs_distinct, output_kind_for
     from .sources import open_source
 
@@ -616,7 +618,7 @@ def run(settings, source=None) -> int:
     total = loop.source.frame_count
     if settings.max_frames is not None:
         total = min(total, settings.max_frames) if total else settings.max_frames
-    loop.progress = ProgressBar(total, label="processing") if show_progress else None
+    loop.progress = frame_progress(total) if show_progress else None
     interrupted: KeyboardInterrupt | None = None
     try:
         summary = loop.run()
@@ -638,8 +640,7 @@ def run(settings, source=None) -> int:
         if plotted:
             files.append(plotted)
     summary.files = files
-    print(format_summary(summary.frames, summary.seconds, summary.people, files, interrupted is not None),
-          file=sys.stderr)
+    log.info("%s", format_summary(summary.frames, summary.seconds, summary.people, files, interrupted is not None))
     unreadable = getattr(loop.source, "frames_unreadable", 0)
     if unreadable and settings.max_frames is None:
         print(f"warning: {unreadable} of the {loop.source.frame_count} frames of '{loop.source.description}' "

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import logging
 import math
 import os
 import sys
@@ -30,6 +31,8 @@ from app.render2d import draw_text_box
 from app.render3d import Panel3D
 from app.types import FrameResult
 from app.view import Rect, SceneInfo, SceneRenderer
+
+log = logging.getLogger(__name__)
 
 
 class Action(Enum):
@@ -160,10 +163,10 @@ class ViewerControls:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")[:-3]
         path = self.screenshot_dir / f"convnextpose-{stamp}.png"
         if not cv2.imwrite(str(path), self.last_image):
-            print(f"could not save screenshot to {path}", file=sys.stderr)
+            log.warning("could not save the screenshot to %s", path)
             return None
         self.last_screenshot = path
-        print(f"screenshot saved: {path.resolve()}", flush=True)
+        log.info("screenshot saved: %s", path.resolve())
         return path
 
     def on_mouse(self, event: int, x: int, y: int, flags: int, panel_rect: Rect) -> None:

@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"no annotations for {', '.join(unknown)}; annotated: {', '.join(annotated)}", file=sys.stderr)
         return 2
-    backend = create_backend("blazepose", notify=lambda line: None)
+    backend = create_backend("blazepose")
     print(f"CPU: {cpu_name()}; Python {platform.python_version()}; backend {backend.name}")
     header = (f"{'file':<16} {'frames':>6} {'recall >100px':>15} {'recall 40-100px':>16} {'precision':>14} "
               f"{'det calls/fr':>12} {'lmk calls/fr':>12} {'ms/frame':>9} {'sweep':>18}")

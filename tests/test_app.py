@@ -516,3 +516,43 @@ def test_a_folder_of_numbered_frames_of_one_size_is_a_video(tmp_path, capsys):
     cv2.imwrite(str(frames / "frame_004.png"), cv2.imread(str(DATA / "messi5.jpg")))
     _bad(["--input", str(frames), "--no-display", "--model", "blazepose", "--output", str(tmp_path / "f2.mp4")],
          capsys, "give a folder name")
+
+
+# ---- progress ----
+
+def _run_in_a_terminal(args, cwd):
+    """The command with stderr on a pseudo-terminal, as a user sees it; what it drew there."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+    controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))   # 100 columns
+    process = subprocess.Popen([sys.executable, str(ROOT / "run_demo.py"), *args], cwd=cwd,
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=terminal)
+    os.close(terminal)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(controller, 4096)
+        except OSError:   # the terminal's other end closed: the process is gone
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(controller)
+    return process.wait(timeout=60), b"".join(chunks).decode(errors="replace")
+
+
+def test_a_file_run_on_a_terminal_shows_a_progress_bar_and_a_log_file_gets_none(tmp_path):
+    args = ["-i", str(DATA / "pedestrians.mp4"), "--no-display", "--model", "blazepose",
+            "--max-frames", "6", "-e", "o.json"]
+    code, drawn = _run_in_a_terminal(args, tmp_path)
+    assert code == 0, drawn
+    assert "processing: 100%" in drawn and "6/6" in drawn, drawn   # the bar reached its end
+    assert drawn.rstrip().splitlines()[-1].startswith("Processed 6 frames")
+    (tmp_path / "o.json").unlink()
+    logged = subprocess.run([sys.executable, str(ROOT / "run_demo.py"), *args], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=60)
+    assert logged.returncode == 0, logged.stderr
+    assert "\r" not in logged.stderr and "processing" not in logged.stderr

@@ -100,12 +100,13 @@ def test_trained_like_network_has_concentrated_heatmaps(trained_like):
     assert float(trained_confidence.mean()) > 0.5 > float(random_confidence.mean())
 
 
-def test_fp32_forces_strict_float32_and_auto_reports_what_it_measured():
-    lines = []
+def test_fp32_forces_strict_float32_and_auto_reports_what_it_measured(caplog):
     tiny = str(DATA / "ConvNeXtPose_TINY.tar")
-    strict = create_backend(tiny, precision="fp32", notify=lines.append)
+    caplog.set_level("INFO", logger="app")
+    strict = create_backend(tiny, precision="fp32")
     assert strict.numerics == "fp32" and strict.model.precision_trials == []
-    auto = create_backend(tiny, precision="auto", notify=lines.append)
+    auto = create_backend(tiny, precision="auto")
+    lines = [record.getMessage() for record in caplog.records]
     assert [t.precision for t in auto.model.precision_trials] == available_precisions("cpu")
     if len(available_precisions("cpu")) > 1:
         assert any(line.startswith("--precision auto: fp32") for line in lines)

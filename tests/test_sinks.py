@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from app.errors import UserError
-from app.progress import ProgressBar, format_duration, format_summary
+from app.progress import format_summary
 from app.sinks import (CSV_COLUMNS, CsvExporter, ExportMeta, FileSink, ImageSink, JsonExporter,
                        NpzExporter, SinkGroup, VideoSink, check_output_path, make_exporter, make_media_sink)
 from app.skeleton import BONES, JOINT_NAMES
@@ -575,50 +575,7 @@ def test_check_output_path_rejects_read_only_folder(tmp_path):
 # --------------------------------------------------------------------------------------------
 # Progress bar and summary
 
-class FakeClock:
-    def __init__(self):
-        self.now = 100.0
-
-    def __call__(self):
-        return self.now
-
-
-def test_progress_bar_on_a_terminal_shows_rate_and_eta():
-    clock, out = FakeClock(), io.StringIO()
-    bar = ProgressBar(100, label="clip.mp4", stream=out, force=True, clock=clock)
-    for _ in range(50):
-        clock.now += 0.1   # 10 fps
-        bar.update()
-    assert bar.rate == pytest.approx(10.0)
-    assert bar.eta_s == pytest.approx(5.0)
-    line = bar.line()
-    assert "50%" in line and "50/100" in line and "10.0 fps" in line and "ETA 0:05" in line
-    bar.close()
-    bar.close()
-    text = out.getvalue()
-    assert text.startswith("\r") and text.endswith("\n") and text.count("\n") == 1
-
-
-def test_progress_bar_not_a_terminal_prints_plain_lines_or_nothing():
-    clock, out = FakeClock(), io.StringIO()
-    bar = ProgressBar(None, stream=out, plain_every_s=10, clock=clock)
-    for _ in range(200):
-        clock.now += 0.125   # 8 fps, exact in binary
-        bar.update()
-    bar.close()
-    lines = out.getvalue().splitlines()
-    assert "\r" not in out.getvalue() and len(lines) == 2   # at 10 s and 20 s
-    assert lines[0].startswith("80 frames") and "8.0 fps" in lines[0]
-    quiet = io.StringIO()
-    silent = ProgressBar(10, stream=quiet, plain_every_s=0, clock=clock)
-    for _ in range(10):
-        silent.update()
-    silent.close()
-    assert quiet.getvalue() == ""
-
-
-def test_summary_and_duration():
-    assert format_duration(7) == "0:07" and format_duration(3723) == "1:02:03"
+def test_summary_line():
     assert format_summary(300, 24.4, 412, ["out.mp4", "out.json"]) == \
         "Processed 300 frames in 24.4 s (12.3 fps), 412 people found; wrote out.mp4, out.json."
     assert format_summary(1, 0.5, 1, [], interrupted=True) == \

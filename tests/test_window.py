@@ -56,7 +56,8 @@ def test_key_codes_map_to_actions():
     assert key_to_action(0x100000 | ord("s")) is Action.SCREENSHOT   # modifier bits above the byte
 
 
-def test_controls_apply_every_key(tmp_path, capsys):
+def test_controls_apply_every_key(tmp_path, caplog):
+    caplog.set_level("INFO", logger="app")
     panel = Panel3D(640, 480)
     c = ViewerControls(panel, screenshot_dir=tmp_path)
     assert c.handle_key(ord(" ")) is Action.PAUSE and c.paused
@@ -80,7 +81,7 @@ def test_controls_apply_every_key(tmp_path, capsys):
     c.handle_key(ord("s"))
     assert c.last_screenshot is not None and c.last_screenshot.parent == tmp_path
     assert cv2.imread(str(c.last_screenshot)).shape == (480, 640, 3)
-    assert str(c.last_screenshot.resolve()) in capsys.readouterr().out
+    assert any(str(c.last_screenshot.resolve()) in r.getMessage() for r in caplog.records)
     c.handle_key(27)
     assert c.quit
 
@@ -455,7 +456,9 @@ def _child_main(outdir: str, seconds: float) -> int:
 
 
 if __name__ == "__main__" and len(sys.argv) >= 4 and sys.argv[1] == "--child":
-    sys.exit(_child_main(sys.argv[2], float(sys.argv[3])))
+    from app.reporting import reporting
+    with reporting():   # the window's own lines ("screenshot saved: ...") as the command shows them
+        sys.exit(_child_main(sys.argv[2], float(sys.argv[3])))
 
 
 # --- playback at the file's own rate ------------------------------------------------------------
