@@ -23,8 +23,8 @@ from .batch_plan import VideoJob, find_videos, plan_jobs
 from .batch_worker import WorkerConfig
 from .cli import add_processing_options, check_processing_options
 from .errors import UserError
+from .formats import READABLE_VIDEO_EXTENSIONS
 from .reporting import reporting
-from .sources import VIDEO_EXTENSIONS
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +178,7 @@ def _prepare_out_dir(text: str) -> Path:
 
 def run_batch(args) -> int:
     _check_counts(args)
-    extensions = VIDEO_EXTENSIONS
+    extensions = READABLE_VIDEO_EXTENSIONS
     if args.ext:
         extensions = frozenset("." + e.strip().lower().lstrip(".") for e in args.ext.split(",") if e.strip())
         if not extensions:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UserError
-from .sources import VIDEO_EXTENSIONS
+from .formats import READABLE_VIDEO_EXTENSIONS
 
 LIST_EXTENSIONS = (".txt", ".lst", ".list")
 OUTPUT_SUFFIX = "_pose"
@@ -73,7 +73,7 @@ def _read_list(path: Path) -> list[Path]:
     return [(path.parent / Path(e).expanduser()).resolve() for e in entries]
 
 
-def find_videos(inputs: list[str], extensions: frozenset[str] = VIDEO_EXTENSIONS,
+def find_videos(inputs: list[str], extensions: frozenset[str] = READABLE_VIDEO_EXTENSIONS,
                 exclude: Path | None = None) -> list[tuple[Path, Path]]:
     """(video, root) for every video the inputs name, in a stable order, each video once.
     Files found by searching (folders, globs) are chosen by extension and skip `exclude` (the

@@ -39,18 +39,10 @@ import cv2  # noqa: E402  (after the setting above)
 import numpy as np  # noqa: E402
 
 from app.errors import UserError
+from app.formats import READABLE_IMAGE_EXTENSIONS, READABLE_VIDEO_EXTENSIONS
 from app.types import Frame
 
 log = logging.getLogger(__name__)
-
-IMAGE_EXTENSIONS = frozenset({
-    ".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".dib", ".tif", ".tiff", ".webp", ".jp2",
-    ".pbm", ".pgm", ".ppm", ".pnm", ".pxm", ".sr", ".ras", ".exr", ".hdr", ".pic",
-})
-VIDEO_EXTENSIONS = frozenset({
-    ".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".ts",
-    ".mts", ".m2ts", ".3gp", ".ogv", ".gif", ".mjpeg", ".mjpg", ".h264", ".264", ".hevc",
-})
 
 FALLBACK_FPS = 30.0          # when a camera or file reports no usable frame rate
 STILL_FPS = 30.0             # nominal rate of image inputs: frame time = index / STILL_FPS
@@ -719,7 +711,7 @@ def folder_mode(images: list[Path]) -> str:
 
 def _open_folder(folder: Path, still_fps: float) -> ImageFilesSource:
     images = sorted((p for p in folder.iterdir()
-                     if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+                     if p.is_file() and p.suffix.lower() in READABLE_IMAGE_EXTENSIONS
                      and not p.name.startswith(".")),
                     key=lambda p: _natural_key(p.name))
     if not images:
@@ -730,9 +722,9 @@ def _open_folder(folder: Path, still_fps: float) -> ImageFilesSource:
 
 def _open_file(path: Path, still_fps: float) -> Source:
     ext = path.suffix.lower()
-    if ext in IMAGE_EXTENSIONS:
+    if ext in READABLE_IMAGE_EXTENSIONS:
         return ImageFilesSource([path], str(path), fps=still_fps)
-    if ext in VIDEO_EXTENSIONS:
+    if ext in READABLE_VIDEO_EXTENSIONS:
         return _open_video(path)
     # Unknown extension: sniff the content, image first (cheap), then video. Text is refused
     # before FFmpeg sees it: its "tty" demuxer would happily render a .txt as ANSI art.
