@@ -8,7 +8,6 @@ complete, as the end of the input would.
 """
 from __future__ import annotations
 
-import glob
 import logging
 import os
 import time
@@ -147,12 +146,12 @@ class VideoWorker:
 
     def _run(self, job: VideoJob, channel: Channel, started: float) -> VideoResult:
         from .pipeline import build_loop
-        from .sinks import check_output_path
+        from .outputs import check_output_path
         from .sources import open_source
 
         for path in job.outputs:
+            # a killed earlier attempt's temporaries are removed by the sinks (app/outputs/atomic.py)
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-            _remove_stale_temp_files(Path(path))
         if job.video_output:
             check_output_path(job.video_output, "video")
         check_output_path(job.export_output, "export")
@@ -212,13 +211,6 @@ def _warm_up(detector, backend) -> None:
     blank = np.zeros((256, 256, 3), np.uint8)
     detector.detect(blank)
     backend.estimate(blank, [Box(64, 26, 128, 204)], Camera.from_fov(256, 256, 60.0))
-
-
-def _remove_stale_temp_files(target: Path) -> None:
-    """The hidden temporary files (sinks.py names them .STEM.part-XXXXXXXX.EXT) that an earlier
-    attempt at this video left when its process was killed: only this video writes these names."""
-    for stale in target.parent.glob(f".{glob.escape(target.stem)}.part-????????{glob.escape(target.suffix)}"):
-        stale.unlink(missing_ok=True)
 
 
 def _expected_frames(frame_count: int | None, max_frames: int | None) -> int | None:

@@ -477,10 +477,9 @@ def _say_folder_mode(source) -> None:
 
 
 def _check_plot_path(path: str, joint: str | None) -> int | None:
+    from .outputs import check_extension
     from .skeleton import JOINT_INDEX
-    ext = os.path.splitext(path)[1].lower()
-    if ext not in (".png", ".pdf", ".svg", ".jpg", ".jpeg"):
-        raise UserError(f"unknown plot format '{ext or path}': use .png, .pdf, .svg or .jpg")
+    check_extension(path, "plot")
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
         raise UserError(f"cannot write the plot '{path}': its folder does not exist or is not writable")
@@ -533,7 +532,7 @@ def build_loop(settings, source, plot_joint: int | None, display: bool, opened: 
     its videos); otherwise they are made from the settings."""
     from .detector import PersonDetector
     from .floor import FloorFitter
-    from .sinks import ExportMeta, SinkGroup, make_exporter, make_media_sink
+    from .outputs import ExportMeta, SinkGroup, make_exporter, make_media_sink
     from .tracker import Tracker
     from .view import SceneInfo, SceneRenderer
 
@@ -586,8 +585,8 @@ def run(settings, source=None) -> int:
     """Build every stage from the settings, run the loop, report. Everything the user could
     have got wrong is checked before the first frame is processed. `source`: an already open
     source to read instead of `settings.input` (benchmarks and tests use a simulated camera)."""
+    from .outputs import check_output_path, check_outputs_distinct, output_kind_for
     from .progress import format_summary, frame_progress
-    from .sinks import check_output_path, check_outputs_distinct, output_kind_for
     from .sources import open_source
 
     # 1. Outputs: cheap to check, and a typo should not cost a whole run.

@@ -397,7 +397,7 @@ def test_a_stop_signal_during_a_write_counts_the_frame_it_let_finish():
 
     from app import signals
     from app.pipeline import FrameLoop
-    from app.sinks import SinkGroup
+    from app.outputs import SinkGroup
     from app.types import Frame, FrameResult
 
     class Video:

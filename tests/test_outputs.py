@@ -1,11 +1,13 @@
-"""Output sinks: playable H.264 video, images, exact JSON/CSV/NPZ exports, complete files after
-any interruption, nothing left behind when nothing was written. Also the progress bar."""
+"""Outputs (app/outputs/): playable H.264 video, images, exact JSON/CSV/NPZ exports, complete
+files after any interruption, nothing left behind when nothing was written, output paths
+checked before the first frame."""
 from __future__ import annotations
 
 import csv
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -18,9 +20,11 @@ import numpy as np
 import pytest
 
 from app.errors import UserError
-from app.progress import format_summary
-from app.sinks import (CSV_COLUMNS, CsvExporter, ExportMeta, FileSink, ImageSink, JsonExporter,
-                       NpzExporter, SinkGroup, VideoSink, check_output_path, make_exporter, make_media_sink)
+from app.formats import (EXPORT_EXTENSIONS, READABLE_IMAGE_EXTENSIONS, READABLE_VIDEO_EXTENSIONS,
+                         WRITABLE_IMAGE_EXTENSIONS, WRITABLE_VIDEO_EXTENSIONS)
+from app.outputs import (CSV_COLUMNS, CsvExporter, ExportMeta, FileSink, ImageSink, JsonExporter,
+                         NpzExporter, SinkGroup, VideoSink, check_extension, check_output_path,
+                         make_exporter, make_media_sink, output_kind_for)
 from app.skeleton import BONES, JOINT_NAMES
 from app.types import Box, Frame, FrameResult, Person
 
@@ -72,7 +76,6 @@ def test_video_is_h264_faststart_with_every_frame_and_the_fps(tmp_path, group):
     for r in results:
         sink.write(r, None)
     sink.close()
-    assert sink.codec == "h264"
     frames, capture = decode_all(path)
     assert len(frames) == 15
     assert frames[0].shape == (202, 322, 3)   # padded to even for yuv420p
@@ -134,18 +137,35 @@ def test_target_is_replaced_only_on_close(tmp_path, group):
     assert len(decode_all(path)[0]) == 3
 
 
+def encoder_processes() -> list[int]:
+    """Linux: this process's ffmpeg children (the H.264 encoders of the video sinks)."""
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            command = (proc / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == os.getpid() and "ffmpeg" in Path(command).name:
+            found.append(int(proc.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the encoder through /proc (Linux)")
 def test_video_encoder_failure_removes_the_temp_file(tmp_path, group):
     path = tmp_path / "broken.mp4"
     sink = VideoSink(path, fps=10)
     results = pan(group, 30)
     sink.write(results[0], None)
-    sink._encoder._process.kill()   # the encoder dies (disk full, crash...)
-    sink._encoder._process.wait()
+    encoders = encoder_processes()
+    assert len(encoders) == 1
+    os.kill(encoders[0], signal.SIGKILL)   # the encoder dies (disk full, crash...)
     with pytest.raises(UserError, match="encoder"):
         for r in results[1:]:
             sink.write(r, None)
     sink.close()
     assert list(tmp_path.iterdir()) == []
+    assert encoder_processes() == []   # reaped, not left a zombie
 
 
 def test_avi_is_mjpg(tmp_path, group):
@@ -158,14 +178,17 @@ def test_avi_is_mjpg(tmp_path, group):
     assert capture.get(cv2.CAP_PROP_FPS) == pytest.approx(15)
 
 
-def test_mp4v_fallback_without_ffmpeg(tmp_path, group):
+def test_mp4v_fallback_without_ffmpeg(tmp_path, group, monkeypatch, caplog):
+    monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)   # the package is not installed
     path = tmp_path / "fallback.mp4"
-    with VideoSink(path, fps=20, use_ffmpeg=False) as sink:
+    with VideoSink(path, fps=20) as sink:
         for r in pan(group, 5):
             sink.write(r, None)
-    assert sink.codec == "mp4v"
+    assert "imageio-ffmpeg is not installed" in caplog.text
     frames, capture = decode_all(path)
     assert len(frames) == 5 and capture.get(cv2.CAP_PROP_FPS) == pytest.approx(20)
+    data = path.read_bytes()
+    assert b"mp4v" in data and b"avc1" not in data   # MPEG-4 part 2 in the sample entry, not H.264
 
 
 def test_follow_time_plays_live_input_in_real_time(tmp_path, group):
@@ -176,8 +199,7 @@ def test_follow_time_plays_live_input_in_real_time(tmp_path, group):
         sink.write(FrameResult(Frame(index, t, image)), None)
     sink.close()
     assert sink.frames_written == 4
-    assert sink.frames_encoded == 11   # slots 0..10 at 10 fps, gaps filled, nothing dropped
-    assert len(decode_all(path)[0]) == 11
+    assert len(decode_all(path)[0]) == 11   # slots 0..10 at 10 fps, gaps filled, nothing dropped
 
 
 def test_ctrl_c_in_terminal_leaves_complete_files(tmp_path):
@@ -188,7 +210,7 @@ def test_ctrl_c_in_terminal_leaves_complete_files(tmp_path):
         import sys, time
         sys.path.insert(0, {str(REPO)!r})
         import cv2
-        from app.sinks import VideoSink, JsonExporter, ExportMeta, SinkGroup
+        from app.outputs import VideoSink, JsonExporter, ExportMeta, SinkGroup
         from app.types import Frame, FrameResult
         image = cv2.imread({str(DATA / 'group.jpg')!r})
         meta = ExportMeta(model="test", input="group.jpg", fps=25.0, focal=500.0)
@@ -238,10 +260,14 @@ def test_image_file_gets_the_last_composed_image(tmp_path, group):
 
 def test_image_folder_gets_one_image_per_frame(tmp_path, group):
     folder = tmp_path / "annotated"
-    with ImageSink(folder, image_ext=".png") as sink:
-        for r in pan(group, 3):
+    results = pan(group, 3)
+    with ImageSink(folder) as sink:
+        for r in results:
             sink.write(r, None)
-    assert sorted(p.name for p in folder.iterdir()) == ["000000.png", "000001.png", "000002.png"]
+    assert sorted(p.name for p in folder.iterdir()) == ["000000.jpg", "000001.jpg", "000002.jpg"]
+    for r in results:   # each frame's own picture (JPEG, so compared loosely)
+        decoded = cv2.imread(str(folder / f"{r.frame.index:06d}.jpg"))
+        assert np.mean(np.abs(decoded.astype(int) - r.frame.image.astype(int))) < 8
     named = ImageSink(tmp_path / "named", name_for_index=lambda i: f"photo{i}")
     named.write(pan(group, 1)[0], None)
     named.close()
@@ -260,19 +286,18 @@ def test_sink_group_feeds_and_closes_every_output(tmp_path, group):
     sinks.add(JsonExporter(tmp_path / "j.json", META))
     assert not sinks.needs_image
     video = sinks.add(VideoSink(tmp_path / "v.mp4", fps=12.5))
-    sinks.add(NpzExporter(tmp_path / "never.npz", META))
+    never = sinks.add(NpzExporter(tmp_path / "never.npz", META))
     assert sinks.needs_image
-    sinks.sinks[2].close()   # closed early: writing to it is a bug...
-    with pytest.raises(RuntimeError):
-        sinks.write(results[0], None)
-    for r in results[1:]:    # ...that must not stop the other outputs
-        sinks.sinks = sinks.sinks[:2]
-        sinks.write(r, None)
-    sinks.close()
+    never.close()   # closed early: writing to it is a bug...
+    for r in results:
+        with pytest.raises(RuntimeError):
+            sinks.write(r, None)
+    sinks.close()   # ...that must not stop the other outputs
     sinks.close()
     assert sinks.files == [str(tmp_path / "j.json"), str(tmp_path / "v.mp4")]
     assert video.frames_written == 4
     assert len(json.loads((tmp_path / "j.json").read_text())["frames"]) == 4
+    assert len(decode_all(tmp_path / "v.mp4")[0]) == 4
 
 
 def test_ctrl_c_between_two_outputs_still_reaches_both(tmp_path, group):
@@ -302,6 +327,8 @@ def test_make_media_sink(tmp_path):
     assert isinstance(make_media_sink(tmp_path / "a.mp4", 30), VideoSink)
     assert isinstance(make_media_sink(tmp_path / "a.jpg", 30), ImageSink)
     assert isinstance(make_media_sink(tmp_path / "frames", 30), ImageSink)
+    with pytest.raises(UserError, match=r"^unknown image format '\.mkv'"):
+        make_media_sink(tmp_path / "a.mkv", 30)   # read, never written
 
 
 # --------------------------------------------------------------------------------------------
@@ -411,25 +438,38 @@ def test_bad_person_data_does_not_corrupt_the_export(tmp_path):
     assert len(rows) == 18 * sum(len(r.people) for r in results)
 
 
+@pytest.mark.skipif(os.name != "posix", reason="a file size limit (ulimit -f) is POSIX")
 def test_export_write_failure_removes_the_temp_file(tmp_path):
+    """A write the file system refuses half-way through an export (here the file size limit,
+    as `ulimit -f` sets it): one sentence naming the output, no temporary file left, and the
+    file an earlier run left at the target untouched."""
     path = tmp_path / "joints.json"
-    sink = JsonExporter(path, META)
-    results = sample_results()
-    sink.write(results[0], None)
-
-    class DiskFull:
-        def write(self, text):
-            raise OSError(28, "No space left on device")
-
-        def close(self):
-            pass
-
-    real, sink._file = sink._file, DiskFull()
-    real.close()
-    with pytest.raises(UserError, match="cannot write .*joints.json': no space left on device"):
-        sink.write(results[1], None)
-    sink.close()
-    assert list(tmp_path.iterdir()) == []
+    path.write_text('{"earlier": true}')
+    script = textwrap.dedent(f"""
+        import resource, signal, sys
+        import numpy as np
+        sys.path.insert(0, {str(REPO)!r})
+        from app.errors import UserError
+        from app.outputs import ExportMeta, JsonExporter
+        from app.types import Frame, FrameResult
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)   # the write fails with EFBIG instead
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+        sink = JsonExporter({str(path)!r}, ExportMeta(model="test", input="x.mp4", fps=25.0, focal=500.0))
+        image = np.zeros((8, 8, 3), np.uint8)
+        try:
+            for i in range(1000):   # about 40 bytes each
+                sink.write(FrameResult(Frame(i, i / 25.0, image)), None)
+        except UserError as error:
+            print(error)
+        sink.close()
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert re.fullmatch(r"cannot write '.*joints\.json': file too large \(what was there before is "
+                        r"unchanged\)\.\n", done.stdout), done.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["joints.json"]
+    assert json.loads(path.read_text()) == {"earlier": True}
 
 
 def test_csv_round_trip_is_exact(tmp_path):
@@ -507,22 +547,29 @@ def test_write_after_close_is_a_bug(tmp_path):
 
 
 def test_ctrl_c_during_a_write_is_delivered_after_it(tmp_path):
-    """SIGINT arriving in the middle of writing a frame: the frame is finished first."""
+    """SIGINT arriving in the middle of writing a frame: the frame is finished first, and the
+    sink takes the next frame (the interrupt did not fail it)."""
 
     class Slow(FileSink):
+        emitted: list = []
+
         def _render(self, result, composed):
             return result.frame.index
 
         def _emit(self, payload):
-            os.kill(os.getpid(), signal.SIGINT)   # Ctrl-C right now, mid-write
-            time.sleep(0.05)
-            self.emitted = payload
+            if not self.emitted:
+                os.kill(os.getpid(), signal.SIGINT)   # Ctrl-C right now, mid-write
+                time.sleep(0.05)
+            self.emitted.append(payload)
 
+    first, second = sample_results(2)
     sink = Slow(tmp_path / "x.bin")
     with pytest.raises(KeyboardInterrupt):
-        sink.write(sample_results(1)[0], None)
-    assert sink.emitted == 0 and sink.frames_written == 1 and not sink._failed
+        sink.write(first, None)
+    assert sink.emitted == [0] and sink.frames_written == 1
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    sink.write(second, None)
+    assert sink.emitted == [0, 1] and sink.frames_written == 2
     sink.close()
 
 
@@ -552,6 +599,26 @@ def test_check_output_path_rejects(path, kind, message, tmp_path, monkeypatch):
         check_output_path(path, kind)
 
 
+@pytest.mark.parametrize("path, kind, message", [
+    ("out.gif", "plot", "unknown plot format '.gif': use .png, .pdf, .svg or .jpg"),
+    ("./plot", "plot", "unknown plot format './plot': use .png, .pdf, .svg or .jpg"),
+    ("out.mkv", "video", "unknown video format '.mkv': use .mp4, .mov, .m4v or .avi."),
+    ("out", "export", "unknown export format 'out': use .json, .csv or .npz."),
+    ("out.ppm", "image", "unknown image format '.ppm': use .jpg, .png, .bmp, .webp or .tif, or a "
+                         "folder name without an extension."),
+])
+def test_one_extension_check_for_every_output(path, kind, message):
+    """check_extension holds each kind's choices and its sentence; --plot uses it too."""
+    with pytest.raises(UserError, match="^" + re.escape(message) + "$"):
+        check_extension(path, kind)
+
+
+def test_check_extension_answers_the_extension_in_lower_case():
+    assert [check_extension(path, kind) for path, kind in [
+        ("p.SVG", "plot"), ("v.MOV", "video"), ("e.Npz", "export"), ("i.jpeg", "image"),
+        ("frames", "image")]] == [".svg", ".mov", ".npz", ".jpeg", ""]
+
+
 def test_check_output_path_rejects_folder_and_file_parent(tmp_path):
     with pytest.raises(UserError, match="is a folder"):
         check_output_path(str(tmp_path), "video")
@@ -572,16 +639,6 @@ def test_check_output_path_rejects_read_only_folder(tmp_path):
         folder.chmod(0o700)
 
 
-# --------------------------------------------------------------------------------------------
-# Progress bar and summary
-
-def test_summary_line():
-    assert format_summary(300, 24.4, 412, ["out.mp4", "out.json"]) == \
-        "Processed 300 frames in 24.4 s (12.3 fps), 412 people found; wrote out.mp4, out.json."
-    assert format_summary(1, 0.5, 1, [], interrupted=True) == \
-        "Stopped after 1 frame in 0.5 s (2.0 fps), 1 person found; no files written."
-
-
 def test_a_file_left_by_an_earlier_run_is_not_reported_as_written(tmp_path):
     """When this run's export fails to finish, the file already at the path (an earlier run's)
     stays untouched and is not listed as written."""
@@ -600,3 +657,31 @@ def test_a_file_left_by_an_earlier_run_is_not_reported_as_written(tmp_path):
     assert group.files == []
     assert json.loads(path.read_text()) == {"earlier": True}
     assert leftovers(tmp_path) == []
+
+
+# --------------------------------------------------------------------------------------------
+# What is read and what is written
+
+def test_what_is_written_can_be_read_back():
+    """Every format the outputs write is one the sources open (a written video can be
+    processed again); exports are not inputs."""
+    assert set(WRITABLE_VIDEO_EXTENSIONS) <= READABLE_VIDEO_EXTENSIONS
+    assert set(WRITABLE_IMAGE_EXTENSIONS) <= READABLE_IMAGE_EXTENSIONS
+    assert not set(EXPORT_EXTENSIONS) & (READABLE_VIDEO_EXTENSIONS | READABLE_IMAGE_EXTENSIONS)
+
+
+@pytest.mark.parametrize("output, input_kind, expected", [
+    ("out.mp4", "video", "video"), ("frames", "video", "image"), ("out.PNG", "image", "image"),
+    ("photos", "stills", "image"),
+    ("out.mkv", "video", "cannot write a video to 'out.mkv': for a video, camera or sequence of "
+                         "frames use .mp4, .mov, .m4v or .avi, or a folder name"),   # read, not written
+    ("out.ppm", "image", "cannot write an image to 'out.ppm': for one picture use .jpg, .png, "
+                         ".bmp, .webp or .tif."),
+    ("out.jpg", "stills", "cannot write several unrelated photos to 'out.jpg'"),
+])
+def test_output_kind_suits_the_input(output, input_kind, expected):
+    if expected in ("video", "image"):
+        assert output_kind_for(output, input_kind) == expected
+    else:
+        with pytest.raises(UserError, match="^" + re.escape(expected)):
+            output_kind_for(output, input_kind)

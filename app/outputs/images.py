@@ -1,0 +1,79 @@
+"""Annotated stills: one image file holding the last frame, or a folder with one image per
+frame, each file written atomically."""
+from __future__ import annotations
+
+import os
+from typing import Callable
+
+import cv2
+import numpy as np
+
+from app.errors import UserError
+from app.types import FrameResult
+
+from .atomic import FileSink, remove_stale_temporaries, write_bytes_atomically
+
+JPEG_QUALITY = 95
+FOLDER_IMAGE_EXTENSION = ".jpg"   # the files inside a folder output
+
+
+def to_bgr_uint8(image: np.ndarray) -> np.ndarray:
+    """What the encoders take: 3-channel BGR, 8 bits."""
+    if image.dtype != np.uint8:
+        image = np.clip(image, 0, 255).astype(np.uint8)
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    if image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    return image
+
+
+def encode_image(image: np.ndarray, ext: str) -> bytes:
+    params = [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY] if ext in (".jpg", ".jpeg") else []
+    ok, data = cv2.imencode(ext, to_bgr_uint8(image), params)
+    if not ok:
+        raise UserError(f"OpenCV cannot encode a {ext} image.")
+    return data.tobytes()
+
+
+class ImageSink(FileSink):
+    """Annotated still(s).
+
+    * path with an image extension (out.jpg): the LAST composed image is written on close()
+      (for a single-image input that is the only one).
+    * path without an extension (out/): a folder, created on the first write, that gets one
+      JPEG per frame, each written atomically as soon as it arrives. Files are named
+      f"{index:06d}.jpg", or name_for_index(index) + ".jpg" when given (unrelated photos are
+      written under their own names, NAME_pose.jpg: see app/pipeline.build_loop).
+    """
+
+    needs_image = True
+
+    def __init__(self, path: str | os.PathLike, *,
+                 name_for_index: Callable[[int], str] | None = None):
+        super().__init__(path)
+        self.is_folder = not self.path.suffix
+        self._name_for_index = name_for_index
+        self._last: np.ndarray | None = None
+        if self.is_folder:
+            remove_stale_temporaries(self.path, inside=True)
+
+    def _render(self, result: FrameResult, composed: np.ndarray | None):
+        image = composed if composed is not None else result.frame.image
+        if not self.is_folder:
+            return image.copy()   # the caller may reuse its buffer for the next frame
+        index = result.frame.index
+        stem = self._name_for_index(index) if self._name_for_index else f"{index:06d}"
+        return self.path / f"{stem}{FOLDER_IMAGE_EXTENSION}", encode_image(image, FOLDER_IMAGE_EXTENSION)
+
+    def _emit(self, payload) -> None:
+        if not self.is_folder:
+            self._last = payload
+            return
+        target, data = payload
+        self.path.mkdir(exist_ok=True)
+        write_bytes_atomically(target, data)
+
+    def _finish(self) -> None:
+        if not self.is_folder:
+            write_bytes_atomically(self.path, encode_image(self._last, self.path.suffix.lower()))

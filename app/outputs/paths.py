@@ -1,0 +1,142 @@
+"""Output paths checked before the first frame, so a typo does not cost a whole run: the kind
+of output that suits the input, a known extension for that kind, a folder that exists and takes
+a file, and no output that is the input or another output. The one place where output
+extensions are checked: the sink factories (app/outputs/__init__.py) use check_extension too."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Literal
+
+from app.errors import UserError
+from app.formats import (EXPORT_EXTENSIONS, PLOT_EXTENSIONS, WRITABLE_IMAGE_EXTENSIONS,
+                         WRITABLE_VIDEO_EXTENSIONS)
+
+OutputKind = Literal["video", "image", "export", "plot"]
+
+_VIDEO_CHOICES = ".mp4, .mov, .m4v or .avi"
+_IMAGE_CHOICES = ".jpg, .png, .bmp, .webp or .tif"
+
+
+def output_kind_for(path: str | os.PathLike, input_kind: str) -> OutputKind:
+    """The kind of --output that suits the input, or a UserError naming the right choices.
+
+    input_kind "video" (a video, a camera, a stream, numbered frames): a video file, or a folder
+    name for one image per frame; "image" (one picture): an image file; "stills" (unrelated
+    photos): a folder name, one NAME_pose image per photo."""
+    target = Path(str(path).strip()).expanduser()
+    ext = target.suffix.lower()
+    if input_kind == "video":
+        if ext in WRITABLE_VIDEO_EXTENSIONS:
+            return "video"
+        if not ext:
+            return "image"
+        raise UserError(f"cannot write a video to '{target.name}': for a video, camera or "
+                        f"sequence of frames use {_VIDEO_CHOICES}, or a folder name (no "
+                        "extension) for one image per frame.")
+    if input_kind == "image":
+        if ext in WRITABLE_IMAGE_EXTENSIONS:
+            return "image"
+        raise UserError(f"cannot write an image to '{target.name}': for one picture use "
+                        f"{_IMAGE_CHOICES}.")
+    if input_kind == "stills":
+        if not ext:
+            return "image"
+        raise UserError(f"cannot write several unrelated photos to '{target.name}': give a folder "
+                        "name (no extension); each photo is written there as NAME_pose.jpg.")
+    raise ValueError(f"unknown input kind {input_kind!r}")
+
+
+def check_extension(path: str | os.PathLike, kind: OutputKind) -> str:
+    """The path's extension (lower case) when it suits the kind, else a UserError naming the
+    choices. "video": .mp4/.mov/.m4v/.avi; "image": an image extension, or none (a folder, one
+    image per frame); "export": .json/.csv/.npz; "plot": a figure matplotlib writes."""
+    target = Path(str(path).strip()).expanduser()
+    ext = target.suffix.lower()
+    if kind == "export":
+        if ext not in EXPORT_EXTENSIONS:
+            raise UserError(f"unknown export format '{ext or target.name}': use .json, .csv or "
+                            ".npz.")
+    elif kind == "video":
+        if ext not in WRITABLE_VIDEO_EXTENSIONS:
+            raise UserError(f"unknown video format '{ext or target.name}': use {_VIDEO_CHOICES}.")
+    elif kind == "image":
+        if ext and ext not in WRITABLE_IMAGE_EXTENSIONS:
+            raise UserError(f"unknown image format '{ext}': use {_IMAGE_CHOICES}, or a folder "
+                            "name without an extension.")
+    elif kind == "plot":
+        if ext not in PLOT_EXTENSIONS:
+            raise UserError(f"unknown plot format '{ext or path}': use .png, .pdf, .svg or .jpg")
+    else:
+        raise ValueError(f"unknown output kind {kind!r}")
+    return ext
+
+
+def check_output_path(path: str | os.PathLike, kind: OutputKind) -> Path:
+    """Validate an output path before any frame is processed: its extension for the kind (see
+    check_extension), and a folder that exists and takes a new file. An image output without
+    an extension is a folder of images (one per frame), which may exist already.
+    Returns the path; raises UserError with one sentence."""
+    text = str(path).strip()
+    if not text:
+        raise UserError(f"the {kind} output path is empty.")
+    target = Path(text).expanduser()
+    if target.is_dir() and kind != "image":
+        raise UserError(f"output '{target}' is a folder: give a file name inside it.")
+    ext = check_extension(path, kind)
+    as_folder = kind == "image" and not ext
+
+    if as_folder and target.is_dir():
+        _check_writable_folder(target, target)
+        return target
+    if target.is_dir():   # an image output named like a file, e.g. "shots.jpg/"
+        raise UserError(f"output '{target}' is a folder: give a file name inside it.")
+    if as_folder and target.exists():
+        raise UserError(f"image output '{target}' exists and is not a folder.")
+    _check_writable_folder(target.parent if str(target.parent) else Path("."), target)
+    return target
+
+
+def _check_writable_folder(folder: Path, target: Path) -> None:
+    if not folder.exists():
+        raise UserError(f"cannot write '{target}': folder '{folder}' does not exist.")
+    if not folder.is_dir():
+        raise UserError(f"cannot write '{target}': '{folder}' is not a folder.")
+    # Actually create a file: os.access is wrong on some file systems and for root.
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise UserError(f"cannot write to folder '{folder}': {exc.strerror or exc}.") from None
+
+
+def check_outputs_distinct(input_spec: str, outputs: dict[str, str | None]) -> None:
+    """Refuse, before anything is processed, an output that is the input itself (however it is
+    spelled: another relative path, a symlink, a hard link; an image-folder output that is the
+    input folder) and two outputs that are one file. outputs: option name -> path or None."""
+    named = {option: Path(str(path).strip()).expanduser() for option, path in outputs.items() if path}
+    source = Path(str(input_spec).strip()).expanduser()
+    if source.exists():
+        for option, target in named.items():
+            if _same_file(source, target):
+                what = "folder" if source.is_dir() else "file"
+                raise UserError(f"{option} '{target}' is the input {what} '{input_spec}': writing it "
+                                "would destroy the input; choose another name.")
+    options = list(named)
+    for i, first in enumerate(options):
+        for second in options[i + 1:]:
+            if _same_file(named[first], named[second]):
+                raise UserError(f"{first} and {second} name the same file '{named[second]}': give "
+                                "each output its own name.")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file: the same spelling once resolved (./x/../y, symlinks),
+    or the same inode (hard links)."""
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:   # one of them does not exist yet: then they are not the same file
+        return False
