@@ -7,7 +7,6 @@ done on it (the promise: at most one frame interval).
 """
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import cv2
@@ -19,24 +18,7 @@ from app import pipeline  # noqa: E402
 from app.cli import parse_settings  # noqa: E402
 from app.sources import LiveSource  # noqa: E402
 from benchmarks.make_clip import PHOTO  # noqa: E402
-
-
-class SimulatedCamera:
-    """cv2.VideoCapture's reading interface, delivering frames at `fps` in real time."""
-
-    def __init__(self, image, fps: float):
-        self.image, self.interval, self.next_due = image, 1.0 / fps, time.monotonic()
-
-    def read(self):
-        self.next_due += self.interval
-        time.sleep(max(0.0, self.next_due - time.monotonic()))
-        return True, self.image.copy()
-
-    def get(self, prop):
-        return 1.0 / self.interval if prop == cv2.CAP_PROP_FPS else 0.0
-
-    def release(self):
-        pass
+from tests.support import FakeCamera  # noqa: E402  (a camera delivering frames in real time)
 
 
 def main():
@@ -50,7 +32,7 @@ def main():
     argv = ["--input", "0", "--benchmark", "--max-frames", str(args.frames)]
     if args.model:
         argv += ["--model", args.model]
-    source = LiveSource(SimulatedCamera(frame, args.fps), "simulated camera")
+    source = LiveSource(FakeCamera(frame, fps=args.fps), "simulated camera")
     return pipeline.run(parse_settings(argv), source=source)
 
 

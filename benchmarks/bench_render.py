@@ -11,12 +11,11 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
 
 from app.render3d import Panel3D  # noqa: E402
 from app.types import Frame, FrameResult  # noqa: E402
 from app.view import SceneInfo, SceneRenderer  # noqa: E402
-from test_render import standing_person  # noqa: E402  (the realistic synthetic skeleton)
+from tests.support import standing_person  # noqa: E402  (the realistic synthetic skeleton)
 
 THREE = [((-900, 200, 3500), 1, 0.0), ((0, 150, 3000), 2, 15.0), ((1000, 250, 4200), 3, -30.0)]
 

@@ -2,12 +2,11 @@
 same way by the reference script (which needs mediapipe) and by the tests (which must not)."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import cv2
 import numpy as np
+from support import DATA
 
-DATA = Path(__file__).resolve().parent / "data"
 PHOTOS = ("group.jpg", "basketball1.jpg", "home.jpg", "messi5.jpg", "fruits.jpg")
 VIDEO = "pedestrians.mp4"
 VIDEO_FRAMES = (0, 14, 29)

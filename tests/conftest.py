@@ -1,28 +1,11 @@
-import json
-import os
 import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # the project, for `app` and `models`
 
-DATA = ROOT / "tests" / "data"
-# The conformance data for XS and L is large and lives beside the project, not in it.
-SHARED = Path(os.environ.get("CONVNEXTPOSE_SHARED", ROOT.parent / "shared"))
-SHARED_CONVNEXTPOSE = SHARED / "convnextpose"
-
-
-def decoded_frames(path) -> int:
-    """How many frames of a written video really decode (what a player would show)."""
-    import cv2
-    capture = cv2.VideoCapture(str(path))
-    count = 0
-    while capture.read()[0]:
-        count += 1
-    capture.release()
-    return count
+from support import DATA, group_boxes as load_group_boxes  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -32,8 +15,7 @@ def group_photo_path():
 
 @pytest.fixture(scope="session")
 def group_boxes():
-    with open(DATA / "boxes.json") as f:
-        return json.load(f)
+    return load_group_boxes()
 
 
 @pytest.fixture(scope="session")

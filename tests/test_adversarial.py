@@ -23,7 +23,7 @@ from typing import Callable
 import cv2
 import pytest
 
-from conftest import DATA, ROOT, decoded_frames
+from support import DATA, ROOT, decoded_frames
 
 RUN_DEMO = str(ROOT / "run_demo.py")
 CLIP = DATA / "pedestrians.mp4"          # 30 frames, 768x576

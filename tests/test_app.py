@@ -15,33 +15,10 @@ from app.backends import find_checkpoint
 from app.cli import main
 from app.skeleton import BONES, JOINT_INDEX, JOINT_NAMES
 
-from conftest import DATA, ROOT, SHARED_CONVNEXTPOSE
+from support import DATA, ROOT, SHARED_CONVNEXTPOSE, FakeCamera, drifting_clip, video_properties
 
 TINY = str(DATA / "ConvNeXtPose_TINY.tar")
 J = JOINT_INDEX
-
-
-def make_video(path, frames=12, fps=20.0, photo=DATA / "group.jpg"):
-    """A short clip from a real photo: the camera drifts a few pixels per frame."""
-    image = cv2.imread(str(photo))
-    height, width = image.shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
-    for i in range(frames):
-        shift = np.float32([[1, 0, 4 * np.sin(i / 3)], [0, 1, 2 * np.cos(i / 4)]])
-        writer.write(cv2.warpAffine(image, shift, (width, height), borderMode=cv2.BORDER_REPLICATE))
-    writer.release()
-    return path
-
-
-def count_frames(path):
-    capture = cv2.VideoCapture(str(path))
-    n = 0
-    while capture.read()[0]:
-        n += 1
-    size = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
-    fps = capture.get(cv2.CAP_PROP_FPS)
-    capture.release()
-    return n, size, fps
 
 
 def bone_length(joints, a, b):
@@ -50,7 +27,7 @@ def bone_length(joints, a, b):
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory):
-    return make_video(tmp_path_factory.mktemp("clip") / "skiers.mp4")
+    return drifting_clip(tmp_path_factory.mktemp("clip") / "skiers.mp4")
 
 
 # ---- the fallback on a real photo ----
@@ -87,7 +64,7 @@ def test_convnextpose_video_end_to_end(tmp_path, clip):
     out, export = tmp_path / "annotated.mp4", tmp_path / "joints.json"
     assert main(["--input", str(clip), "--model", TINY, "--no-display", "--output", str(out),
                  "--export", str(export), "--focal", "900"]) == 0
-    frames, size, fps = count_frames(out)
+    frames, size, fps = video_properties(out)
     assert frames == 12 and fps == pytest.approx(20.0, abs=0.01)
     photo = cv2.imread(str(DATA / "group.jpg"))
     assert size[1] == photo.shape[0] and size[0] >= 2 * photo.shape[1] - 2
@@ -272,7 +249,7 @@ def test_real_cli_process_reports_one_line(tmp_path):
 def test_ctrl_c_keeps_every_frame_written(tmp_path):
     """SIGINT to the whole process group, as a terminal sends it: the video and the JSON hold
     every frame processed so far, and the exit code says it was interrupted."""
-    clip = make_video(tmp_path / "long.mp4", frames=400)
+    clip = drifting_clip(tmp_path / "long.mp4", frames=400)
     out, export = tmp_path / "annotated.mp4", tmp_path / "joints.json"
     process = subprocess.Popen(
         [sys.executable, str(ROOT / "run_demo.py"), "--input", str(clip), "--model", TINY,
@@ -290,35 +267,15 @@ def test_ctrl_c_keeps_every_frame_written(tmp_path):
     written = len(data["frames"])
     assert 0 < written < 400
     assert [f["index"] for f in data["frames"]] == list(range(written))
-    frames, _, _ = count_frames(out)
+    frames, _, _ = video_properties(out)
     assert frames == written
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "no temporary files left"
-
-
-class _FakeCamera:
-    """A capture that delivers real photo frames at 50 fps, like a camera driver would."""
-
-    def __init__(self, image):
-        self.image, self.count, self.released = image, 0, False
-
-    def read(self):
-        time.sleep(0.02)
-        self.count += 1
-        frame = self.image.copy()
-        cv2.putText(frame, str(self.count), (5, 30), cv2.FONT_HERSHEY_SIMPLEX, 1, (0, 0, 255), 2)
-        return True, frame
-
-    def get(self, prop):
-        return 50.0 if prop == cv2.CAP_PROP_FPS else 0.0
-
-    def release(self):
-        self.released = True
 
 
 def test_live_camera_input_processes_the_newest_frames(tmp_path, monkeypatch):
     from app import sources
 
-    camera = _FakeCamera(cv2.imread(str(DATA / "group.jpg")))
+    camera = FakeCamera(cv2.imread(str(DATA / "group.jpg")), fps=50.0)
     monkeypatch.setattr(sources, "open_source",
                         lambda spec, **kw: sources.LiveSource(camera, "camera 0"))
     export, out = tmp_path / "live.json", tmp_path / "live.mp4"
@@ -328,14 +285,14 @@ def test_live_camera_input_processes_the_newest_frames(tmp_path, monkeypatch):
     assert [f["index"] for f in frames] == list(range(6))
     times = [f["time"] for f in frames]
     assert all(b > a for a, b in zip(times, times[1:])), "wall-clock times increase"
-    assert camera.released
-    assert count_frames(out)[0] >= 6
+    assert camera.released.is_set()
+    assert video_properties(out)[0] >= 6
 
 
 def test_benchmark_of_a_live_source_reports_latency(monkeypatch, capsys):
     from app import sources
 
-    camera = _FakeCamera(cv2.imread(str(DATA / "group.jpg")))
+    camera = FakeCamera(cv2.imread(str(DATA / "group.jpg")), fps=50.0)
     monkeypatch.setattr(sources, "open_source", lambda spec, **kw: sources.LiveSource(camera, "camera 0"))
     assert main(["--input", "0", "--model", TINY, "--benchmark", "--max-frames", "5"]) == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -511,7 +468,7 @@ def test_a_folder_of_numbered_frames_of_one_size_is_a_video(tmp_path, capsys):
     assert main(["--input", str(frames), "--no-display", "--no-progress", "--model", "blazepose",
                  "--output", str(out)]) == 0
     assert "processed as a video" in capsys.readouterr().err
-    assert count_frames(out)[0] == 4
+    assert video_properties(out)[0] == 4
     # one photo of another size makes the folder stills
     cv2.imwrite(str(frames / "frame_004.png"), cv2.imread(str(DATA / "messi5.jpg")))
     _bad(["--input", str(frames), "--no-display", "--model", "blazepose", "--output", str(tmp_path / "f2.mp4")],

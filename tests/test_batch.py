@@ -9,14 +9,12 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
 
 from app.batch import main
 from app.batch_plan import find_videos, plan_jobs
 
-from conftest import DATA, ROOT, decoded_frames
+from support import DATA, ROOT, decoded_frames, drifting_clip
 
 FRAMES = 5
 CLIPS = {"group.mp4": "group.jpg", "court/basketball.mp4": "basketball1.jpg",
@@ -24,21 +22,10 @@ CLIPS = {"group.mp4": "group.jpg", "court/basketball.mp4": "basketball1.jpg",
 BROKEN = "home/broken.mp4"
 
 
-def make_clip(path: Path, photo: Path, frames: int = FRAMES, width: int = 320) -> Path:
-    """A short clip from a real photo, shrunk to `width`, the camera drifting a little (a
-    "mirrored" clip shows the photo flipped)."""
-    image = cv2.imread(str(photo))
-    if "mirrored" in path.name:
-        image = np.ascontiguousarray(image[:, ::-1])
-    height = int(round(image.shape[0] * width / image.shape[1])) // 2 * 2
-    image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (width, height))
-    for i in range(frames):
-        shift = np.float32([[1, 0, 3 * np.sin(i / 2)], [0, 1, 2 * np.cos(i / 3)]])
-        writer.write(cv2.warpAffine(image, shift, (width, height), borderMode=cv2.BORDER_REPLICATE))
-    writer.release()
-    return path
+def make_clip(path: Path, photo: Path, frames: int = FRAMES) -> Path:
+    """A short 320 px wide clip from a real photo (a "mirrored" clip shows the photo flipped)."""
+    return drifting_clip(path, photo, frames, fps=10.0, width=320, mirrored="mirrored" in path.name,
+                         drift=(3, 2, 2, 3))
 
 
 @pytest.fixture(scope="module")

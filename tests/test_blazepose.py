@@ -1,7 +1,5 @@
 """The BlazePose fallback on real photos: anatomically plausible 3D joints in mm, sides right,
 2D joints in image pixels, a root position in camera space, and robust box handling."""
-import json
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -9,8 +7,8 @@ import pytest
 
 from app.skeleton import JOINT_INDEX as J, NUM_JOINTS
 from app.types import Box, Camera
+from support import DATA
 
-DATA = Path(__file__).parent / "data"
 BASKETBALL_MAN = Box(35, 80, 125, 400)     # hand-measured, left man in basketball1.jpg
 
 
@@ -66,9 +64,9 @@ def test_sides_and_up(basketball_person):
     assert np.all(p.joints_2d[:, 1] > b.y - 20) and np.all(p.joints_2d[:, 1] < b.y + b.h + 20)
 
 
-def test_root_positions_on_group_match_ground_truth(blazepose):
+def test_root_positions_on_group_match_ground_truth(blazepose, group_boxes):
     image = cv2.imread(str(DATA / "group.jpg"))
-    meta = json.loads((DATA / "boxes.json").read_text())
+    meta = group_boxes
     camera = Camera(*meta["focal"], *meta["princpt"])
     people = blazepose.estimate(image, [Box(*b) for b in meta["bboxes"]], camera)
     assert all(p is not None for p in people)
@@ -81,13 +79,13 @@ def test_root_positions_on_group_match_ground_truth(blazepose):
     assert np.argmin(xs) == 4 and np.argmax(xs) == 2      # leftmost and rightmost people
 
 
-def test_detected_people_each_get_their_own_skeleton(blazepose, detector):
+def test_detected_people_each_get_their_own_skeleton(blazepose, detector, group_boxes):
     """In group.jpg the skiers overlap: a box centred between two people made the model fit the
     clearer one twice (the front skier got the skier behind him). Cropping on the detector's
     hip-centred region gives every detected person a skeleton inside their own true box, and
     no two skeletons on one person."""
     image = cv2.imread(str(DATA / "group.jpg"))
-    meta = json.loads((DATA / "boxes.json").read_text())
+    meta = group_boxes
     camera = Camera(*meta["focal"], *meta["princpt"])
     boxes = detector.detect(image, mode="tiled")
     assert all(b.region is not None for b in boxes)

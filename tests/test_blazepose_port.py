@@ -7,17 +7,16 @@ resolution; landmarks within 1 px; world landmarks within 2 mm."""
 import hashlib
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from blazepose_media import reference_images
+from support import DATA, ROOT
 from models.blazepose import (ModelUnavailableError, PoseDetector, PoseLandmarker, Roi, ssd_anchors,
                               weighted_nms)
 
-ROOT = Path(__file__).resolve().parent.parent
-REFERENCE = ROOT / "tests" / "data" / "blazepose_reference.npz"
+REFERENCE = DATA / "blazepose_reference.npz"
 
 
 @pytest.fixture(scope="module")

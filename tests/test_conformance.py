@@ -8,7 +8,7 @@ from app import geometry
 from app.estimator import estimate_poses, normalize_crops
 from models import load_convnextpose
 
-from conftest import DATA, SHARED_CONVNEXTPOSE
+from support import DATA, SHARED_CONVNEXTPOSE
 
 # float32 CPU tolerances (shared/convnextpose/README.md)
 COORD_TOL, PIXEL_TOL, MM_TOL = 1e-3, 0.05, 0.5

@@ -1,7 +1,5 @@
 """PersonDetector on real photos: tests/data/group.jpg (ground-truth boxes in boxes.json) and
 photos from Debian's opencv-doc examples (basketball1, messi5; fruits, home have nobody)."""
-import json
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -9,8 +7,8 @@ import pytest
 
 from app.detector import PersonDetector
 from app.types import Box
+from support import DATA
 
-DATA = Path(__file__).parent / "data"
 
 
 def load(name):
@@ -20,9 +18,8 @@ def load(name):
 
 
 @pytest.fixture(scope="module")
-def group_truth():
-    meta = json.loads((DATA / "boxes.json").read_text())
-    return [Box(*b) for b in meta["bboxes"]]
+def group_truth(group_boxes):
+    return [Box(*b) for b in group_boxes["bboxes"]]
 
 
 def best_ious(truth, boxes):

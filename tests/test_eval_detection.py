@@ -1,13 +1,12 @@
 """The detection yardstick: annotations lie on their images, and the scoring counts what it says."""
 import json
-from pathlib import Path
 
 import cv2
 
 from app.types import Box
 from benchmarks.eval_detection import GROUND_TRUTH, score_frame
+from support import DATA
 
-DATA = Path(__file__).parent / "data"
 
 
 def test_annotated_boxes_lie_on_their_images():

@@ -12,7 +12,7 @@ from app.floor import SOLE_BELOW_ANKLE_MM, FloorFitter, fit_floor, sole
 from app.render3d import Panel3D, floor_ring, place_people, project
 from app.skeleton import JOINT_INDEX, NUM_JOINTS
 from app.types import Box, Camera, Floor, Person
-from test_render import STANDING
+from support import STANDING
 
 DATA_CAMERA = Camera.from_fov(640, 480, 60.0)
 FEET = [JOINT_INDEX["R_Ankle"], JOINT_INDEX["L_Ankle"]]

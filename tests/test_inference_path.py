@@ -7,13 +7,12 @@ import threading
 
 import cv2
 import numpy as np
-import pytest
 import torch
 
 from app import estimator, pipeline
 from app.cli import main
 from app.estimator import MAX_BATCH, CropUploader, estimate_poses, warm_up_batches
-from conftest import DATA
+from support import DATA
 from models import load_convnextpose
 
 TINY = str(DATA / "ConvNeXtPose_TINY.tar")
@@ -94,8 +93,8 @@ def _export(tmp_path, clip_path, name):
 
 
 def test_detecting_the_next_frame_beside_this_frames_poses_changes_no_answer(tmp_path, monkeypatch):
-    from test_app import make_video
-    clip_path = make_video(tmp_path / "clip.mp4", frames=20)
+    from support import drifting_clip
+    clip_path = drifting_clip(tmp_path / "clip.mp4", frames=20)
     serial = _export(tmp_path, clip_path, "serial.json")
     detections = []
     real_detect = pipeline.FrameLoop._start_detecting_next

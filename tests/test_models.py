@@ -10,7 +10,7 @@ from models import (VARIANTS, CheckpointError, CheckpointNotFoundError, CorruptC
                     InconsistentShapesError, NotACheckpointError, NotConvNeXtPoseError,
                     UnsafeCheckpointError, build_convnextpose, load_convnextpose, read_state_dict)
 
-from conftest import DATA
+from support import DATA
 
 TINY = DATA / "ConvNeXtPose_TINY.tar"
 

@@ -12,7 +12,7 @@ from models.onednn import FusedCpuNetwork
 from models.optimize import (OptimizedConvNeXtPose, _coords_and_plane, available_precisions, fold_batchnorms,
                              fold_bn_before_conv, optimize_for_inference)
 
-from conftest import DATA, SHARED_CONVNEXTPOSE
+from support import DATA, SHARED_CONVNEXTPOSE
 
 TOLERANCE = 0.05      # heatmap units: the bound for any reduced-precision path
 FP32_TOL = 1e-3       # float32 after folding: float rounding only

@@ -27,8 +27,8 @@ from app.outputs import (CSV_COLUMNS, CsvExporter, ExportMeta, FileSink, ImageSi
                          make_exporter, make_media_sink, output_kind_for)
 from app.skeleton import BONES, JOINT_NAMES
 from app.types import Box, Frame, FrameResult, Person
+from support import DATA
 
-DATA = Path(__file__).parent / "data"
 REPO = Path(__file__).parent.parent
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from app.backends import calibration_crops, create_backend
-from conftest import DATA
+from support import DATA
 from models import load_convnextpose, optimize_for_inference
 from models import optimize as optimize_module
 from models.optimize import (MAX_CHANGE_MM, MEAN_CHANGE_MM, PrecisionTrial, available_precisions,

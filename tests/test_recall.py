@@ -2,7 +2,6 @@
 (tests/data/people_boxes.json): the live path's recall and precision on the street clip, and the
 landmark model's verification rejecting what the tiled detector mistakes for people."""
 import json
-from pathlib import Path
 
 import cv2
 import pytest
@@ -10,8 +9,8 @@ import pytest
 from app.detector import PersonDetector
 from app.types import Box
 from benchmarks.eval_detection import GROUND_TRUTH, evaluate_file, score_frame
+from support import DATA
 
-DATA = Path(__file__).parent / "data"
 ANNOTATED = json.loads(GROUND_TRUTH.read_text())["files"]
 
 

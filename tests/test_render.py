@@ -9,39 +9,13 @@ import pytest
 
 from app.render2d import draw_people, hud_lines
 from app.render3d import NEAR_MM, OrbitView, Panel3D, place_people, project, project_segments
-from app.skeleton import BONES, JOINT_INDEX, NUM_JOINTS, SIDE_COLOURS_BGR, bone_side
-from app.types import Box, Camera, Frame, FrameResult, Person
+from app.skeleton import BONES, JOINT_INDEX, SIDE_COLOURS_BGR, bone_side
+from app.types import Frame, FrameResult
 from app.view import SceneInfo, SceneRenderer
+from support import standing_person
 
 # A standing adult of about 1.75 m, facing the camera, in mm relative to the pelvis:
 # x right (so the person's right side has x < 0), y down, z away from the camera.
-STANDING_MM = {
-    "Pelvis": (0, 0, 0), "R_Hip": (-125, 10, 0), "R_Knee": (-115, 450, 15), "R_Ankle": (-110, 870, 50),
-    "L_Hip": (125, 10, 0), "L_Knee": (115, 450, 15), "L_Ankle": (110, 870, 50),
-    "Torso": (0, -230, -10), "Neck": (0, -490, -20), "Nose": (0, -590, -100), "Head": (0, -760, -30),
-    "L_Shoulder": (190, -450, 0), "L_Elbow": (225, -170, 10), "L_Wrist": (240, 70, -30),
-    "R_Shoulder": (-190, -450, 0), "R_Elbow": (-225, -170, 10), "R_Wrist": (-240, 70, -30),
-    "Thorax": (0, -420, -10),
-}
-STANDING = np.array([STANDING_MM[name] for name in sorted(STANDING_MM, key=JOINT_INDEX.get)], np.float32)
-
-CAMERA = Camera.from_fov(640, 480, 60.0)
-
-
-def standing_person(root_mm=(0.0, 200.0, 3000.0), track_id: int = 1, yaw_deg: float = 0.0) -> Person:
-    """A realistic standing person at `root_mm` (camera coords), with consistent 2D joints
-    (projected through a 60-degree camera) and box."""
-    yaw = math.radians(yaw_deg)
-    rot = np.array([[math.cos(yaw), 0, math.sin(yaw)], [0, 1, 0], [-math.sin(yaw), 0, math.cos(yaw)]])
-    joints = (STANDING @ rot.T).astype(np.float32)
-    cam = joints + np.asarray(root_mm, np.float32)
-    uv = np.stack([CAMERA.fx * cam[:, 0] / cam[:, 2] + CAMERA.cx, CAMERA.fy * cam[:, 1] / cam[:, 2] + CAMERA.cy], 1)
-    lo, hi = uv.min(0), uv.max(0)
-    box = Box(float(lo[0] - 20), float(lo[1] - 30), float(hi[0] - lo[0] + 40), float(hi[1] - lo[1] + 50), 0.93)
-    return Person(box, uv.astype(np.float32), joints, np.full(NUM_JOINTS, 0.9, np.float32),
-                  np.asarray(root_mm, np.float32), track_id)
-
-
 def colour_near(img: np.ndarray, xy, colour, radius: int = 3, tol: int = 40) -> bool:
     """Is a pixel of about `colour` (BGR) within `radius` pixels of `xy`?"""
     x, y = int(round(xy[0])), int(round(xy[1]))

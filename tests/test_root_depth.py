@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from app import geometry
-from app.skeleton import JOINT_INDEX, ROOT
+from app.skeleton import JOINT_INDEX
 from app.types import Box, Camera
-from test_render import CAMERA, standing_person
+from support import CAMERA, standing_person
 
 HIPS = [JOINT_INDEX["R_Hip"], JOINT_INDEX["L_Hip"]]
 

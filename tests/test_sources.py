@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -12,8 +11,8 @@ import pytest
 from app.errors import UserError
 from app.sources import (READ_AHEAD_FRAMES, ImageFilesSource, LiveSource, VideoFileSource,
                          _redact_url, open_source)
+from support import DATA, FakeCamera, frame_number, write_video
 
-DATA = Path(__file__).parent / "data"
 GROUP = DATA / "group.jpg"               # real photo, 640x392, five people
 PEDESTRIANS = DATA / "pedestrians.mp4"   # 30 real frames of OpenCV's vtest.avi, 384x288, 10 fps
 
@@ -28,16 +27,6 @@ def group() -> np.ndarray:
 def pan_crops(group: np.ndarray, n: int, w: int = 320, h: int = 240, step: int = 12) -> list:
     """n different real-image frames: a camera panning right over the group photo."""
     return [np.ascontiguousarray(group[40:40 + h, i * step:i * step + w]) for i in range(n)]
-
-
-def write_video(path: Path, frames: list, fps: float, fourcc: str = "mp4v") -> Path:
-    h, w = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (w, h))
-    assert writer.isOpened()
-    for frame in frames:
-        writer.write(frame)
-    writer.release()
-    return path
 
 
 def closest(image: np.ndarray, candidates: list) -> int:
@@ -233,37 +222,6 @@ def test_stream_url_password_is_hidden():
 # --------------------------------------------------------------------------------------------
 # Live sources with an injected capture
 
-class FakeCamera:
-    """A capture that delivers `count` numbered frames every `period` seconds, then fails.
-    The frame number is painted into pixel (0, 0) so the consumer can tell frames apart."""
-
-    def __init__(self, count: int, period: float, fps: float = 25.0, first_delay: float = 0.0):
-        self.count, self.period, self.fps, self.first_delay = count, period, fps, first_delay
-        self.delivered = 0
-        self.released = threading.Event()
-
-    def read(self):
-        if self.delivered == 0 and self.first_delay:
-            time.sleep(self.first_delay)
-        if self.delivered >= self.count:
-            return False, None
-        time.sleep(self.period)
-        self.delivered += 1
-        image = np.zeros((48, 64, 3), np.uint8)
-        image[0, 0] = (self.delivered % 256, self.delivered // 256, 0)
-        return True, image
-
-    def get(self, prop):
-        return self.fps if prop == cv2.CAP_PROP_FPS else 0.0
-
-    def release(self):
-        self.released.set()
-
-
-def number(image: np.ndarray) -> int:
-    return int(image[0, 0, 0]) + 256 * int(image[0, 0, 1])
-
-
 def test_camera_yields_newest_frame_and_drops_older_ones():
     camera = FakeCamera(count=60, period=0.005)
     source = LiveSource(camera, "camera 0")
@@ -271,7 +229,7 @@ def test_camera_yields_newest_frame_and_drops_older_ones():
     assert source.fps == 25.0
     seen, lags = [], []
     for frame in source:
-        seen.append(number(frame.image))
+        seen.append(frame_number(frame.image))
         lags.append(camera.delivered - seen[-1])
         time.sleep(0.03)   # a slow consumer: about six camera frames per yielded one
     source.close()
@@ -289,7 +247,7 @@ def test_camera_fast_consumer_gets_each_frame_once():
     camera = FakeCamera(count=12, period=0.03)
     with LiveSource(camera, "camera 0") as source:
         frames = list(source)
-    assert [number(f.image) for f in frames] == list(range(1, 13))
+    assert [frame_number(f.image) for f in frames] == list(range(1, 13))
     assert [f.index for f in frames] == list(range(12))
     assert frames[0].time == 0.0
     assert all(b.time > a.time for a, b in zip(frames, frames[1:]))   # wall time since start
@@ -315,7 +273,7 @@ def test_video_read_ahead_is_bounded_and_keeps_every_frame():
     time.sleep(0.3)   # the consumer stalls; the decoder may only run a bounded way ahead
     assert camera.delivered <= 1 + READ_AHEAD_FRAMES + 1
     rest = list(iterator)
-    assert [number(f.image) for f in [first, *rest]] == list(range(1, 41))
+    assert [frame_number(f.image) for f in [first, *rest]] == list(range(1, 41))
     assert source.fps == 25.0
     source.close()
     assert camera.released.is_set()
@@ -462,28 +420,11 @@ def test_mjpeg_stream_gives_up_when_the_camera_stays_away(group, caplog, fast_re
     assert f"stream '{server.url()}' gave up after 3 attempts to reconnect" in caplog.text
 
 
-class FakeStream(FakeCamera):
-    """A FakeCamera whose frame numbers start after `first`, with a chosen frame size."""
-
-    def __init__(self, count: int, first: int = 0, size: tuple[int, int] = (64, 48)):
-        super().__init__(count, period=0.005)
-        self.first, self.size = first, size
-
-    def read(self):
-        ok, image = super().read()
-        if not ok:
-            return ok, image
-        n = self.first + self.delivered
-        image = np.zeros((self.size[1], self.size[0], 3), np.uint8)
-        image[0, 0] = (n % 256, n // 256, 0)
-        return True, image
-
-
 def test_reconnect_releases_the_dead_capture_first_and_accepts_a_new_size(monkeypatch):
     from app import sources
     monkeypatch.setattr(sources, "STREAM_RECONNECT_DELAYS_S", (0.01, 0.01))
-    first = FakeStream(count=4)
-    second = FakeStream(count=6, first=4, size=(80, 60))
+    first = FakeCamera(count=4, period=0.005)
+    second = FakeCamera(np.zeros((60, 80, 3), np.uint8), count=6, period=0.005, first=4)
     reopened = []
 
     def reopen():
@@ -497,7 +438,7 @@ def test_reconnect_releases_the_dead_capture_first_and_accepts_a_new_size(monkey
         frames = list(source)
         assert source.size == (64, 48)   # the size at open
     assert reopened == ["reader rtsp://cam/live"]   # reopened on the reader thread
-    numbers = [number(f.image) for f in frames]
+    numbers = [frame_number(f.image) for f in frames]
     assert numbers == sorted(set(numbers)) and numbers[-1] == 10   # on across the reconnect
     assert [f.index for f in frames] == list(range(len(frames)))
     assert all(f.image.shape == ((48, 64, 3) if n <= 4 else (60, 80, 3))
@@ -508,7 +449,7 @@ def test_reconnect_releases_the_dead_capture_first_and_accepts_a_new_size(monkey
 def test_close_interrupts_the_reconnection_backoff(monkeypatch):
     from app import sources
     monkeypatch.setattr(sources, "STREAM_RECONNECT_DELAYS_S", (60.0,))
-    dead = FakeStream(count=2)
+    dead = FakeCamera(count=2, period=0.005)
     reopen_calls = []
     source = LiveSource(dead, "rtsp://cam/live", reopen=lambda: reopen_calls.append(1))
     # The reader releases the dead capture right before it waits to reopen.

@@ -4,7 +4,7 @@ import json
 import subprocess
 import sys
 
-from conftest import DATA, ROOT
+from support import DATA, ROOT
 
 # Runs the real command line in a fresh interpreter (this one has torch loaded by other tests),
 # then reports which heavy modules the run imported.

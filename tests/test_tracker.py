@@ -1,7 +1,5 @@
 """Tracker and One Euro smoothing: stable ids over a short video made from a real photo, new ids
 for new people, re-detection policy, crops from joints, smoothing that never mixes people."""
-import json
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -11,8 +9,8 @@ from app.detector import PersonDetector
 from app.smoothing import JOINTS_PX, OneEuroFilter, OneEuroParams
 from app.tracker import Tracker, TrackerConfig
 from app.types import Box, Camera, Person
+from support import DATA
 
-DATA = Path(__file__).parent / "data"
 FPS = 30.0
 
 
@@ -48,10 +46,10 @@ def test_one_euro_vectorized_duplicate_time_and_nan():
 # ---- tracker logic with real poses ------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def group_people(blazepose):
+def group_people(blazepose, group_boxes):
     """BlazePose on the five ground-truth boxes of group.jpg: five real poses."""
     image = cv2.imread(str(DATA / "group.jpg"))
-    meta = json.loads((DATA / "boxes.json").read_text())
+    meta = group_boxes
     boxes = [Box(*b) for b in meta["bboxes"]]
     people = blazepose.estimate(image, boxes, Camera(*meta["focal"], *meta["princpt"]))
     assert all(p is not None for p in people)

@@ -34,7 +34,7 @@ from app.render3d import Panel3D  # noqa: E402
 from app.skeleton import SIDE_COLOURS_BGR  # noqa: E402
 from app.view import Rect  # noqa: E402
 from app.window import Action, ViewerControls, key_to_action, wheel_delta  # noqa: E402
-from test_render import standing_person  # noqa: E402
+from support import standing_person  # noqa: E402
 
 TITLE = "ConvNeXtPose Live test"
 

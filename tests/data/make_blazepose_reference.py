@@ -22,7 +22,6 @@ import math
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 from google.protobuf import text_format
 from mediapipe.framework import calculator_pb2
