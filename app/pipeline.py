@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import queue
 import sys
 import threading
@@ -477,12 +476,9 @@ def _say_folder_mode(source) -> None:
 
 
 def _check_plot_path(path: str, joint: str | None) -> int | None:
-    from .outputs import check_extension
+    from .outputs import check_plot_path
     from .skeleton import JOINT_INDEX
-    check_extension(path, "plot")
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
-        raise UserError(f"cannot write the plot '{path}': its folder does not exist or is not writable")
+    check_plot_path(path)
     if joint is None:
         return None
     if joint not in JOINT_INDEX:

@@ -24,7 +24,7 @@ from app.formats import (EXPORT_EXTENSIONS, READABLE_IMAGE_EXTENSIONS, READABLE_
                          WRITABLE_IMAGE_EXTENSIONS, WRITABLE_VIDEO_EXTENSIONS)
 from app.outputs import (CSV_COLUMNS, CsvExporter, ExportMeta, FileSink, ImageSink, JsonExporter,
                          NpzExporter, SinkGroup, VideoSink, check_extension, check_output_path,
-                         make_exporter, make_media_sink, output_kind_for)
+                         check_plot_path, make_exporter, make_media_sink, output_kind_for)
 from app.skeleton import BONES, JOINT_NAMES
 from app.types import Box, Frame, FrameResult, Person
 from support import DATA
@@ -438,23 +438,35 @@ def test_bad_person_data_does_not_corrupt_the_export(tmp_path):
     assert len(rows) == 18 * sum(len(r.people) for r in results)
 
 
-@pytest.mark.skipif(os.name != "posix", reason="a file size limit (ulimit -f) is POSIX")
-def test_export_write_failure_removes_the_temp_file(tmp_path):
-    """A write the file system refuses half-way through an export (here the file size limit,
-    as `ulimit -f` sets it): one sentence naming the output, no temporary file left, and the
-    file an earlier run left at the target untouched."""
-    path = tmp_path / "joints.json"
-    path.write_text('{"earlier": true}')
-    script = textwrap.dedent(f"""
+def under_file_size_limit(script: str, limit_bytes: int = 4096) -> str:
+    """Run `script` in a Python process whose files cannot grow past limit_bytes (`ulimit -f`),
+    so a write fails for real (EFBIG) part-way; its stdout."""
+    prologue = textwrap.dedent(f"""
         import resource, signal, sys
         import numpy as np
         sys.path.insert(0, {str(REPO)!r})
         from app.errors import UserError
-        from app.outputs import ExportMeta, JsonExporter
-        from app.types import Frame, FrameResult
+        from app.outputs import ExportMeta, JsonExporter, NpzExporter, SinkGroup
+        from app.types import Box, Frame, FrameResult, Person
+        META = ExportMeta(model="test", input="x.mp4", fps=25.0, focal=500.0)
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)   # the write fails with EFBIG instead
-        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
-        sink = JsonExporter({str(path)!r}, ExportMeta(model="test", input="x.mp4", fps=25.0, focal=500.0))
+        resource.setrlimit(resource.RLIMIT_FSIZE, ({limit_bytes}, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+    """)
+    done = subprocess.run([sys.executable, "-c", prologue + textwrap.dedent(script)],
+                          capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@pytest.mark.skipif(os.name != "posix", reason="a file size limit (ulimit -f) is POSIX")
+def test_export_write_failure_removes_the_temp_file(tmp_path):
+    """A write the file system refuses half-way through an export (here the file size limit):
+    one sentence naming the output, no temporary file left, and the file an earlier run left
+    at the target untouched."""
+    path = tmp_path / "joints.json"
+    path.write_text('{"earlier": true}')
+    said = under_file_size_limit(f"""
+        sink = JsonExporter({str(path)!r}, META)
         image = np.zeros((8, 8, 3), np.uint8)
         try:
             for i in range(1000):   # about 40 bytes each
@@ -463,11 +475,8 @@ def test_export_write_failure_removes_the_temp_file(tmp_path):
             print(error)
         sink.close()
     """)
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO,
-                          timeout=60)
-    assert done.returncode == 0, done.stderr
     assert re.fullmatch(r"cannot write '.*joints\.json': file too large \(what was there before is "
-                        r"unchanged\)\.\n", done.stdout), done.stdout
+                        r"unchanged\)\.\n", said), said
     assert sorted(p.name for p in tmp_path.iterdir()) == ["joints.json"]
     assert json.loads(path.read_text()) == {"earlier": True}
 
@@ -613,6 +622,34 @@ def test_one_extension_check_for_every_output(path, kind, message):
         check_extension(path, kind)
 
 
+def test_plot_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert check_plot_path("p.svg") == Path("p.svg")
+    assert list(tmp_path.iterdir()) == []   # the write test left nothing behind
+    for path in ("no/such/folder/p.png", "p.png/x.png"):
+        with pytest.raises(UserError, match=f"^cannot write the plot '{path}': its folder does "
+                                            "not exist or is not writable$"):
+            check_plot_path(path)
+    with pytest.raises(UserError, match="^unknown plot format '.gif'"):
+        check_plot_path("p.gif")
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() != 0, reason="needs root to mount a file system")
+def test_plot_path_on_a_read_only_file_system(tmp_path):
+    """A folder on a file system mounted read-only: refused before the run, for every output."""
+    mount = tmp_path / "ro"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(mount)]).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        with pytest.raises(UserError, match="its folder does not exist or is not writable"):
+            check_plot_path(str(mount / "p.png"))
+        with pytest.raises(UserError, match="Read-only file system"):
+            check_output_path(str(mount / "o.json"), "export")
+    finally:
+        subprocess.run(["umount", str(mount)])
+
+
 def test_check_extension_answers_the_extension_in_lower_case():
     assert [check_extension(path, kind) for path, kind in [
         ("p.SVG", "plot"), ("v.MOV", "video"), ("e.Npz", "export"), ("i.jpeg", "image"),
@@ -639,23 +676,32 @@ def test_check_output_path_rejects_read_only_folder(tmp_path):
         folder.chmod(0o700)
 
 
+@pytest.mark.skipif(os.name != "posix", reason="a file size limit (ulimit -f) is POSIX")
 def test_a_file_left_by_an_earlier_run_is_not_reported_as_written(tmp_path):
-    """When this run's export fails to finish, the file already at the path (an earlier run's)
-    stays untouched and is not listed as written."""
-    path = tmp_path / "joints.json"
-    path.write_text('{"earlier": true}')
-
-    class FailingFinish(JsonExporter):
-        def _finish(self):
-            raise OSError("disk full")
-
-    meta = ExportMeta(model="test", input="x.mp4", fps=25.0, focal=500.0)
-    group = SinkGroup([FailingFinish(path, meta)])
-    group.write(FrameResult(Frame(0, 0.0, np.zeros((8, 8, 3), np.uint8))))
-    with pytest.raises(UserError, match="disk full"):
-        group.close()
-    assert group.files == []
-    assert json.loads(path.read_text()) == {"earlier": True}
+    """When this run's export fails to finish (an NPZ is written whole at close, here past the
+    file size limit), the file already at the path (an earlier run's) stays untouched and is
+    not listed as written; the output that did finish is."""
+    path, other = tmp_path / "joints.npz", tmp_path / "joints.json"
+    path.write_bytes(b"an earlier run's export")
+    said = under_file_size_limit(f"""
+        # one person: the JSON (about 1.8 kB) fits, the NPZ (about 3.7 kB: 14 arrays) does not
+        rng = np.random.default_rng(0)
+        group = SinkGroup([NpzExporter({str(path)!r}, META), JsonExporter({str(other)!r}, META)])
+        person = Person(Box(10, 20, 80, 200, score=0.9),
+                        rng.uniform(0, 640, (18, 2)).astype(np.float32),
+                        rng.normal(0, 400, (18, 3)).astype(np.float32),
+                        rng.uniform(0, 1, 18).astype(np.float32), track_id=1)
+        group.write(FrameResult(Frame(0, 0.0, np.zeros((8, 8, 3), np.uint8)), [person]))
+        try:
+            group.close()
+        except UserError as error:
+            print(error)
+        print(group.files)
+    """, limit_bytes=2800)
+    assert said.splitlines() == [f"cannot write '{path}': file too large (what was there before is "
+                                 "unchanged).", repr([str(other)])]
+    assert path.read_bytes() == b"an earlier run's export"
+    assert len(json.loads(other.read_text())["frames"]) == 1
     assert leftovers(tmp_path) == []
 
 

@@ -21,14 +21,14 @@ from .exports import CSV_COLUMNS, EXPORTERS, CsvExporter, ExportMeta, JsonExport
 from .group import SinkGroup
 from .images import ImageSink
 from .paths import (OutputKind, check_extension, check_output_path, check_outputs_distinct,
-                    output_kind_for)
+                    check_plot_path, output_kind_for)
 from .video import VideoSink
 
 __all__ = [
     "CSV_COLUMNS", "CsvExporter", "ExportMeta", "FileSink", "ImageSink", "JsonExporter",
     "NpzExporter", "OutputKind", "SinkGroup", "VideoSink", "check_extension", "check_output_path",
-    "check_outputs_distinct", "make_exporter", "make_media_sink", "output_kind_for",
-    "remove_stale_temporaries",
+    "check_outputs_distinct", "check_plot_path", "make_exporter", "make_media_sink",
+    "output_kind_for", "remove_stale_temporaries",
 ]
 
 

@@ -51,9 +51,3 @@ class SinkGroup:
     def files(self) -> list[str]:
         """Outputs that exist after close(): sinks that wrote at least one frame and finished."""
         return [str(s.path) for s in self.sinks if s.committed]
-
-    def __enter__(self) -> "SinkGroup":
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.close()

@@ -1,7 +1,8 @@
 """Output paths checked before the first frame, so a typo does not cost a whole run: the kind
 of output that suits the input, a known extension for that kind, a folder that exists and takes
-a file, and no output that is the input or another output. The one place where output
-extensions are checked: the sink factories (app/outputs/__init__.py) use check_extension too."""
+a file, and no output that is the input or another output (--plot included). The one place
+where output extensions are checked: the sink factories (app/outputs/__init__.py) use
+check_extension too."""
 from __future__ import annotations
 
 import os
@@ -98,17 +99,35 @@ def check_output_path(path: str | os.PathLike, kind: OutputKind) -> Path:
     return target
 
 
+def check_plot_path(path: str) -> Path:
+    """Validate the --plot path (a figure matplotlib writes at the end of the run): its
+    extension, and a folder that takes a new file. Raises UserError with one sentence."""
+    check_extension(path, "plot")
+    folder = Path(os.path.abspath(path)).parent
+    if not folder.is_dir() or _cannot_create_in(folder) is not None:
+        raise UserError(f"cannot write the plot '{path}': its folder does not exist or is not writable")
+    return Path(path)
+
+
 def _check_writable_folder(folder: Path, target: Path) -> None:
     if not folder.exists():
         raise UserError(f"cannot write '{target}': folder '{folder}' does not exist.")
     if not folder.is_dir():
         raise UserError(f"cannot write '{target}': '{folder}' is not a folder.")
-    # Actually create a file: os.access is wrong on some file systems and for root.
+    error = _cannot_create_in(folder)
+    if error is not None:
+        raise UserError(f"cannot write to folder '{folder}': {error.strerror or error}.")
+
+
+def _cannot_create_in(folder: Path) -> OSError | None:
+    """Why a new file cannot be created in the folder, or None when it can. A file is really
+    created (and removed): os.access is wrong on some file systems and for root."""
     try:
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
             pass
     except OSError as exc:
-        raise UserError(f"cannot write to folder '{folder}': {exc.strerror or exc}.") from None
+        return exc
+    return None
 
 
 def check_outputs_distinct(input_spec: str, outputs: dict[str, str | None]) -> None:
