@@ -528,7 +528,7 @@ def build_loop(settings, source, plot_joint: int | None, display: bool, opened: 
     its videos); otherwise they are made from the settings."""
     from .detector import PersonDetector
     from .floor import FloorFitter
-    from .outputs import ExportMeta, SinkGroup, make_exporter, make_media_sink
+    from .outputs import ExportMeta, SinkGroup, make_exporter, make_media_sink, photo_stems
     from .tracker import Tracker
     from .view import SceneInfo, SceneRenderer
 
@@ -555,8 +555,10 @@ def build_loop(settings, source, plot_joint: int | None, display: bool, opened: 
     scene = SceneRenderer()
     sinks = SinkGroup()
     if settings.output:
-        # photos into a folder: each under its own name, NAME_pose.jpg
-        name_for_index = (lambda i: f"{source.path_of(i).stem}_pose") if stills else None
+        name_for_index = None
+        if stills:   # photos into a folder: each under its own name, NAME_pose.jpg
+            stems = photo_stems(source.paths)
+            name_for_index = lambda i: stems[source.path_of(i)]  # noqa: E731
         sinks.add(make_media_sink(settings.output, source.fps, follow_time=source.is_live,
                                   name_for_index=name_for_index))
     if settings.export:

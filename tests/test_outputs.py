@@ -24,7 +24,8 @@ from app.formats import (EXPORT_EXTENSIONS, READABLE_IMAGE_EXTENSIONS, READABLE_
                          WRITABLE_IMAGE_EXTENSIONS, WRITABLE_VIDEO_EXTENSIONS)
 from app.outputs import (CSV_COLUMNS, CsvExporter, ExportMeta, FileSink, ImageSink, JsonExporter,
                          NpzExporter, SinkGroup, VideoSink, check_extension, check_output_path,
-                         check_plot_path, make_exporter, make_media_sink, output_kind_for)
+                         check_plot_path, make_exporter, make_media_sink, output_kind_for,
+                         photo_stems)
 from app.skeleton import BONES, JOINT_NAMES
 from app.types import Box, Frame, FrameResult, Person
 from support import DATA
@@ -272,6 +273,32 @@ def test_image_folder_gets_one_image_per_frame(tmp_path, group):
     named.write(pan(group, 1)[0], None)
     named.close()
     assert [p.name for p in (tmp_path / "named").iterdir()] == ["photo0.jpg"]
+
+
+def test_photo_stems_never_share_a_file():
+    photos = [Path(n) for n in ("a/photo.jpg", "a/photo.png", "a/home.jpg", "a/Group.JPG",
+                                "a/group.png", "a/x.jpg", "a/x.png", "a/x_jpg.png")]
+    assert photo_stems(photos) == {
+        Path("a/photo.jpg"): "photo_jpg_pose", Path("a/photo.png"): "photo_png_pose",
+        Path("a/home.jpg"): "home_pose",
+        Path("a/Group.JPG"): "Group_JPG_pose", Path("a/group.png"): "group_png_pose",
+        Path("a/x.jpg"): "x_jpg_pose", Path("a/x.png"): "x_png_pose", Path("a/x_jpg.png"): "x_jpg_2_pose"}
+
+
+def test_photos_sharing_a_name_each_keep_their_annotated_copy(tmp_path):
+    """photo.jpg and photo.png in one folder of unrelated photos: two annotated copies, each
+    of its own photo (one used to overwrite the other)."""
+    from app.cli import main
+    photos, out = tmp_path / "photos", tmp_path / "out"
+    photos.mkdir()
+    (photos / "photo.jpg").write_bytes((DATA / "group.jpg").read_bytes())
+    cv2.imwrite(str(photos / "photo.png"), cv2.imread(str(DATA / "messi5.jpg")))
+    assert main(["--input", str(photos), "--no-display", "--no-progress", "--model", "blazepose",
+                 "--output", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["photo_jpg_pose.jpg", "photo_png_pose.jpg"]
+    for name, original in (("photo_jpg_pose.jpg", "group.jpg"), ("photo_png_pose.jpg", "messi5.jpg")):
+        # the annotated copy is the photo with the 3D panel beside it: same height
+        assert cv2.imread(str(out / name)).shape[0] == cv2.imread(str(DATA / original)).shape[0]
 
 
 def test_image_zero_frames_leaves_nothing(tmp_path):

@@ -3,7 +3,9 @@ frame, each file written atomically."""
 from __future__ import annotations
 
 import os
-from typing import Callable
+from collections import Counter
+from pathlib import Path
+from typing import Callable, Sequence
 
 import cv2
 import numpy as np
@@ -15,6 +17,7 @@ from .atomic import FileSink, remove_stale_temporaries, write_bytes_atomically
 
 JPEG_QUALITY = 95
 FOLDER_IMAGE_EXTENSION = ".jpg"   # the files inside a folder output
+PHOTO_SUFFIX = "_pose"            # photo.jpg -> photo_pose.jpg
 
 
 def to_bgr_uint8(image: np.ndarray) -> np.ndarray:
@@ -36,6 +39,25 @@ def encode_image(image: np.ndarray, ext: str) -> bytes:
     return data.tobytes()
 
 
+def photo_stems(photos: Sequence[Path]) -> dict[Path, str]:
+    """The file stem of each photo's annotated copy in one folder output: NAME_pose, or, for
+    photos that share a name (photo.jpg and photo.png), the whole file name, photo_jpg_pose and
+    photo_png_pose (as the batch names videos), so that none overwrites another. Names that
+    differ only in case count as the same: a disk may not tell them apart."""
+    shared = Counter(photo.stem.lower() for photo in photos)
+    stems: dict[Path, str] = {}
+    taken: set[str] = set()
+    for photo in photos:
+        base = photo.name.replace(".", "_") if shared[photo.stem.lower()] > 1 else photo.stem
+        stem, n = base, 1
+        while stem.lower() in taken:   # e.g. x_jpg.png beside x.jpg and x.png
+            n += 1
+            stem = f"{base}_{n}"
+        taken.add(stem.lower())
+        stems[photo] = stem + PHOTO_SUFFIX
+    return stems
+
+
 class ImageSink(FileSink):
     """Annotated still(s).
 
@@ -44,7 +66,7 @@ class ImageSink(FileSink):
     * path without an extension (out/): a folder, created on the first write, that gets one
       JPEG per frame, each written atomically as soon as it arrives. Files are named
       f"{index:06d}.jpg", or name_for_index(index) + ".jpg" when given (unrelated photos are
-      written under their own names, NAME_pose.jpg: see app/pipeline.build_loop).
+      written under their own names, see photo_stems).
     """
 
     needs_image = True
