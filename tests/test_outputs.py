@@ -28,9 +28,7 @@ from app.outputs import (CSV_COLUMNS, CsvExporter, ExportMeta, FileSink, ImageSi
                          photo_stems)
 from app.skeleton import BONES, JOINT_NAMES
 from app.types import Box, Frame, FrameResult, Person
-from support import DATA
-
-REPO = Path(__file__).parent.parent
+from support import DATA, ROOT
 
 
 @pytest.fixture(scope="module")
@@ -209,7 +207,7 @@ def test_ctrl_c_in_terminal_leaves_complete_files(tmp_path):
     (SinkGroup lets Ctrl-C land only between frames)."""
     script = textwrap.dedent(f"""
         import sys, time
-        sys.path.insert(0, {str(REPO)!r})
+        sys.path.insert(0, {str(ROOT)!r})
         import cv2
         from app.outputs import VideoSink, JsonExporter, ExportMeta, SinkGroup
         from app.types import Frame, FrameResult
@@ -471,7 +469,7 @@ def under_file_size_limit(script: str, limit_bytes: int = 4096) -> str:
     prologue = textwrap.dedent(f"""
         import resource, signal, sys
         import numpy as np
-        sys.path.insert(0, {str(REPO)!r})
+        sys.path.insert(0, {str(ROOT)!r})
         from app.errors import UserError
         from app.outputs import ExportMeta, JsonExporter, NpzExporter, SinkGroup
         from app.types import Box, Frame, FrameResult, Person
@@ -480,7 +478,7 @@ def under_file_size_limit(script: str, limit_bytes: int = 4096) -> str:
         resource.setrlimit(resource.RLIMIT_FSIZE, ({limit_bytes}, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
     """)
     done = subprocess.run([sys.executable, "-c", prologue + textwrap.dedent(script)],
-                          capture_output=True, text=True, cwd=REPO, timeout=60)
+                          capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert done.returncode == 0, done.stderr
     return done.stdout
 
