@@ -86,7 +86,8 @@ def create_backend(model: str | None, device: str = "auto", precision: str = "au
     if runner.precision_trials:
         log.info("--precision auto: %s: running %s",
                  ", ".join(_describe_trial(t) for t in runner.precision_trials), runner.numerics)
-    return ConvNeXtPoseBackend(runner, name=network.display_name, reference=network if keep_reference else None)
+    return ConvNeXtPoseBackend(runner, name=network.display_name, reference=network if keep_reference else None,
+                               checkpoint=str(path))
 
 
 def _describe_trial(trial) -> str:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from . import signals
 from .errors import UserError
+from .native_logs import python_owns_stderr
 from .reporting import reporting
 
 log = logging.getLogger(__name__)
@@ -127,8 +128,9 @@ def main(argv: list[str] | None = None, *, process_exits_after: bool = False) ->
     """The command: argv (default sys.argv) to an exit code. run_demo.py passes
     process_exits_after=True: the process ends with this call (see signals.handled)."""
     # Ctrl-C, SIGTERM and SIGHUP end the run the same way, from the first import on (torch
-    # takes seconds to load, and a stop then must not print a traceback).
-    with reporting(), signals.handled(process_exits_after):
+    # takes seconds to load, and a stop then must not print a traceback). The native libraries'
+    # own lines (FFmpeg, libjpeg, libpng, LiteRT) would come before and bury the app's.
+    with python_owns_stderr(), reporting(), signals.handled(process_exits_after):
         try:
             settings = parse_settings(argv)
             # Imported here so that --help answers at once, before torch and the models load.

@@ -7,6 +7,7 @@ the frame loop's pose backend.
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from dataclasses import dataclass
 
@@ -17,6 +18,7 @@ from models.convnextpose import HEATMAP_SIZE
 from models.optimize import strict_fp32, synchronize
 
 from . import geometry
+from .errors import UserError
 from .skeleton import ROOT
 from .types import Box, Camera, Person, PoseBackend
 
@@ -26,6 +28,12 @@ PIXEL_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 # batch sizes 1..MAX_BATCH only, and warming those up (warm_up_batches) covers every shape: on
 # CUDA each new shape would otherwise stop the stream to autotune cuDNN mid-run.
 MAX_BATCH = 8
+# A network that computes NaN or infinities for any of the first people it sees (damaged
+# weights, or weights that overflow on real pictures) is refused; one that does so later, for
+# an odd crop, has that person left out (an export never holds NaN).
+FIRST_PEOPLE_CHECKED = 16
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -173,8 +181,11 @@ class ConvNeXtPoseBackend(PoseBackend):
     `model` is what runs (possibly optimized); `reference`, when given, is the plain float32
     network it was made from, kept so benchmarks can time both on the same crops."""
 
-    def __init__(self, model, name: str | None = None, reference=None):
+    def __init__(self, model, name: str | None = None, reference=None, checkpoint: str | None = None):
         self.model = model
+        self.checkpoint = checkpoint
+        self.people_estimated = 0
+        self.people_left_out = 0   # the network computed NaN or infinities for them
         self.reference = reference
         self.name = name or getattr(model, "display_name", "ConvNeXtPose")
         self.device = str(next(model.parameters()).device)
@@ -230,11 +241,27 @@ class ConvNeXtPoseBackend(PoseBackend):
                 people.append(None)
                 continue
             pose_3d_cam = _placed_by_size(est, camera, width, height)
+            if not (np.isfinite(pose_3d_cam).all() and np.isfinite(est.pose_2d).all()
+                    and np.isfinite(est.confidence).all()):
+                self._non_finite()
+                people.append(None)
+                continue
+            self.people_estimated += 1
             people.append(Person(box=box, joints_2d=est.pose_2d.astype(np.float32),
                                  joints_3d=(pose_3d_cam - pose_3d_cam[ROOT]).astype(np.float32),
                                  confidence=est.confidence.astype(np.float32),
                                  root_cam=pose_3d_cam[ROOT].astype(np.float32)))
         return people
+
+    def _non_finite(self) -> None:
+        if self.people_estimated < FIRST_PEOPLE_CHECKED:
+            raise UserError(f"{self.name} from checkpoint '{self.checkpoint or 'weights/'}' computes NaN "
+                            "or infinite joints for the first people it sees: its weights are damaged or "
+                            "not ConvNeXtPose's.")
+        if not self.people_left_out:
+            log.warning("the pose network computed NaN or infinite joints for a person; such people "
+                        "are left out")
+        self.people_left_out += 1
 
 
 def _placed_by_size(est: PoseEstimate, camera: Camera, width: int, height: int) -> np.ndarray:

@@ -431,9 +431,18 @@ class _LoopingSource:
     """Plays a file source again from the start at its end (--loop), with frame indices and
     times that keep increasing so tracking and smoothing see one continuous stream."""
 
+    frame_count = None   # endless: a progress bar shows a count, not "2518/900"
+
     def __init__(self, spec: str, first):
         self.spec = spec
         self.current = first
+        self.frames_per_pass = first.frame_count
+        self._unreadable_in_a_pass = 0
+
+    @property
+    def frames_unreadable(self) -> int:
+        """The most frames any pass could not decode (a damaged file loses the same ones each time)."""
+        return max(self._unreadable_in_a_pass, getattr(self.current, "frames_unreadable", 0))
 
     def __getattr__(self, name):
         return getattr(self.current, name)
@@ -450,6 +459,7 @@ class _LoopingSource:
                 return
             offset_index += last.index + 1
             offset_time += last.time + 1.0 / max(1.0, self.current.fps)
+            self._unreadable_in_a_pass = self.frames_unreadable
             self.current.close()
             self.current = open_source(self.spec)
 
@@ -639,8 +649,9 @@ def run(settings, source=None) -> int:
     summary.files = files
     log.info("%s", format_summary(summary.frames, summary.seconds, summary.people, files, interrupted is not None))
     unreadable = getattr(loop.source, "frames_unreadable", 0)
-    if unreadable and settings.max_frames is None:
-        print(f"warning: {unreadable} of the {loop.source.frame_count} frames of '{loop.source.description}' "
+    if unreadable:   # the decoder reached the end: never let a short read pass for a whole file
+        announced = getattr(loop.source, "frames_per_pass", loop.source.frame_count)
+        print(f"warning: {unreadable} of the {announced} frames of '{loop.source.description}' "
               "could not be decoded (the file is damaged or truncated) and were skipped.", file=sys.stderr)
     if settings.benchmark:
         report = benchmark_report(summary, loop.backend, loop.source)

@@ -73,6 +73,8 @@ def plot_frame(people: Sequence[Person], path: str | Path, title: str | None = N
     all_points = []
     for i, person in enumerate(people):
         joints = world_joints(person, i)
+        if not np.isfinite(joints).all(axis=1).any():
+            continue   # not one joint known (missing joints are NaN): nothing to draw
         all_points.append(joints)
         x, y, z = _to_plot(joints)
         for bone in BONES:
@@ -81,7 +83,7 @@ def plot_frame(people: Sequence[Person], path: str | Path, title: str | None = N
                     linewidth=2.5)
         colour = _rgb(track_colour(max(person.track_id, 0)))
         ax.scatter(x, y, z, color=colour, s=12, depthshade=False)
-        top = int(np.nanargmax(z))
+        top = int(np.nanargmax(np.where(np.isfinite(joints).all(axis=1), z, np.nan)))
         ax.text(x[top], y[top], z[top] + 80, f"id {person.track_id}", color=colour)
     if all_points:
         _equal_aspect(ax, np.concatenate(all_points))

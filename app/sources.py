@@ -447,6 +447,7 @@ class VideoFileSource(Source):
         self._released = False
         self._decoder_done = False
         self._reached_end = False   # the decoder read to the end of the file (not stopped)
+        self._decoded = 1           # frames decoded, the first one included
 
     @property
     def ended_early(self) -> bool:
@@ -456,11 +457,12 @@ class VideoFileSource(Source):
 
     @property
     def frames_unreadable(self) -> int:
-        """After the whole file was read: announced frames that could not be decoded (skipped
-        damaged ones, and those lost to a truncation). 0 while reading or when stopped early."""
+        """Once the decoder has read to the end of the file (even if the consumer stopped
+        before, at --max-frames): announced frames that could not be decoded (skipped damaged
+        ones, and those lost to a truncation). 0 before, and when the count is unknown."""
         if not self._reached_end or self.frame_count is None:
             return 0
-        return max(0, self.frame_count - self.frames_read)
+        return max(0, self.frame_count - self._decoded)
 
     def _put(self, item) -> bool:
         """Blocking put that still notices close(); False when asked to stop."""
@@ -474,7 +476,6 @@ class VideoFileSource(Source):
 
     def _read_ahead(self) -> None:
         failures = 0   # consecutive reads that gave no frame
-        decoded = 1    # the first frame, decoded at open
         try:
             while not self._stop.is_set():
                 ok, image = self._capture.read()
@@ -483,13 +484,13 @@ class VideoFileSource(Source):
                     # after it; the end of the file, or a truncation, fails every read after.
                     # Keep trying while the container announces more frames.
                     failures += 1
-                    if self.frame_count is None or decoded + failures >= self.frame_count \
+                    if self.frame_count is None or self._decoded + failures >= self.frame_count \
                             or failures > MAX_UNDECODABLE_RUN:
                         self._reached_end = True
                         break
                     continue
                 failures = 0
-                decoded += 1
+                self._decoded += 1
                 if not self._put(_as_bgr(image)):
                     break
         except Exception:
@@ -579,6 +580,9 @@ class ImageFilesSource(Source):
                 if what and "image" not in what:   # e.g. a video named .jpg
                     raise UserError(f"cannot decode image '{paths[0]}': it is {what}, not an image "
                                     "(its name says otherwise).")
+                if what:   # e.g. a JPEG cut short
+                    raise UserError(f"cannot decode image '{paths[0]}': it is {what}, but damaged or "
+                                    "cut short.")
                 raise UserError(f"cannot decode image '{paths[0]}': the file is corrupt or not "
                                 "an image.")
             raise UserError(f"none of the {len(paths)} image files in '{description}' can be "
@@ -674,9 +678,37 @@ def _open_video(path: Path) -> VideoFileSource:
     capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
     if not capture.isOpened():
         capture.release()
+        if mp4_cut_before_index(path):
+            raise UserError(f"cannot open video '{path}': it is an MP4 video cut off before its "
+                            "index (the 'moov' box, written last) was saved, so none of its frames "
+                            "can be located: an interrupted recording or an incomplete copy.")
         raise UserError(f"cannot open video '{path}': the file is corrupt, truncated or not a "
                         "video.")
     return VideoFileSource(capture, str(path))
+
+
+def mp4_cut_before_index(path: Path) -> bool:
+    """True for an MP4/QuickTime file without its index ('moov' box) whose last box runs past
+    the end of the file: a recording cut off before the index, which cameras write last."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            offset, boxes = 0, []
+            while offset + 8 <= size and len(boxes) < 10_000:
+                f.seek(offset)
+                header = f.read(16)
+                length, kind = int.from_bytes(header[:4], "big"), header[4:8]
+                if length == 1 and len(header) == 16:     # 64-bit size follows
+                    length = int.from_bytes(header[8:16], "big")
+                elif length == 0:                         # the box runs to the end of the file
+                    length = size - offset
+                if length < 8:
+                    return False                          # not a box structure at all
+                boxes.append(kind)
+                offset += length
+    except OSError:
+        return False
+    return bool(boxes) and boxes[0] == b"ftyp" and b"moov" not in boxes and offset > size
 
 
 def _numbered_alike(paths: list[Path]) -> bool:

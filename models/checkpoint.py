@@ -12,6 +12,8 @@ import os
 import pickle
 import pickletools
 import re
+import stat
+import tarfile
 import zipfile
 
 import torch
@@ -33,6 +35,10 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         raise CheckpointNotFoundError(f"checkpoint '{path}' does not exist")
     if os.path.isdir(path):
         raise NotACheckpointError(f"checkpoint '{path}' is a folder, not a checkpoint file")
+    special = _special_file(path)
+    if special:
+        # a device or a pipe reports size 0 and could be read forever: never open it
+        raise NotACheckpointError(f"'{path}' is {special}, not a checkpoint file")
     if os.path.getsize(path) == 0:
         raise CorruptCheckpointError(f"checkpoint '{name}' is empty")
     if not zipfile.is_zipfile(path) and _looks_like_truncated_zip(path):
@@ -46,14 +52,70 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             raise UnsafeCheckpointError(
                 f"checkpoint '{name}' was refused: it needs arbitrary code to unpickle, which could "
                 "be malicious, and only plain tensors are loaded") from None
-        raise NotACheckpointError(f"'{name}' is not a PyTorch checkpoint") from None
+        raise NotACheckpointError(f"'{name}' is {_what_it_is(path)}") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError) as error:
-        if zipfile.is_zipfile(path) or "zip" in str(error).lower():
+        if _is_torch_zip(path) or (not zipfile.is_zipfile(path) and "zip" in str(error).lower()):
             raise CorruptCheckpointError(f"checkpoint '{name}' is a truncated or corrupt archive") from None
-        raise NotACheckpointError(f"'{name}' is not a PyTorch checkpoint") from None
+        raise NotACheckpointError(f"'{name}' is {_what_it_is(path)}") from None
     except Exception:  # torch raises assorted types for garbage input; none may escape as a traceback
-        raise NotACheckpointError(f"'{name}' is not a PyTorch checkpoint") from None
+        raise NotACheckpointError(f"'{name}' is {_what_it_is(path)}") from None
     return _network_state(obj, name)
+
+
+def _special_file(path: str) -> str | None:
+    """What a path that is not a regular file is ("a character device"), else None."""
+    mode = os.stat(path).st_mode
+    if stat.S_ISREG(mode):
+        return None
+    for test, what in ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return what
+    return "not a regular file"
+
+
+def _is_torch_zip(path: str) -> bool:
+    """A zip archive laid out as torch.save writes it (one folder holding data.pkl)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(n.endswith("/data.pkl") for n in archive.namelist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return False
+
+
+# First bytes of files people mistake for checkpoints: (magic, offset, what the file is)
+_SIGNATURES = ((b"ftyp", 4, "an MP4/QuickTime video"), (b"\xff\xd8\xff", 0, "a JPEG image"),
+               (b"\x89PNG", 0, "a PNG image"), (b"\x1f\x8b", 0, "a gzip archive"),
+               (b"%PDF", 0, "a PDF document"), (b"\x7fELF", 0, "a program"))
+
+
+def _what_it_is(path: str) -> str:
+    """The end of "'x' is ...": what a file that torch cannot load holds, as far as its
+    first bytes or its archive listing tell."""
+    try:
+        if tarfile.is_tarfile(path):
+            with tarfile.open(path) as archive:
+                names = archive.getnames()[:3]
+            listing = f" of {', '.join(names)}" if names else ""
+            return f"a tar archive{listing}, not a PyTorch checkpoint"
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()[:3]
+            return f"a zip archive of {', '.join(names)}, not a PyTorch checkpoint"
+        with open(path, "rb") as file:
+            head = file.read(4096)
+    except (OSError, tarfile.TarError, zipfile.BadZipFile, ValueError):
+        return "not a PyTorch checkpoint"
+    for magic, offset, what in _SIGNATURES:
+        if head[offset:offset + len(magic)] == magic:
+            return f"{what}, not a PyTorch checkpoint"
+    try:
+        if head and b"\0" not in head:
+            head.decode("utf-8")
+            return "a text file, not a PyTorch checkpoint"
+    except UnicodeDecodeError:
+        pass
+    return "not a PyTorch checkpoint"
 
 
 def _holds_valid_pickle(path: str) -> bool:

@@ -503,3 +503,340 @@ def test_damaged_video_skips_what_cannot_be_decoded_and_says_so(tmp_path):
     assert lines[-1].startswith(f"warning: {lost} of the 40 frames of 'damaged.mp4' could not be decoded"), result.stderr
     assert lines[0].startswith(f"Processed {len(frames)} frames"), result.stderr
     assert len(lines) == 2, "nothing but the summary and the warning: " + result.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# 6, 13. Truncated and damaged media: what decodes is processed, the end says what was lost
+# (never a short read passed off as the whole file), and the libraries' own complaints (FFmpeg,
+# libjpeg, libpng) never reach the user's terminal
+
+def _ffmpeg() -> str:
+    imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg", reason="the H.264 cases encode with its ffmpeg")
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def _h264(folder: Path, name: str, index_first: bool) -> Path:
+    """pedestrians.mp4 as a camera or phone writes it (H.264, index at the end) or as made for
+    the web (-movflags +faststart: index first), 192x144, a keyframe every 10 frames."""
+    path = folder / name
+    flags = ["-movflags", "+faststart"] if index_first else []
+    subprocess.run([_ffmpeg(), "-v", "error", "-y", "-i", str(CLIP), "-vf", "scale=192:144", "-c:v", "libx264",
+                    "-pix_fmt", "yuv420p", "-g", "10", *flags, str(path)], check=True, timeout=60)
+    return path
+
+
+def _cut(path: Path, fraction: float) -> Path:
+    path.write_bytes(path.read_bytes()[: int(path.stat().st_size * fraction)])
+    return path
+
+
+def _truncated_h264(folder: Path) -> str:
+    return _cut(_h264(folder, "cut.mp4", index_first=True), 0.6).name
+
+
+def _truncated_h264_index_last(folder: Path) -> str:
+    return _cut(_h264(folder, "cut.mp4", index_first=False), 0.6).name
+
+
+def _mjpeg(folder: Path, corrupt: Callable[[bytearray], None]) -> str:
+    photo = cv2.imread(str(PHOTO))
+    path = folder / "motion.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (192, 144))
+    for i in range(40):
+        writer.write(cv2.resize(photo[i * 4:i * 4 + 432, i * 6:i * 6 + 576], (192, 144)))
+    writer.release()
+    data = bytearray(path.read_bytes())
+    corrupt(data)
+    path.write_bytes(bytes(data))
+    return path.name
+
+
+def _garble_every_1500_bytes(data: bytearray) -> None:
+    noise = bytes((i * 37 + 11) % 256 for i in range(40))
+    for offset in range(8000, len(data) - 8000, 1500):
+        data[offset:offset + 40] = noise
+
+
+def _damaged_png(folder: Path) -> str:
+    cv2.imwrite(str(folder / "photo.png"), cv2.imread(str(PHOTO)))
+    data = bytearray((folder / "photo.png").read_bytes())
+    data[len(data) // 2:len(data) // 2 + 300] = bytes(300)
+    (folder / "photo.png").write_bytes(bytes(data))
+    return "photo.png"
+
+
+def _damaged_jpeg(folder: Path) -> str:
+    data = bytearray(PHOTO.read_bytes())
+    data[len(data) // 2:len(data) // 2 + 300] = bytes(range(256)) + bytes(44)
+    (folder / "photo.jpg").write_bytes(bytes(data))
+    return "photo.jpg"
+
+
+def _truncated_jpeg(folder: Path) -> str:
+    (folder / "photo.jpg").write_bytes(PHOTO.read_bytes()[: PHOTO.stat().st_size * 6 // 10])
+    return "photo.jpg"
+
+
+def _frames_with_a_truncated_one(folder: Path) -> str:
+    (folder / "frames").mkdir()
+    for i in range(3):
+        shutil.copy(PHOTO, folder / "frames" / f"f{i}.jpg")
+    (folder / "frames" / "f1.jpg").write_bytes(PHOTO.read_bytes()[:5000])
+    return "frames"
+
+
+def _decodable_frames(path: Path) -> tuple[int, int]:
+    """(frames that decode, reading on past failures; frames the container announces)."""
+    capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    announced = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    decodable = sum(bool(capture.read()[0]) for _ in range(announced + 10))
+    capture.release()
+    return decodable, announced
+
+
+@dataclass
+class DamagedMedia:
+    case: str
+    make: Callable[[Path], str]    # creates the input in the folder, returns its name
+    exit_code: int
+    lines: list[str]               # stderr, line by line, each the start of the line expected
+    extra: list[str] = field(default_factory=list)
+
+
+DAMAGED_MEDIA = [
+    DamagedMedia("H.264 cut at 60 % (index first): what decodes, then how much was lost", _truncated_h264, 0,
+                 ["Processed {decodable} frames", "warning: {lost} of the 30 frames of 'cut.mp4' could not be decoded"]),
+    DamagedMedia("the same with --max-frames beyond what decodes: still not passed off as complete",
+                 _truncated_h264, 0,
+                 ["Processed {decodable} frames", "warning: {lost} of the 30 frames of 'cut.mp4' could not be decoded"],
+                 extra=["--max-frames", "25"]),
+    DamagedMedia("H.264 cut at 60 % (index last, as cameras write it): nothing can be located", _truncated_h264_index_last,
+                 2, ["error: cannot open video 'cut.mp4': it is an MP4 video cut off before its index"]),
+    DamagedMedia("MJPEG .avi with garbled bytes in most frames", lambda f: _mjpeg(f, _garble_every_1500_bytes), 0,
+                 ["Processed {decodable} frames", "warning: {lost} of the 40 frames of 'motion.avi' could not be decoded"]),
+    DamagedMedia("MJPEG .avi cut at 60 %", lambda f: _mjpeg(f, lambda d: d.__delitem__(slice(len(d) * 6 // 10, None))), 0,
+                 ["Processed {decodable} frames", "warning: {lost} of the 40 frames of 'motion.avi' could not be decoded"]),
+    DamagedMedia("PNG with zeroed bytes (libpng would say 'bad adaptive filter value')", _damaged_png, 2,
+                 ["error: cannot decode image 'photo.png': it is a PNG image, but damaged or cut short."]),
+    DamagedMedia("JPEG cut short", _truncated_jpeg, 2,
+                 ["error: cannot decode image 'photo.jpg': it is a JPEG image, but damaged or cut short."]),
+    DamagedMedia("JPEG with garbage in its data (libjpeg would say 'Corrupt JPEG data')", _damaged_jpeg, 0,
+                 ["Processed 1 frame"]),
+    # the app's own warning comes from the reading thread while the models warm up: it must show
+    DamagedMedia("folder of frames, one cut short", _frames_with_a_truncated_one, 0,
+                 ["Folder 'frames'", "warning: skipping 'frames/f1.jpg': cannot decode it as an image", "Processed 2 frames"]),
+]
+
+
+@pytest.mark.parametrize("case", DAMAGED_MEDIA, ids=[c.case for c in DAMAGED_MEDIA])
+def test_damaged_media_say_what_was_lost_and_nothing_else(case, tmp_path):
+    name = case.make(tmp_path)
+    result = run_demo(["-i", name, "--no-display", "--model", "blazepose", "-e", "o.json", "--no-progress",
+                       *case.extra], tmp_path)
+    assert result.returncode == case.exit_code, result.stderr[-3000:]
+    decodable = lost = None
+    if name.endswith((".mp4", ".avi")) and result.returncode == 0:
+        decodable, announced = _decodable_frames(tmp_path / name)
+        lost = announced - decodable
+        assert decodable >= 1 and lost >= 1
+        assert len(json.loads((tmp_path / "o.json").read_text())["frames"]) == decodable, \
+            "every frame that decodes is processed"
+    expected = [line.format(decodable=decodable, lost=lost) for line in case.lines]
+    lines = error_lines(result.stderr)
+    assert len(lines) == len(expected) and all(line.startswith(e) for line, e in zip(lines, expected)), \
+        "only the app's own lines: " + result.stderr[-3000:]
+
+
+# --------------------------------------------------------------------------------------------
+# 13. --model given something that is not a checkpoint: one line saying what it really is
+
+def _model_tar(folder: Path) -> str:
+    import tarfile
+    with tarfile.open(folder / "model.tar", "w") as archive:   # a well-formed tar, as the releases' names end
+        archive.add(PHOTO, arcname="group.jpg")
+    return "model.tar"
+
+
+def _model_fifo(folder: Path) -> str:
+    os.mkfifo(folder / "model.pth")
+    return "model.pth"
+
+
+def _model_video(folder: Path) -> str:
+    shutil.copy(CLIP, folder / "model.pth")
+    return "model.pth"
+
+
+BAD_MODEL_FILES = [
+    BadInput("a tar archive that is no checkpoint", _model_tar,
+             "'model.tar' is a tar archive of group.jpg, not a PyTorch checkpoint"),
+    BadInput("/dev/zero", lambda folder: "/dev/zero", "'/dev/zero' is a character device, not a checkpoint file"),
+    BadInput("/dev/urandom", lambda folder: "/dev/urandom", "'/dev/urandom' is a character device, not a checkpoint file"),
+    BadInput("a FIFO nobody writes to", _model_fifo, "'model.pth' is a named pipe (FIFO), not a checkpoint file"),
+    BadInput("an MP4 named .pth", _model_video, "'model.pth' is an MP4/QuickTime video, not a PyTorch checkpoint"),
+]
+
+
+@pytest.mark.parametrize("case", BAD_MODEL_FILES, ids=[c.case for c in BAD_MODEL_FILES])
+def test_model_that_is_not_a_checkpoint(case, tmp_path, capsys, monkeypatch):
+    # The command's main() in this process: a process of its own would spend seconds loading
+    # torch for each of these one-line answers.
+    from app.cli import main
+    monkeypatch.chdir(tmp_path)
+    name = case.make(tmp_path)
+    assert main(["-i", str(PHOTO), "--no-display", "-m", name, "-e", "o.json"]) == 2
+    assert error_lines(capsys.readouterr().err) == [f"error: {case.message}"]
+    assert not (tmp_path / "o.json").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# 10, 11. Checkpoints that pass every check on their contents (finite weights, none beyond
+# 1e6) but whose network overflows: all weights 9e5 overflows on any picture; 1e3 with a stem
+# that sees only edges stays at exactly 0 on the blank warm-up picture and overflows on real
+# people, so only the first frames can tell.
+
+def _all_weights(value: float, edges_only_stem: bool = False) -> Callable[[dict], None]:
+    def change(state):
+        import torch
+        net = state["network"]
+        for key, tensor in net.items():
+            if not tensor.is_floating_point() or "running_var" in key:
+                continue
+            if edges_only_stem and (key.endswith("bias") or "running_mean" in key):
+                net[key] = torch.zeros_like(tensor)
+            elif edges_only_stem and key == STEM_WEIGHT:
+                stem = torch.zeros_like(tensor)
+                stem[:, 0, 0, 0], stem[:, 0, 0, 1] = 1.0, -1.0   # a horizontal edge filter: 0 on a blank picture
+                net[key] = stem
+            else:
+                net[key] = torch.full_like(tensor, value)
+    return change
+
+
+OVERFLOWING = [
+    BadCheckpoint("every weight 9e5: overflows on the blank warm-up picture", _all_weights(9e5),
+                  "computes NaN or infinite joints"),
+    BadCheckpoint("weights 1e3 and an edge-only stem: overflows on real people only",
+                  _all_weights(1e3, edges_only_stem=True), "computes NaN or infinite joints for the first people"),
+]
+
+
+@pytest.mark.parametrize("case", OVERFLOWING, ids=[c.case for c in OVERFLOWING])
+def test_checkpoint_whose_network_overflows_is_refused_at_the_first_frame(case, tmp_path):
+    import torch
+    state = _tiny_state()
+    case.change(state)
+    torch.save(state, tmp_path / "overflows.tar")
+    result = run_demo(["-i", str(PHOTO), "-m", "overflows.tar", "--no-display", "-e", "o.json", "--plot", "o.png"],
+                      tmp_path)
+    lines = error_lines(result.stderr)
+    assert result.returncode == 2, result.stderr[-3000:]
+    # the loading notices, then one error naming the checkpoint
+    assert [line for line in lines if line.startswith("error: ")] == lines[-1:], result.stderr[-3000:]
+    assert "'overflows.tar'" in lines[-1] and case.message in lines[-1], result.stderr[-3000:]
+    assert not (tmp_path / "o.json").exists() and not (tmp_path / "o.png").exists()
+
+
+def test_benchmark_line_is_json_even_when_a_measurement_is_nan(tmp_path):
+    """BatchNorm weights of 9e5: the optimized path (BatchNorm folded into the convolutions)
+    stays finite on real people, the plain float32 network the benchmark compares it with
+    overflows to NaN: the comparison's deviation is NaN and must be written as null."""
+    import torch
+    state = _tiny_state()
+    net = state["network"]
+    for key, tensor in net.items():
+        if tensor.is_floating_point() and tensor.ndim == 1 and key.endswith(".weight"):
+            net[key] = torch.full_like(tensor, 9e5)
+    torch.save(state, tmp_path / "folded.tar")
+    result = run_demo(["-i", str(PHOTO), "-m", "folded.tar", "--benchmark"], tmp_path)
+    if result.returncode == 2 and "computes NaN or infinite joints" in result.stderr:
+        pytest.skip("on this CPU the optimized network overflows too: refused, no benchmark line")
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    def refuse(constant):
+        raise AssertionError(f"{constant} in the --benchmark line")
+
+    report = json.loads(result.stdout.strip().splitlines()[-1], parse_constant=refuse)
+    assert report["frames"] == 1 and report["pose_network"]["max_deviation"] is None, report
+
+
+# --------------------------------------------------------------------------------------------
+# 10. --plot with joints missing (NaN: a network that could not place them, a person without
+# a root position): the figure is drawn from what is known, never "All-NaN slice encountered"
+
+def _person(joints_3d, root=(0.0, 0.0, 3000.0), track_id: int = 1):
+    import numpy as np
+
+    from app.types import Box, Person
+    joints = np.asarray(joints_3d, dtype=np.float32)
+    return Person(box=Box(0, 0, 100, 200, 0.9), joints_2d=np.zeros((len(joints), 2), np.float32), joints_3d=joints,
+                  confidence=np.ones(len(joints), np.float32), root_cam=None if root is None else np.asarray(root),
+                  track_id=track_id)
+
+
+def _skeleton(missing=slice(0, 0), root=(0.0, 0.0, 3000.0), track_id: int = 1):
+    import numpy as np
+    joints = np.random.default_rng(track_id).normal(0.0, 300.0, (18, 3))
+    joints[missing] = np.nan
+    return _person(joints, root, track_id)
+
+
+MISSING_JOINTS = [
+    ("half the joints missing", lambda: [_skeleton(slice(0, 9))]),
+    ("every joint missing", lambda: [_skeleton(slice(None))]),
+    ("no root position (NaN)", lambda: [_skeleton(root=(float("nan"),) * 3)]),
+    ("one whole, one partly, one wholly missing", lambda: [_skeleton(track_id=1), _skeleton(slice(3, 12), track_id=2),
+                                                          _skeleton(slice(None), track_id=3)]),
+]
+
+
+@pytest.mark.parametrize("make", [m for _, m in MISSING_JOINTS], ids=[c for c, _ in MISSING_JOINTS])
+def test_plot_draws_what_is_known(make, tmp_path):
+    from app.plot import plot_frame, plot_trajectory
+    people = make()
+    plot_frame(people, tmp_path / "frame.png")
+    plot_trajectory([people, make(), people], 0, tmp_path / "path.png")
+    for name in ("frame.png", "path.png"):
+        assert cv2.imread(str(tmp_path / name)) is not None
+
+
+# --------------------------------------------------------------------------------------------
+# 3. --loop: the progress bar never counts past its total ("2518/900")
+
+def test_loop_progress_never_passes_its_total(tmp_path):
+    import pty
+    import re
+    import select
+    photo = cv2.resize(cv2.imread(str(PHOTO)), (192, 144))
+    writer = cv2.VideoWriter(str(tmp_path / "six.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (192, 144))
+    for _ in range(6):
+        writer.write(photo)
+    writer.release()
+    import fcntl
+    import struct
+    import termios
+    primary, secondary = pty.openpty()   # the bar draws only on a terminal, of some width
+    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+    process = subprocess.Popen([sys.executable, RUN_DEMO, "-i", "six.avi", "--loop", "--max-frames", "15",
+                                "--no-display", "--model", "blazepose", "-e", "o.json"],
+                               cwd=tmp_path, env=demo_env(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                               stderr=secondary)
+    os.close(secondary)
+    seen = b""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if select.select([primary], [], [], 0.5)[0]:
+            try:
+                chunk = os.read(primary, 65536)
+            except OSError:   # the process closed its end
+                break
+            if not chunk:
+                break
+            seen += chunk
+        elif process.poll() is not None:
+            break
+    os.close(primary)
+    assert process.wait(timeout=30) == 0, seen.decode(errors="replace")[-2000:]
+    counts = [(int(a), int(b)) for a, b in re.findall(rb"(\d+)/(\d+)", seen)]
+    assert counts and counts[-1] == (15, 15), seen.decode(errors="replace")[-2000:]
+    assert all(done <= total for done, total in counts), seen.decode(errors="replace")[-2000:]

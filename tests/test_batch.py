@@ -71,7 +71,7 @@ def assert_complete_batch(videos: Path, out: Path, result) -> None:
         assert float(row["fps"]) > 0
     broken = rows["broken.mp4"]
     assert broken["status"] == "failed" and broken["outputs"] == ""
-    assert "corrupt" in broken["error"]
+    assert "cut off before its index" in broken["error"]   # a download cut short
     assert not list(out.rglob("broken_pose*"))
     assert hidden_files(out) == []
     summary = [line for line in result.stderr.splitlines() if line.startswith("Batch done")]
