@@ -69,12 +69,12 @@ def _new_axes(title: str):
 def plot_frame(people: Sequence[Person], path: str | Path, title: str | None = None) -> Path:
     """Save a 3D figure of one frame's skeletons (bones by side colour, joints and id by track)."""
     path = Path(path)
-    fig, ax = _new_axes(title or f"{len(people)} people")
+    # Missing joints are NaN; a person without one known joint has nothing to draw.
+    drawn = [(person, joints) for person, joints in ((p, world_joints(p, i)) for i, p in enumerate(people))
+             if np.isfinite(joints).all(axis=1).any()]
+    fig, ax = _new_axes(title or f"{len(drawn)} people")
     all_points = []
-    for i, person in enumerate(people):
-        joints = world_joints(person, i)
-        if not np.isfinite(joints).all(axis=1).any():
-            continue   # not one joint known (missing joints are NaN): nothing to draw
+    for person, joints in drawn:
         all_points.append(joints)
         x, y, z = _to_plot(joints)
         for bone in BONES:
