@@ -800,6 +800,17 @@ def test_plot_draws_what_is_known(make, tmp_path):
         assert cv2.imread(str(tmp_path / name)) is not None
 
 
+def test_plot_of_nobody_says_it_was_not_written(tmp_path):
+    result = run_demo(["-i", str(DATA / "fruits.jpg"), "--no-display", "--model", "blazepose", "--plot", "o.png",
+                       "-e", "o.json"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = error_lines(result.stderr)
+    assert len(lines) == 2, result.stderr
+    assert lines[0] == "warning: no plot written to 'o.png': nobody with known 3D joints was found"
+    assert lines[1].startswith("Processed 1 frame") and lines[1].endswith("wrote o.json."), result.stderr
+    assert not (tmp_path / "o.png").exists() and (tmp_path / "o.json").exists()
+
+
 # --------------------------------------------------------------------------------------------
 # 3. --loop: the progress bar never counts past its total ("2518/900")
 
