@@ -5,7 +5,7 @@ cores and GPUs or on a Ray cluster.
     python run_demo.py batch "videos/**/*.mp4" --out-dir results/ --no-video --export-format csv
     python run_demo.py batch list.txt --out-dir /shared/results --ray auto
 
-Each video runs through the single run's frame loop (pipeline.py) in a worker that keeps its
+Each video runs through the single run's frame loop (frame_loop.py, built by run.py) in a worker that keeps its
 model loaded. The manifest (OUT/batch.csv) says what happened to each video; a later run skips
 the finished ones. Exit status: 0 all done, 1 some failed (listed), 2 bad arguments, 130 Ctrl-C.
 """

@@ -1,4 +1,4 @@
-"""One batch worker: loads the model once, then runs the single-run frame loop (pipeline.py)
+"""One batch worker: loads the model once, then runs the single-run frame loop (run.py builds it)
 on one video after another with it. Local worker processes and Ray actors both wrap this.
 
 A video's failure (corrupt file, unwritable output, a bug on some frame) is caught here and
@@ -145,7 +145,7 @@ class VideoWorker:
         return VideoResult(job.input, "failed", seconds=time.perf_counter() - started, error=message)
 
     def _run(self, job: VideoJob, channel: Channel, started: float) -> VideoResult:
-        from .pipeline import build_loop
+        from .run import build_loop
         from .outputs import check_output_path
         from .sources import open_source
 

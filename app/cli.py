@@ -1,4 +1,4 @@
-"""Command line -> Settings -> the pipeline. A user's mistake becomes one line on stderr and exit
+"""Command line -> Settings -> a run (app/run.py). A user's mistake becomes one line on stderr and exit
 code 2; Ctrl-C, SIGTERM or SIGHUP finishes the files being written and exits with 128 + the
 signal's number (130, 143, 129)."""
 from __future__ import annotations
@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None, *, process_exits_after: bool = False) ->
         try:
             settings = parse_settings(argv)
             # Imported here so that --help answers at once, before torch and the models load.
-            from .pipeline import run
+            from .run import run
             return run(settings)
         except KeyboardInterrupt as error:   # signals.Interrupted, or a Ctrl-C outside handled()
             log.info("interrupted")

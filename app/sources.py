@@ -811,3 +811,40 @@ def open_source(spec: str, *, still_fps: float = STILL_FPS) -> Source:
         raise UserError(f"input '{spec}' is not readable (permission denied).")
     with _quiet_opencv():
         return _open_file(path, still_fps)
+
+
+class LoopingSource:
+    """Plays a file source again from the start at its end (--loop), with frame indices and
+    times that keep increasing so tracking and smoothing see one continuous stream."""
+
+    def __init__(self, spec: str, first):
+        self.spec = spec
+        self.current = first
+        self.frames_per_pass = first.frame_count
+        self._unreadable_in_a_pass = 0
+
+    @property
+    def frames_unreadable(self) -> int:
+        """The most frames any pass could not decode (a damaged file loses the same ones each time)."""
+        return max(self._unreadable_in_a_pass, getattr(self.current, "frames_unreadable", 0))
+
+    def __getattr__(self, name):
+        return getattr(self.current, name)
+
+    def __iter__(self):
+        offset_index, offset_time = 0, 0.0
+        while True:
+            last = None
+            for frame in self.current:
+                last = frame
+                yield Frame(frame.index + offset_index, frame.time + offset_time, frame.image, frame.captured)
+            if last is None:
+                return
+            offset_index += last.index + 1
+            offset_time += last.time + 1.0 / max(1.0, self.current.fps)
+            self._unreadable_in_a_pass = self.frames_unreadable
+            self.current.close()
+            self.current = open_source(self.spec)
+
+    def close(self):
+        self.current.close()

@@ -14,7 +14,7 @@ import cv2
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app import pipeline  # noqa: E402
+from app import run  # noqa: E402
 from app.cli import parse_settings  # noqa: E402
 from app.sources import LiveSource  # noqa: E402
 from benchmarks.make_clip import PHOTO  # noqa: E402
@@ -33,7 +33,7 @@ def main():
     if args.model:
         argv += ["--model", args.model]
     source = LiveSource(FakeCamera(frame, fps=args.fps), "simulated camera")
-    return pipeline.run(parse_settings(argv), source=source)
+    return run.run(parse_settings(argv), source=source)
 
 
 if __name__ == "__main__":

@@ -183,7 +183,8 @@ def evaluate_file(name: str, spec: dict, backend, max_frames: int | None = None)
     """Run the live path over one annotated file. Returns the score, the cost and what was
     reported on each annotated frame (for drawing)."""
     from app.detector import PersonDetector
-    from app.pipeline import FrameLoop, _warm_up, make_camera
+    from app.frame_loop import FrameLoop, make_camera
+    from app.run import _warm_up
     from app.sources import open_source
     from app.tracker import Tracker
 

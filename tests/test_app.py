@@ -309,7 +309,7 @@ def test_a_failing_output_stops_every_thread_while_decoding_is_slow():
     import threading
     from types import SimpleNamespace
 
-    from app.pipeline import FrameLoop
+    from app.frame_loop import FrameLoop
     from app.types import Frame, FrameResult
 
     class SlowVideo:
@@ -353,7 +353,7 @@ def test_a_stop_signal_during_a_write_counts_the_frame_it_let_finish():
     from types import SimpleNamespace
 
     from app import signals
-    from app.pipeline import FrameLoop
+    from app.frame_loop import FrameLoop
     from app.outputs import SinkGroup
     from app.types import Frame, FrameResult
 

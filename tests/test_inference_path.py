@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import torch
 
-from app import estimator, pipeline
+from app import estimator, frame_loop
 from app.cli import main
 from app.estimator import MAX_BATCH, CropUploader, estimate_poses, warm_up_batches
 from support import DATA
@@ -97,14 +97,14 @@ def test_detecting_the_next_frame_beside_this_frames_poses_changes_no_answer(tmp
     clip_path = drifting_clip(tmp_path / "clip.mp4", frames=20)
     serial = _export(tmp_path, clip_path, "serial.json")
     detections = []
-    real_detect = pipeline.FrameLoop._start_detecting_next
+    real_detect = frame_loop.FrameLoop._start_detecting_next
 
     def counting(self, index):
         real_detect(self, index)
         if self._ahead is not None:
             detections.append(self._ahead[0])
-    monkeypatch.setattr(pipeline, "overlaps_detection", lambda backend: True)
-    monkeypatch.setattr(pipeline.FrameLoop, "_start_detecting_next", counting)
+    monkeypatch.setattr(frame_loop, "overlaps_detection", lambda backend: True)
+    monkeypatch.setattr(frame_loop.FrameLoop, "_start_detecting_next", counting)
     overlapped = _export(tmp_path, clip_path, "overlapped.json")
     assert len(detections) >= 5, "detections were started ahead"
     assert [f["index"] for f in overlapped] == [f["index"] for f in serial] == list(range(20))

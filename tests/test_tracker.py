@@ -141,7 +141,7 @@ def test_boxes_for_frame_calls_detector_only_when_due(group_people):
 
 
 def test_frame_loop_call_style(group_people):
-    """The split calls as app/pipeline.py makes them: crops() after update_detections() returns
+    """The split calls as app/frame_loop.py makes them: crops() after update_detections() returns
     the boxes just prepared; update() takes the frame index too."""
     boxes, people = group_people
     tracker = Tracker(redetect_every=2, smoothing=False)

@@ -1,7 +1,7 @@
 """The run's one-line summary (the progress bar itself is tqdm's)."""
 from __future__ import annotations
 
-from app.progress import format_summary
+from app.run_report import format_summary
 
 
 def test_summary_line():

@@ -1,0 +1,345 @@
+"""The frame loop: source -> detector -> pose backend -> tracker/smoother -> renderer -> sinks.
+
+Three stages overlap, joined by bounded queues:
+  reader thread   pulls file frames ahead: every frame, in order (a video decodes on its own
+                  read-ahead thread in sources.py, image folders decode here; a camera or stream
+                  has its own reader there and inference takes its newest frame directly)
+  infer thread    detection (when the tracker asks), pose, tracking and smoothing
+  main thread     composition, window, encoding and export (GUI calls must stay on it)
+Every sink is finalized in a `finally`, so Ctrl-C, end of stream or an error leaves complete files.
+Building the stages from the settings is app/run.py's; what the run did, app/run_report.py's.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from . import signals
+from .launch_clock import seconds_since_launch
+from .run_report import RunAccount, RunSummary
+from .types import Camera, Frame, FrameResult
+
+log = logging.getLogger(__name__)
+
+QUEUE_DEPTH = 4          # frames in flight between two stages: bounds memory and latency
+_END = object()          # end of stream marker
+
+
+class _Failure:
+    """An exception raised on a worker thread, carried to the main thread to be re-raised."""
+
+    def __init__(self, error: BaseException):
+        self.error = error
+
+
+def _put(q: queue.Queue, item, stop: threading.Event) -> bool:
+    """Put unless the run is stopping; never blocks forever on a full queue."""
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def overlaps_detection(backend) -> bool:
+    """Whether detection of the next frame runs beside this frame's poses: only when the pose
+    network runs on an accelerator, so the CPU is free to detect meanwhile."""
+    return not str(backend.device).startswith("cpu")
+
+
+class FrameLoop:
+    """Owns the stages of one run and moves frames through them."""
+
+    def __init__(self, settings, source, detector, backend, tracker, scene, viewer, sinks,
+                 plot_recorder=None, info_type=dict, floor=None, fresh_tracker=None,
+                 warm_up=None, overlap_detection=None):
+        """warm_up: run once on the inferring thread before its first frame. overlap_detection:
+        detect people in frame t+1 on a helper thread while frame t's poses are computed; by
+        default only when the pose network runs on an accelerator (on the CPU both would share
+        the same cores, and the network already uses all of them)."""
+        self.settings = settings
+        self.warm_up = warm_up
+        if overlap_detection is None:
+            overlap_detection = overlaps_detection(backend)
+        self._detect_ahead = ThreadPoolExecutor(1, thread_name_prefix="detect") if overlap_detection else None
+        self._ahead: tuple[int, Future] | None = None   # (frame index, its whole-frame detections)
+        self._lookahead = None                              # a frame taken early from frames_q
+        self.info_type = info_type
+        self.progress = None
+        self.source = source
+        self.detector = detector
+        self.backend = backend
+        self.tracker = tracker
+        self.scene = scene
+        self.viewer = viewer
+        self.sinks = sinks
+        self.plot_recorder = plot_recorder
+        self.floor = floor            # FloorFitter: stands everybody on one floor
+        # unrelated photos: each frame gets a new tracker, so nothing carries over between them
+        self.fresh_tracker = fresh_tracker
+        self.camera: Camera | None = None
+        self.stop = threading.Event()
+        self._stop_requested = threading.Event()
+        # A live source already keeps only its newest frame; queueing more would add latency.
+        depth = 1 if source.is_live else QUEUE_DEPTH
+        self.frames_q: queue.Queue = queue.Queue(maxsize=depth)
+        self.results_q: queue.Queue = queue.Queue(maxsize=depth)
+        self.account = RunAccount()
+        self._live_frames = None
+        self._live_count = 0
+        self.last_with_people: FrameResult | None = None
+        self._last_sweep: int | None = None
+
+    @property
+    def summary(self) -> RunSummary:
+        """What the run has done so far (complete once run() has returned)."""
+        return self.account.summary
+
+    def request_stop(self) -> None:
+        """End the run after the frame being presented: every output holds whole frames and is
+        closed complete, as at the end of the input (a batch stops its videos so on Ctrl-C)."""
+        self._stop_requested.set()
+
+    # ---- stage 1: reading ----
+    def _read(self) -> None:
+        try:
+            limit = self.settings.max_frames
+            count = 0
+            iterator = iter(self.source)
+            while not self.stop.is_set():
+                start = time.perf_counter()
+                frame = next(iterator, None)
+                if frame is None:
+                    break
+                frame_ms = (time.perf_counter() - start) * 1000.0
+                if not _put(self.frames_q, (frame, frame_ms), self.stop):
+                    return
+                count += 1
+                if limit is not None and count >= limit:
+                    break
+            _put(self.frames_q, _END, self.stop)
+        except BaseException as error:  # carried to the main thread
+            _put(self.frames_q, _Failure(error), self.stop)
+
+    # ---- stage 2: detection, pose, tracking ----
+    def _infer(self) -> None:
+        try:
+            if self.warm_up is not None:
+                self.warm_up()
+            while not self.stop.is_set():
+                item = self._next_frame()
+                if item is _END or isinstance(item, _Failure):
+                    _put(self.results_q, item, self.stop)
+                    return
+                frame, read_ms = item
+                _put(self.results_q, self.process(frame, read_ms), self.stop)
+        except BaseException as error:
+            _put(self.results_q, _Failure(error), self.stop)
+
+    # Frames between two sweeps (the tiled search for people not yet followed). Measured on the
+    # annotated street clip (docs/detection.md): every 8 frames found 89 % / 74 % of the people
+    # > 100 px / 40-100 px tall, every 15 frames 79 % / 67 %, with ~57 detector calls a sweep.
+    SWEEP_INTERVAL = 10
+
+    def _sweep_due(self, frame_index: int) -> bool:
+        """Stills (a lone image, or a folder's images, each with a fresh tracker) always; video
+        every SWEEP_INTERVAL frames, the first frame included. Between
+        sweeps the tracker follows people and asks for the whole-frame pass (one detector call)
+        periodically, when a track is lost, and while nobody is followed."""
+        if self.source.is_still or self.fresh_tracker is not None or self._last_sweep is None:
+            return True
+        return frame_index - self._last_sweep >= self.SWEEP_INTERVAL
+
+    def _next_frame(self):
+        """Files: the next decoded frame, in order. Live sources: the newest frame right now,
+        taken straight from the source when inference is ready for it, so latency stays
+        within one frame interval of the processing time."""
+        if not self.source.is_live:
+            if self._lookahead is not None:
+                item, self._lookahead = self._lookahead, None
+                return item
+            while not self.stop.is_set():   # a bounded wait: shutdown must not strand this thread
+                try:
+                    return self.frames_q.get(timeout=0.1)
+                except queue.Empty:
+                    continue
+            return _END
+        if self._live_frames is None:
+            self._live_frames, self._live_count = iter(self.source), 0
+        limit = self.settings.max_frames
+        start = time.perf_counter()
+        frame = next(self._live_frames, None) if limit is None or self._live_count < limit else None
+        if frame is None:
+            return _END
+        self._live_count += 1
+        return frame, (time.perf_counter() - start) * 1000.0
+
+    def process(self, frame: Frame, read_ms: float = 0.0) -> FrameResult:
+        """One frame through detection, pose and tracking."""
+        image = frame.image
+        if self.camera is None or (self.camera.cx, self.camera.cy) != (image.shape[1] / 2, image.shape[0] / 2):
+            self.camera = make_camera(self.settings, image.shape[1], image.shape[0])
+        stages = {"read": read_ms}
+        start = time.perf_counter()
+        if self.fresh_tracker is not None and frame.index > 0:
+            self.tracker = self.fresh_tracker()
+        sweep = self._sweep_due(frame.index)
+        ahead, self._ahead = self._ahead, None
+        if sweep:
+            # A sweep looks for new people: the ones being followed need no verifying again.
+            self._last_sweep = frame.index
+            known = [t.crop for t in self.tracker.tracks if t.crop is not None]
+            self.tracker.update_detections(self.detector.detect(image, mode="tiled", known=known), frame.index)
+        elif self.tracker.needs_detection(frame.index):
+            # started beside the last frame's poses (_start_detecting_next), or now
+            detections = ahead[1].result() if ahead is not None and ahead[0] == frame.index \
+                else self.detector.detect(image, mode="fast")
+            self.tracker.update_detections(detections, frame.index)
+        boxes = self.tracker.crops()
+        stages["detect"] = (time.perf_counter() - start) * 1000.0
+        self._start_detecting_next(frame.index)
+        start = time.perf_counter()
+        estimates = self.backend.estimate(image, boxes, self.camera) if boxes else []
+        stages["pose"] = (time.perf_counter() - start) * 1000.0
+        # the model's own share of the pose stage; a backend that cannot separate it counts whole
+        model_ms = getattr(self.backend, "last_model_ms", None) if boxes else 0.0   # duck-typed backends too
+        model_ms = stages["pose"] if model_ms is None else model_ms
+        start = time.perf_counter()
+        people = self.tracker.update(estimates, frame.time, frame.index)
+        floor = None
+        if self.floor is not None:
+            people, floor = self.floor.update(people, (image.shape[1], image.shape[0]))
+        stages["track"] = (time.perf_counter() - start) * 1000.0
+        return FrameResult(frame, people, stages, floor, model_ms)
+
+    def _start_detecting_next(self, index: int) -> None:
+        """With overlap on: when the next file frame is already decoded and a detection is due
+        there (as far as can be told before this frame's poses), start it now on the helper
+        thread. If the poses then make it unnecessary, its result is dropped; if they make one
+        necessary that was not started, it runs in line as usual."""
+        if (self._detect_ahead is None or self.source.is_live or self._lookahead is not None
+                or self.fresh_tracker is not None):   # stills: each frame starts a new tracker
+            return
+        try:
+            item = self.frames_q.get_nowait()
+        except queue.Empty:
+            return
+        self._lookahead = item
+        if item is _END or isinstance(item, _Failure):
+            return
+        frame = item[0]
+        # only the whole-frame pass: a sweep is told whom the tracker follows after this frame
+        if not self._sweep_due(frame.index) and self.tracker.needs_detection(frame.index):
+            self._ahead = (frame.index, self._detect_ahead.submit(self.detector.detect, frame.image, mode="fast"))
+
+    # ---- stage 3: composition, window, sinks (main thread) ----
+    def run(self) -> RunSummary:
+        threads = [threading.Thread(target=self._infer, name="infer", daemon=True)]
+        if not self.source.is_live:
+            threads.append(threading.Thread(target=self._read, name="reader", daemon=True))
+        started = time.perf_counter()
+        ended: float | None = None
+        fps_window: deque[float] = deque(maxlen=30)
+        try:
+            for thread in threads:
+                thread.start()
+            last, fps = None, None   # no rate until two frames have been seen
+            while True:
+                item = self.results_q.get()
+                if item is _END:
+                    ended = time.perf_counter()   # the time spent looking at a still is not processing
+                    self._hold(last, fps)
+                    break
+                if isinstance(item, _Failure):
+                    raise item.error
+                fps_window.append(time.perf_counter())
+                fps = (len(fps_window) - 1) / (fps_window[-1] - fps_window[0]) if len(fps_window) > 1 else None
+                last = item
+                if item.people:
+                    self.last_with_people = item
+                if not self._present(item, fps) or self._stop_requested.is_set():
+                    break
+                if self.account.summary.first_frame_s is None:
+                    self.account.summary.first_frame_s = seconds_since_launch()
+        finally:
+            seconds = (ended or time.perf_counter()) - started
+            self.stop.set()
+            self._drain()
+            for thread in threads:
+                thread.join(timeout=2.0)
+            if self._detect_ahead is not None:
+                self._detect_ahead.shutdown(wait=True, cancel_futures=True)
+            self.account.finish(seconds)
+            self._close_all()
+        return self.summary
+
+    def _present(self, result: FrameResult, fps: float | None) -> bool:
+        info = self.info_type(model=self.backend.name, device=self.backend.device, fps=fps)
+        keep_going = True
+        start = time.perf_counter()
+        composed = None
+        # The window and the files show the same composition: render it once, share it; and
+        # compose nothing when nothing is shown or written (benchmarks/bench_render.py times it).
+        if self.viewer is not None:
+            keep_going = self.viewer.present(result, info)
+            composed = self.viewer.last_image
+        elif self.sinks.needs_image:
+            composed = self.scene.render(result, info)
+        result.stages_ms["render"] = (time.perf_counter() - start) * 1000.0
+        start = time.perf_counter()
+        # A stop signal waits until the frame is both written and counted: the summary must
+        # name exactly the frames the files hold.
+        with signals.deferred():
+            self.sinks.write(result, composed)
+            if self.plot_recorder is not None:
+                self.plot_recorder.add(result)
+            result.stages_ms["write"] = (time.perf_counter() - start) * 1000.0
+            self.account.add(result)
+        if self.progress is not None:
+            self.progress.update()
+        return keep_going
+
+    def _hold(self, last: FrameResult | None, fps: float | None) -> None:
+        """Images stay on screen, still rotatable, until the user quits (q, Esc, or closing)."""
+        if self.viewer is None or last is None or not self.source.is_still:
+            return
+        self.sinks.close()   # the files are complete while the picture is on screen
+        saved = "".join(f"Saved {path}. " for path in self.sinks.files)
+        log.info("%sShowing the result: drag to orbit, h for help, q to quit.", saved)
+        info = self.info_type(model=self.backend.name, device=self.backend.device, fps=fps)
+        while self.viewer.present(last, info):
+            time.sleep(0.01)
+
+    def _drain(self) -> None:
+        for q in (self.frames_q, self.results_q):
+            while True:
+                try:
+                    q.get_nowait()
+                except queue.Empty:
+                    break
+
+    def _close_all(self) -> None:
+        """Finalize every output first (they hold what the user asked for), then the rest."""
+        errors = []
+        for closer in (self.sinks.close, getattr(self.viewer, "close", None), self.source.close,
+                       getattr(self.detector, "close", None), getattr(self.backend, "close", None)):
+            if closer is None:
+                continue
+            try:
+                closer()
+            except BaseException as error:  # even a second Ctrl-C: close the others, then raise
+                errors.append(error)
+        if errors:
+            raise errors[0]
+
+
+def make_camera(settings, width: int, height: int) -> Camera:
+    if settings.focal is not None:
+        return Camera.from_focal(width, height, settings.focal)
+    return Camera.from_fov(width, height, settings.fov)

@@ -1,0 +1,220 @@
+"""One run, built from the settings: everything the user could have got wrong is checked
+before the first frame; then the source, the detector, the pose backend, the tracker, the
+renderer, the window and the outputs are made and handed to the frame loop (app/frame_loop.py),
+and what it did is reported."""
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+
+from . import signals
+from .backends import create_backend
+from .errors import UserError
+from .frame_loop import FrameLoop, make_camera
+from .native_logs import native_stderr_silenced
+from .outputs.plot import PlotRecorder
+from .run_report import benchmark_report, finite_json, format_summary, frame_progress, pipeline_efficiency
+from .sources import LoopingSource
+from .types import Box, Camera
+
+log = logging.getLogger(__name__)
+
+
+def input_kind(source) -> str:
+    """"image" (one picture), "stills" (a folder of unrelated photos) or "video" (a video file,
+    a camera, a stream, or a folder of numbered frames)."""
+    if not source.is_still:
+        return "video"
+    return "stills" if getattr(source, "mode", None) == "stills" else "image"
+
+
+def _say_folder_mode(source) -> None:
+    mode = getattr(source, "mode", None)
+    if mode == "stills":
+        log.info("Folder '%s': %d photos that are not one sequence (names not numbered alike, or "
+                 "sizes differ): each is processed on its own.", source.description, source.frame_count)
+    elif mode == "sequence":
+        log.info("Folder '%s': %d numbered frames of one size: processed as a video.",
+                 source.description, source.frame_count)
+
+
+def _check_plot_path(path: str, joint: str | None) -> int | None:
+    from .outputs import check_plot_path
+    from .skeleton import JOINT_INDEX
+    check_plot_path(path)
+    if joint is None:
+        return None
+    if joint not in JOINT_INDEX:
+        raise UserError(f"unknown joint '{joint}' for --plot-joint: use one of {', '.join(JOINT_INDEX)}")
+    return JOINT_INDEX[joint]
+
+
+def _warm_up(detector, backend, width: int, height: int, camera: Camera, model: str | None) -> None:
+    """One pass on a blank frame starts every model and allocates every buffer, so the first
+    real frame is not slow and start-up logs come out here, silenced. Runs on the inferring
+    thread (FrameLoop's warm_up): a CUDA thread keeps its own cuDNN handle and autotuning, so
+    the pose network also runs every batch size it can meet there (backend.warm_up). A network
+    that answers it with NaN or infinities (damaged weights) is refused here, before any output
+    is opened."""
+    blank = np.zeros((height, width, 3), np.uint8)
+    with native_stderr_silenced():
+        if hasattr(backend, "warm_up"):
+            backend.warm_up()
+        # at least 64 px: the detector skips tiny frames, and its model must run once here
+        detector.detect(np.zeros((max(height, 64), max(width, 64), 3), np.uint8))
+        people = backend.estimate(blank, [Box(width * 0.25, height * 0.1, width * 0.5, height * 0.8)], camera)
+    for person in people:
+        if person is not None and not (np.isfinite(person.joints_3d).all() and np.isfinite(person.joints_2d).all()):
+            raise UserError(f"{backend.name} from checkpoint '{model or 'weights/'}' computes NaN or "
+                            "infinite joints: its weights are damaged or not ConvNeXtPose's.")
+
+
+def _display_available(settings) -> bool:
+    """Whether to open the window. No screen is an error only when nothing would be saved."""
+    if not settings.display:
+        return False
+    from .window import check_display
+    try:
+        check_display()
+    except UserError:
+        if not (settings.output or settings.export):
+            raise
+        log.info("No display found: running headless and saving the outputs.")
+        return False
+    return True
+
+
+def build_loop(settings, source, plot_joint: int | None, display: bool, opened: list,
+               backend=None, detector=None) -> FrameLoop:
+    """Every stage of the run, wired together; what needs closing is appended to `opened`.
+    backend, detector: already loaded ones to use (a batch worker loads its model once for all
+    its videos); otherwise they are made from the settings."""
+    from .detector import PersonDetector
+    from .floor import FloorFitter
+    from .outputs import ExportMeta, SinkGroup, make_exporter, make_media_sink, photo_stems
+    from .tracker import Tracker
+    from .view import SceneInfo, SceneRenderer
+
+    if backend is None:
+        backend = create_backend(settings.model, settings.device, settings.precision,
+                                 keep_reference=settings.benchmark)
+        opened.append(backend)
+
+    width, height = source.size
+    camera = make_camera(settings, width, height)
+    if settings.loop and not (source.is_live or source.is_still):
+        source = LoopingSource(settings.input, source)
+        opened[0] = source
+    smooth = settings.smooth if settings.smooth is not None else not source.is_still
+    if detector is None:
+        detector = PersonDetector()
+        opened.append(detector)
+
+    def make_tracker() -> Tracker:
+        return Tracker(redetect_every=settings.detect_every, smoothing=smooth)
+
+    tracker = make_tracker()
+    stills = getattr(source, "mode", None) == "stills"
+    scene = SceneRenderer()
+    sinks = SinkGroup()
+    if settings.output:
+        name_for_index = None
+        if stills:   # photos into a folder: each under its own name, NAME_pose.jpg
+            stems = photo_stems(source.paths)
+            name_for_index = lambda i: stems[source.path_of(i)]  # noqa: E731
+        sinks.add(make_media_sink(settings.output, source.fps, follow_time=source.is_live,
+                                  name_for_index=name_for_index))
+    if settings.export:
+        meta = ExportMeta(model=backend.name, input=source.description, fps=float(source.fps), focal=float(camera.fx))
+        sinks.add(make_exporter(settings.export, meta))
+    opened.append(sinks)
+    viewer = None
+    if display:
+        from .window import Viewer
+        # a file plays at its own frame rate, as in a player; live input is already real time
+        viewer = Viewer("ConvNeXtPose Live", scene, paced=not (source.is_live or source.is_still))
+        viewer.controls.realtime = not settings.fast
+        opened.append(viewer)
+    recorder = PlotRecorder(settings.plot, plot_joint) if settings.plot else None
+    return FrameLoop(settings, source, detector, backend, tracker, scene, viewer, sinks, recorder,
+                     info_type=SceneInfo, floor=FloorFitter(steady=not source.is_still),
+                     fresh_tracker=make_tracker if stills else None,
+                     warm_up=lambda: _warm_up(detector, backend, width, height, camera, settings.model))
+
+
+def run(settings, source=None) -> int:
+    """Build every stage from the settings, run the loop, report. Everything the user could
+    have got wrong is checked before the first frame is processed. `source`: an already open
+    source to read instead of `settings.input` (benchmarks and tests use a simulated camera)."""
+    from .outputs import check_output_path, check_outputs_distinct, output_kind_for
+    from .sources import open_source
+
+    # 1. Outputs: cheap to check, and a typo should not cost a whole run.
+    if settings.export:
+        check_output_path(settings.export, "export")
+    plot_joint = _check_plot_path(settings.plot, settings.plot_joint) if settings.plot else None
+    check_outputs_distinct(settings.input, {"--output": settings.output, "--export": settings.export,
+                                            "--plot": settings.plot})
+    display = _display_available(settings)
+
+    # 2. The input, then the model (a bad --model is reported before any frame), then the rest.
+    opened = [source or open_source(settings.input)]   # closed here if setting up fails, else by the loop
+    try:
+        # the output must suit the input: known only once the input is open (first frame read)
+        if settings.output:
+            check_output_path(settings.output, output_kind_for(settings.output, input_kind(opened[0])))
+        _say_folder_mode(opened[0])
+        loop = build_loop(settings, opened[0], plot_joint, display, opened)
+    except BaseException:
+        for thing in reversed(opened):
+            close = getattr(thing, "close", None)
+            if close is not None:
+                close()
+        raise
+
+    # 3. The loop.
+    show_progress = settings.progress and loop.viewer is None and not settings.benchmark and not loop.source.is_live
+    total = loop.source.frame_count
+    if settings.max_frames is not None:
+        total = min(total, settings.max_frames) if total else settings.max_frames
+    loop.progress = frame_progress(total) if show_progress else None
+    interrupted: KeyboardInterrupt | None = None
+    try:
+        summary = loop.run()
+    except KeyboardInterrupt as stop:   # Ctrl-C, SIGTERM or SIGHUP (app/signals.py)
+        interrupted = stop
+        summary = loop.summary
+    except UserError as error:   # an output failed (a full disk): the others were finished
+        done = format_summary(loop.summary.frames, loop.summary.seconds, loop.summary.people,
+                              loop.sinks.files, interrupted=True)
+        raise UserError(f"{error} {done}") from None
+    finally:
+        if loop.progress is not None:
+            loop.progress.close()
+
+    # 4. What was done.
+    files = list(loop.sinks.files)
+    if loop.plot_recorder is not None:
+        plotted = loop.plot_recorder.save()
+        if plotted:
+            files.append(plotted)
+        else:   # asked for, so its absence is said
+            log.warning("no plot written to '%s': nobody with known 3D joints was found", settings.plot)
+    summary.files = files
+    log.info("%s", format_summary(summary.frames, summary.seconds, summary.people, files, interrupted is not None))
+    unreadable = getattr(loop.source, "frames_unreadable", 0)
+    if unreadable:   # the decoder reached the end: never let a short read pass for a whole file
+        announced = getattr(loop.source, "frames_per_pass", loop.source.frame_count)
+        log.warning("%d of the %d frames of '%s' could not be decoded (the file is damaged or "
+                    "truncated) and were skipped.", unreadable, announced, loop.source.description)
+    if settings.benchmark:
+        report = benchmark_report(summary, loop.backend, loop.source)
+        last = loop.last_with_people
+        if last is not None and hasattr(loop.backend, "compare_with_reference"):
+            # The pose network alone, plain float32 eager vs what ran, on the same crops, now.
+            report["pose_network"] = loop.backend.compare_with_reference(last.frame.image, [p.box for p in last.people])
+        report["efficiency"] = pipeline_efficiency(summary, report.get("pose_network", {}).get("selected_ms"))
+        print(json.dumps(finite_json(report), allow_nan=False))
+    return signals.exit_code_for(interrupted) if interrupted is not None else 0
