@@ -187,7 +187,7 @@ class VideoWorker:
         complete = not reporter.stopped or (expected is not None and summary.frames >= expected)
         status = "ok" if complete else "interrupted"
         note = ""
-        if status == "ok" and getattr(source, "ended_early", False):
+        if status == "ok" and getattr(source, "frames_unreadable", 0):
             note = (f"decoding stopped after {summary.frames} of {source.frame_count} frames "
                     "(the file is truncated or damaged): the outputs hold those frames")
         if status == "interrupted":

@@ -1,10 +1,10 @@
 """The frame loop: source -> detector -> pose backend -> tracker/smoother -> renderer -> sinks.
 
-Three stages overlap, joined by bounded queues:
-  reader thread   pulls file frames ahead: every frame, in order (a video decodes on its own
-                  read-ahead thread in sources.py, image folders decode here; a camera or stream
-                  has its own reader there and inference takes its newest frame directly)
-  infer thread    detection (when the tracker asks), pose, tracking and smoothing
+Three stages overlap:
+  the source's    reading: a file decodes every frame in order, a bounded number ahead; a camera
+  own thread      or stream keeps only its newest frame (app/sources.py)
+  infer thread    pulls the next frame from the source, then detection (when the detection plan
+                  says), pose, tracking and smoothing; results go on a bounded queue
   main thread     composition, window, encoding and export (GUI calls must stay on it)
 Every sink is finalized in a `finally`, so Ctrl-C, end of stream or an error leaves complete files.
 Building the stages from the settings is app/run.py's; what the run did, app/run_report.py's.
@@ -69,7 +69,7 @@ class FrameLoop:
             overlap_detection = overlaps_detection(backend)
         self._detect_ahead = ThreadPoolExecutor(1, thread_name_prefix="detect") if overlap_detection else None
         self._ahead: tuple[int, Future] | None = None   # (frame index, its whole-frame detections)
-        self._lookahead = None                              # a frame taken early from frames_q
+        self._lookahead = None                              # a frame taken early from the source
         self.info_type = info_type
         self.progress = None
         self.source = source
@@ -87,12 +87,9 @@ class FrameLoop:
         self.stop = threading.Event()
         self._stop_requested = threading.Event()
         # A live source already keeps only its newest frame; queueing more would add latency.
-        depth = 1 if source.is_live else QUEUE_DEPTH
-        self.frames_q: queue.Queue = queue.Queue(maxsize=depth)
-        self.results_q: queue.Queue = queue.Queue(maxsize=depth)
+        self.results_q: queue.Queue = queue.Queue(maxsize=1 if source.is_live else QUEUE_DEPTH)
+        self._frames = None   # the source's iterator, made on the infer thread
         self.account = RunAccount()
-        self._live_frames = None
-        self._live_count = 0
         self.last_with_people: FrameResult | None = None
         self._last_sweep: int | None = None
 
@@ -106,35 +103,14 @@ class FrameLoop:
         closed complete, as at the end of the input (a batch stops its videos so on Ctrl-C)."""
         self._stop_requested.set()
 
-    # ---- stage 1: reading ----
-    def _read(self) -> None:
-        try:
-            limit = self.settings.max_frames
-            count = 0
-            iterator = iter(self.source)
-            while not self.stop.is_set():
-                start = time.perf_counter()
-                frame = next(iterator, None)
-                if frame is None:
-                    break
-                frame_ms = (time.perf_counter() - start) * 1000.0
-                if not _put(self.frames_q, (frame, frame_ms), self.stop):
-                    return
-                count += 1
-                if limit is not None and count >= limit:
-                    break
-            _put(self.frames_q, _END, self.stop)
-        except BaseException as error:  # carried to the main thread
-            _put(self.frames_q, _Failure(error), self.stop)
-
-    # ---- stage 2: detection, pose, tracking ----
+    # ---- reading, detection, pose, tracking (the infer thread) ----
     def _infer(self) -> None:
         try:
             if self.warm_up is not None:
                 self.warm_up()
             while not self.stop.is_set():
                 item = self._next_frame()
-                if item is _END or isinstance(item, _Failure):
+                if item is _END:
                     _put(self.results_q, item, self.stop)
                     return
                 frame, read_ms = item
@@ -157,27 +133,18 @@ class FrameLoop:
         return frame_index - self._last_sweep >= self.SWEEP_INTERVAL
 
     def _next_frame(self):
-        """Files: the next decoded frame, in order. Live sources: the newest frame right now,
-        taken straight from the source when inference is ready for it, so latency stays
-        within one frame interval of the processing time."""
-        if not self.source.is_live:
-            if self._lookahead is not None:
-                item, self._lookahead = self._lookahead, None
-                return item
-            while not self.stop.is_set():   # a bounded wait: shutdown must not strand this thread
-                try:
-                    return self.frames_q.get(timeout=0.1)
-                except queue.Empty:
-                    continue
-            return _END
-        if self._live_frames is None:
-            self._live_frames, self._live_count = iter(self.source), 0
-        limit = self.settings.max_frames
+        """The source's next frame and how long it was waited for: the next decoded frame of a
+        file, in order; the newest frame of a camera or stream, taken when inference is ready
+        for it, so latency stays within one frame interval of the processing time."""
+        if self._lookahead is not None:
+            item, self._lookahead = self._lookahead, None
+            return item
+        if self._frames is None:
+            self._frames = iter(self.source)
         start = time.perf_counter()
-        frame = next(self._live_frames, None) if limit is None or self._live_count < limit else None
+        frame = next(self._frames, None)
         if frame is None:
             return _END
-        self._live_count += 1
         return frame, (time.perf_counter() - start) * 1000.0
 
     def process(self, frame: Frame, read_ms: float = 0.0) -> FrameResult:
@@ -224,25 +191,20 @@ class FrameLoop:
         thread. If the poses then make it unnecessary, its result is dropped; if they make one
         necessary that was not started, it runs in line as usual."""
         if (self._detect_ahead is None or self.source.is_live or self._lookahead is not None
-                or self.fresh_tracker is not None):   # stills: each frame starts a new tracker
+                or self.fresh_tracker is not None   # stills: each frame starts a new tracker
+                or not self.source.frame_ready()):
             return
-        try:
-            item = self.frames_q.get_nowait()
-        except queue.Empty:
-            return
-        self._lookahead = item
-        if item is _END or isinstance(item, _Failure):
+        item = self._lookahead = self._next_frame()
+        if item is _END:
             return
         frame = item[0]
         # only the whole-frame pass: a sweep is told whom the tracker follows after this frame
         if not self._sweep_due(frame.index) and self.tracker.needs_detection(frame.index):
             self._ahead = (frame.index, self._detect_ahead.submit(self.detector.detect, frame.image, mode="fast"))
 
-    # ---- stage 3: composition, window, sinks (main thread) ----
+    # ---- composition, window, sinks (the main thread) ----
     def run(self) -> RunSummary:
         threads = [threading.Thread(target=self._infer, name="infer", daemon=True)]
-        if not self.source.is_live:
-            threads.append(threading.Thread(target=self._read, name="reader", daemon=True))
         started = time.perf_counter()
         ended: float | None = None
         fps_window: deque[float] = deque(maxlen=30)
@@ -317,12 +279,11 @@ class FrameLoop:
             time.sleep(0.01)
 
     def _drain(self) -> None:
-        for q in (self.frames_q, self.results_q):
-            while True:
-                try:
-                    q.get_nowait()
-                except queue.Empty:
-                    break
+        while True:
+            try:
+                self.results_q.get_nowait()
+            except queue.Empty:
+                break
 
     def _close_all(self) -> None:
         """Finalize every output first (they hold what the user asked for), then the rest."""

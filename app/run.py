@@ -16,7 +16,7 @@ from .frame_loop import FrameLoop, make_camera
 from .native_logs import native_stderr_silenced
 from .outputs.plot import PlotRecorder
 from .run_report import benchmark_report, finite_json, format_summary, frame_progress, pipeline_efficiency
-from .sources import LoopingSource
+from .sources import FrameLimit, LoopingSource
 from .types import Box, Camera
 
 log = logging.getLogger(__name__)
@@ -106,7 +106,9 @@ def build_loop(settings, source, plot_joint: int | None, display: bool, opened: 
     camera = make_camera(settings, width, height)
     if settings.loop and not (source.is_live or source.is_still):
         source = LoopingSource(settings.input, source)
-        opened[0] = source
+    if settings.max_frames is not None:
+        source = FrameLimit(source, settings.max_frames)
+    opened[0] = source
     smooth = settings.smooth if settings.smooth is not None else not source.is_still
     if detector is None:
         detector = PersonDetector()
@@ -176,10 +178,7 @@ def run(settings, source=None) -> int:
 
     # 3. The loop.
     show_progress = settings.progress and loop.viewer is None and not settings.benchmark and not loop.source.is_live
-    total = loop.source.frame_count
-    if settings.max_frames is not None:
-        total = min(total, settings.max_frames) if total else settings.max_frames
-    loop.progress = frame_progress(total) if show_progress else None
+    loop.progress = frame_progress(loop.source.frame_count) if show_progress else None
     interrupted: KeyboardInterrupt | None = None
     try:
         summary = loop.run()

@@ -151,4 +151,6 @@ def benchmark_report(summary: RunSummary, backend, source) -> dict:
                                 "processing_mean": round(float(np.mean(summary.processing_ms)), 2),
                                 "beyond_processing_p95": round(float(np.percentile(waiting, 95)), 2),
                                 "frame_interval": round(1000.0 / source.fps, 2)}
+        # frames the camera delivered while the loop was busy with an earlier one
+        report["frames_dropped"] = int(getattr(source, "frames_dropped", 0))
     return report

@@ -77,6 +77,11 @@ class Source:
     def __iter__(self) -> Iterator[Frame]:
         raise NotImplementedError
 
+    def frame_ready(self) -> bool:
+        """Whether the next frame can be had at once, without waiting (a decoded frame is
+        waiting, or the input has ended): the frame loop may then take it early."""
+        return False
+
     def close(self) -> None:
         """Stop reading and release the device or file; safe to call more than once."""
 
@@ -413,18 +418,92 @@ class LiveSource(Source):
 
 
 # --------------------------------------------------------------------------------------------
-# Video file: every frame, in order
+# Files: every frame, in order, decoded ahead of the consumer
 
 _END = object()  # read-ahead queue sentinel
+
+
+class ReadAhead:
+    """Runs `produce` (a generator) on a thread of its own, at most READ_AHEAD_FRAMES items ahead
+    of whoever iterates; iteration yields its items in order and ends when it does. close()
+    stops the thread (the generator's `finally` runs there) and ends the iteration."""
+
+    def __init__(self, produce: Callable[[], Iterator], name: str):
+        self._produce = produce
+        self._name = name
+        self._queue: queue.Queue = queue.Queue(maxsize=READ_AHEAD_FRAMES)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is None and not self._stop.is_set():
+            self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+            self._thread.start()
+
+    @property
+    def started(self) -> bool:
+        return self._thread is not None
+
+    def _put(self, item) -> bool:
+        """Blocking put that still notices close(); False when asked to stop."""
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        items = self._produce()
+        try:
+            for item in items:
+                if not self._put(item):
+                    break
+        except Exception:
+            log.exception("reading '%s' failed", self._name)
+        finally:
+            items.close()
+            self._put(_END)
+
+    def ready(self) -> bool:
+        return not self._queue.empty()
+
+    def __iter__(self) -> Iterator:
+        self.start()
+        while True:
+            try:
+                item = self._queue.get(timeout=0.1)
+            except queue.Empty:
+                if self._stop.is_set() and (self._thread is None or not self._thread.is_alive()):
+                    return   # closed while iterating: the thread will not send _END
+                continue
+            if item is _END:
+                self._queue.put(_END)  # a later iteration ends at once too
+                return
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is None:
+            return
+        # Unblock the thread if it waits on a full queue, then let it finish.
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+        if threading.current_thread() is not self._thread:
+            self._thread.join(2.0)
 
 
 class VideoFileSource(Source):
     """Every frame of a video file, in order; time = index / fps (media time).
 
     The first frame is decoded in the constructor (a corrupt file fails at open, not in the
-    loop) and kept. The rest is decoded on a read-ahead thread into a bounded queue. Frames
-    that fail to decode are skipped while the container announces more (decoding resumes after
-    a damaged stretch); `frames_unreadable` then counts what could not be read.
+    loop) and kept; the rest is decoded ahead (ReadAhead). Frames that fail to decode are
+    skipped while the container announces more (decoding resumes after a damaged stretch);
+    `frames_unreadable` then counts what could not be read.
     """
 
     def __init__(self, capture: Capture, description: str):
@@ -441,19 +520,10 @@ class VideoFileSource(Source):
         count = capture.get(cv2.CAP_PROP_FRAME_COUNT)
         self.frame_count = int(count) if np.isfinite(count) and count > 0 else None
         self.frames_read = 0
-        self._queue: queue.Queue = queue.Queue(maxsize=READ_AHEAD_FRAMES)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._ahead = ReadAhead(self._decode_rest, f"decode {description}")
         self._released = False
-        self._decoder_done = False
         self._reached_end = False   # the decoder read to the end of the file (not stopped)
         self._decoded = 1           # frames decoded, the first one included
-
-    @property
-    def ended_early(self) -> bool:
-        """After iteration: True when decoding stopped before the announced frame count (a
-        truncated or damaged file)."""
-        return self.frames_unreadable > 0
 
     @property
     def frames_unreadable(self) -> int:
@@ -464,20 +534,11 @@ class VideoFileSource(Source):
             return 0
         return max(0, self.frame_count - self._decoded)
 
-    def _put(self, item) -> bool:
-        """Blocking put that still notices close(); False when asked to stop."""
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _read_ahead(self) -> None:
+    def _decode_rest(self) -> Iterator[np.ndarray]:
+        """The frames after the first, on the read-ahead thread; releases the file at the end."""
         failures = 0   # consecutive reads that gave no frame
         try:
-            while not self._stop.is_set():
+            while True:
                 ok, image = self._capture.read()
                 if not ok or image is None:
                     # A damaged stretch (corrupt bytes) fails some reads and decoding resumes
@@ -487,40 +548,31 @@ class VideoFileSource(Source):
                     if self.frame_count is None or self._decoded + failures >= self.frame_count \
                             or failures > MAX_UNDECODABLE_RUN:
                         self._reached_end = True
-                        break
+                        return
                     continue
                 failures = 0
                 self._decoded += 1
-                if not self._put(_as_bgr(image)):
-                    break
-        except Exception:
-            log.exception("video decoding failed in '%s'", self.description)
+                yield _as_bgr(image)
         finally:
-            self._capture.release()
+            self._release()
+
+    def _release(self) -> None:
+        if not self._released:
             self._released = True
-            self._decoder_done = True
-            self._put(_END)
+            self._capture.release()
+
+    def frame_ready(self) -> bool:
+        return self._first is not None or self._ahead.ready()
 
     def __iter__(self) -> Iterator[Frame]:
         if self._first is not None:
             first, self._first = self._first, None
-            self._thread = threading.Thread(target=self._read_ahead,
-                                             name=f"decode {self.description}", daemon=True)
-            self._thread.start()
+            self._ahead.start()
             yield self._frame(first)
-        if self._thread is None:
-            return
-        while True:
-            try:
-                item = self._queue.get(timeout=0.1)
-            except queue.Empty:
-                if self._stop.is_set() and not self._thread.is_alive():
-                    return   # closed while iterating: the decoder will not send _END
-                continue
-            if item is _END:
-                self._queue.put(_END)  # a later iteration ends at once too
-                return
-            yield self._frame(item)
+        if not self._ahead.started:
+            return   # closed before the first frame was taken
+        for image in self._ahead:
+            yield self._frame(image)
 
     def _frame(self, image: np.ndarray) -> Frame:
         index = self.frames_read
@@ -528,21 +580,10 @@ class VideoFileSource(Source):
         return Frame(index=index, time=index / self.fps, image=image, captured=time.monotonic())
 
     def close(self) -> None:
-        self._stop.set()
         self._first = None
-        if self._thread is None:
-            if not self._released:
-                self._capture.release()
-                self._released = True
-            return
-        # Unblock the decoder if it waits on a full queue, then let it release the capture.
-        while True:
-            try:
-                self._queue.get_nowait()
-            except queue.Empty:
-                break
-        if threading.current_thread() is not self._thread:
-            self._thread.join(2.0)
+        self._ahead.close()
+        if not self._ahead.started:
+            self._release()
 
 
 # --------------------------------------------------------------------------------------------
@@ -553,7 +594,8 @@ class ImageFilesSource(Source):
 
     Files that fail to decode in the middle of a folder are skipped with a warning, since one
     bad photo should not end a batch. `frame_count` counts the image files found, so it can be
-    larger than the number of frames yielded when some are skipped.
+    larger than the number of frames yielded when some are skipped. A folder's images after the
+    first are decoded ahead (ReadAhead), as a video's frames are.
     """
 
     is_still = True
@@ -595,18 +637,16 @@ class ImageFilesSource(Source):
         self._next_index = 1           # the first frame is index 0
         self.frame_count = len(self.paths)
         self.size = _image_size(first)
-        self._closed = False
         self._frame_paths: dict[int, Path] = {0: self.paths[0]}
+        self._ahead = ReadAhead(self._decode_rest, f"decode {description}")
 
     def path_of(self, index: int) -> Path:
         """The image file behind the frame with this index (for naming per-frame outputs)."""
         return self._frame_paths[index]
 
-    def __iter__(self) -> Iterator[Frame]:
-        if self._first is not None:
-            first, self._first = self._first, None
-            yield Frame(index=0, time=0.0, image=first, captured=time.monotonic())
-        while self._next_path < len(self.paths) and not self._closed:
+    def _decode_rest(self) -> Iterator[Frame]:
+        """The images after the first, on the read-ahead thread."""
+        while self._next_path < len(self.paths):
             path = self.paths[self._next_path]
             self._next_path += 1
             image = read_image(path)
@@ -618,9 +658,19 @@ class ImageFilesSource(Source):
             self._frame_paths[index] = path
             yield Frame(index=index, time=index / self.fps, image=image, captured=time.monotonic())
 
+    def frame_ready(self) -> bool:
+        return self._first is not None or self._ahead.ready()
+
+    def __iter__(self) -> Iterator[Frame]:
+        if self._first is not None:
+            first, self._first = self._first, None
+            yield Frame(index=0, time=0.0, image=first, captured=time.monotonic())
+        if len(self.paths) > 1:
+            yield from self._ahead
+
     def close(self) -> None:
-        self._closed = True
         self._first = None
+        self._ahead.close()
 
 
 # --------------------------------------------------------------------------------------------
@@ -813,11 +863,17 @@ def open_source(spec: str, *, still_fps: float = STILL_FPS) -> Source:
         return _open_file(path, still_fps)
 
 
+# --------------------------------------------------------------------------------------------
+# Wrappers: looping and a frame limit, for any source
+
 class LoopingSource:
     """Plays a file source again from the start at its end (--loop), with frame indices and
-    times that keep increasing so tracking and smoothing see one continuous stream."""
+    times that keep increasing so tracking and smoothing see one continuous stream. It has no
+    frame count: it never ends by itself."""
 
-    def __init__(self, spec: str, first):
+    frame_count = None
+
+    def __init__(self, spec: str, first: Source):
         self.spec = spec
         self.current = first
         self.frames_per_pass = first.frame_count
@@ -848,3 +904,37 @@ class LoopingSource:
 
     def close(self):
         self.current.close()
+
+
+class FrameLimit:
+    """The first `limit` frames of a source (--max-frames)."""
+
+    def __init__(self, source, limit: int):
+        self.source = source
+        self.limit = limit
+        self.taken = 0
+        count = source.frame_count
+        self.frame_count = min(count, limit) if count else limit
+
+    def __getattr__(self, name):
+        return getattr(self.source, name)
+
+    @property
+    def frames_per_pass(self) -> int | None:
+        """The input's own frame count (what a damaged file announced), not the limit."""
+        return getattr(self.source, "frames_per_pass", self.source.frame_count)
+
+    def frame_ready(self) -> bool:
+        return self.taken >= self.limit or self.source.frame_ready()
+
+    def __iter__(self) -> Iterator[Frame]:
+        if self.taken >= self.limit:
+            return
+        for frame in self.source:
+            self.taken += 1
+            yield frame
+            if self.taken >= self.limit:
+                return
+
+    def close(self) -> None:
+        self.source.close()

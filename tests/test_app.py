@@ -300,6 +300,9 @@ def test_benchmark_of_a_live_source_reports_latency(monkeypatch, capsys):
     assert set(latency) == {"mean", "p95", "processing_mean", "beyond_processing_p95", "frame_interval"}
     assert latency["frame_interval"] == pytest.approx(20.0)      # the camera's 50 fps
     assert 0 < latency["processing_mean"] <= latency["mean"]      # waiting is never negative
+    # every frame the camera delivered was either processed or dropped (while the models warmed
+    # up, at least, the camera went on)
+    assert report["frames_dropped"] == camera.delivered - report["frames"] > 0
 
 
 def test_a_failing_output_stops_every_thread_while_decoding_is_slow():
