@@ -68,7 +68,7 @@ def create_backend(model: str | None, device: str = "auto", precision: str = "au
         return _blazepose()
     # Imported here: torch loads only when ConvNeXtPose is actually used.
     passive_openmp_waits()
-    from models import load_convnextpose, optimize_for_inference, resolve_device
+    from models import CheckpointError, load_convnextpose, optimize_for_inference, resolve_device
 
     from .estimator import ConvNeXtPoseBackend
 
@@ -76,7 +76,10 @@ def create_backend(model: str | None, device: str = "auto", precision: str = "au
         torch_device = resolve_device(device)
     except ValueError as error:
         raise UserError(f"{error}; use --device cpu or auto") from None
-    network = load_convnextpose(path, device=torch_device)
+    try:
+        network = load_convnextpose(path, device=torch_device)
+    except CheckpointError as error:   # the network's own words, as the user's error
+        raise UserError(str(error)) from None
     log.info("Loaded %s: %s", path.name, network.describe())
     try:
         runner = optimize_for_inference(network, precision=precision, tune_allocator=True,

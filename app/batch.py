@@ -16,15 +16,17 @@ import logging
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from .batch_manifest import VideoResult, is_finished, read_manifest, write_manifest
 from .batch_plan import VideoJob, find_videos, plan_jobs
 from .batch_worker import WorkerConfig
-from .cli import add_processing_options, check_processing_options
+from .cli import add_processing_options, processing_settings
 from .errors import UserError
 from .formats import READABLE_VIDEO_EXTENSIONS
 from .reporting import reporting
+from .settings import InputSettings, Settings, ViewSettings
 
 log = logging.getLogger(__name__)
 
@@ -148,8 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     with reporting():
         try:
             args = build_parser().parse_args(argv)
-            check_processing_options(args)
-            return run_batch(args)
+            return run_batch(args, processing_settings(args))
         except UserError as error:
             log.error("%s", error)
             return 2
@@ -176,8 +177,10 @@ def _prepare_out_dir(text: str) -> Path:
     return out_dir.resolve()
 
 
-def run_batch(args) -> int:
+def run_batch(args, processing: dict) -> int:
+    """processing: the parts of Settings the processing options made (cli.processing_settings)."""
     _check_counts(args)
+    max_frames = InputSettings(max_frames=args.max_frames).max_frames   # checked as a single run's
     extensions = READABLE_VIDEO_EXTENSIONS
     if args.ext:
         extensions = frozenset("." + e.strip().lower().lstrip(".") for e in args.ext.split(",") if e.strip())
@@ -229,9 +232,10 @@ def run_batch(args) -> int:
         workers = args.workers or (gpus if gpus else max(1, cores // (args.cpus_per_worker or CORES_PER_WORKER)))
         threads = args.cpus_per_worker or max(1, cores // workers)
         where = f"{min(workers, max(1, len(todo)))} local worker{'s' if min(workers, len(todo)) != 1 else ''}"
-    config = WorkerConfig(model=model, device=args.device, precision=args.precision, threads=threads,
-                          max_frames=args.max_frames, smooth=args.smooth, focal=args.focal,
-                          fov=args.fov, detect_every=args.detect_every)
+    pose = replace(processing["pose"], model=model)
+    template = Settings(input=InputSettings(max_frames=max_frames), view=ViewSettings(window=False, progress=False),
+                        **dict(processing, pose=pose))
+    config = WorkerConfig(template=template, threads=threads)
     log.info(f"{len(jobs)} video{'s' if len(jobs) != 1 else ''}: {len(todo)} to process, {skipped} "
              f"already done; {where}, {threads} thread{'s' if threads != 1 else ''} each; "
              f"outputs in {out_dir}")

@@ -11,13 +11,14 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
 from .batch_manifest import VideoResult
 from .batch_plan import VideoJob
 from .errors import UserError
+from .settings import OutputSettings, Settings
 
 log = logging.getLogger(__name__)
 
@@ -26,16 +27,19 @@ REPORT_EVERY_S = 0.25   # how often a worker sends its frame count (and hears ab
 
 @dataclass(frozen=True)
 class WorkerConfig:
-    """What every video of a batch is processed with: the single run's processing options."""
-    model: str                  # an absolute checkpoint path, or "blazepose"
-    device: str = "auto"
-    precision: str = "auto"
-    threads: int = 1            # CPU threads this worker's model may use
-    max_frames: int | None = None
-    smooth: bool | None = None
-    focal: float | None = None
-    fov: float = 60.0
-    detect_every: int = 15
+    """What every video of a batch is processed with: a single run's settings, less the input
+    and the outputs (each video's own), and the CPU threads a worker's model may use. The
+    model in template.pose is an absolute checkpoint path, or "blazepose"."""
+    template: Settings
+    threads: int = 1
+
+    @property
+    def model(self) -> str:
+        return self.template.pose.model
+
+    @property
+    def max_frames(self) -> int | None:
+        return self.template.input.max_frames
 
 
 class Channel(Protocol):
@@ -102,32 +106,28 @@ class VideoWorker:
         self.backend = self.detector = None
         limit_threads(config.threads)
         try:
-            from models import CheckpointError
-
             from .backends import create_backend
             from .detector import PersonDetector
             from .native_logs import native_stderr_silenced
             try:
                 # the models' native start-up lines would come from every worker
                 with native_stderr_silenced():
-                    self.backend = create_backend(config.model, config.device, config.precision)
+                    pose = config.template.pose
+                    self.backend = create_backend(pose.model, pose.device, pose.precision)
                     if config.model != "blazepose":
                         import torch
                         torch.set_num_threads(config.threads)
-                    self.detector = PersonDetector()
+                    self.detector = PersonDetector(config.template.detector)
                     _warm_up(self.detector, self.backend)
-            except (UserError, CheckpointError) as error:
+            except UserError as error:
                 self.startup_error = str(error)
         except Exception as error:   # reported as the batch's error, not a worker traceback
             self.startup_error = f"{type(error).__name__}: {error}"
 
-    def settings_for(self, job: VideoJob):
-        from .cli import Settings
-        c = self.config
-        return Settings(input=job.input, model=c.model, device=c.device, output=job.video_output,
-                        export=job.export_output, display=False, max_frames=c.max_frames,
-                        smooth=c.smooth, focal=c.focal, fov=c.fov, precision=c.precision,
-                        detect_every=c.detect_every, progress=False)
+    def settings_for(self, job: VideoJob) -> Settings:
+        template = self.config.template
+        return replace(template, input=replace(template.input, source=job.input),
+                       outputs=OutputSettings(video=job.video_output, export=job.export_output))
 
     def process(self, job: VideoJob, channel: Channel) -> VideoResult:
         if self.startup_error is not None:
@@ -164,7 +164,7 @@ class VideoWorker:
         channel.started(job, _expected_frames(source.frame_count, self.config.max_frames))
         opened = [source]
         try:
-            loop = build_loop(self.settings_for(job), source, None, False, opened,
+            loop = build_loop(self.settings_for(job), source, False, opened,
                               backend=_Lent(self.backend), detector=_Lent(self.detector))
         except BaseException:
             for thing in reversed(opened):

@@ -4,50 +4,25 @@ signal's number (130, 143, 129)."""
 from __future__ import annotations
 
 import argparse
+import json
 import logging
-import math
-import sys
-from dataclasses import dataclass
+from dataclasses import replace
 
 from . import signals
 from .errors import UserError
 from .native_logs import python_owns_stderr
 from .reporting import reporting
+from .settings import (DEFAULT_FOV_DEG, DEVICES, PRECISIONS, CameraSettings, InputSettings,
+                       OutputSettings, PoseSettings, Settings, TrackingSettings, ViewSettings)
 
 log = logging.getLogger(__name__)
-
-DEFAULT_FOV_DEG = 60.0   # horizontal; typical of webcams and phone cameras
-MAX_FOCAL_PX = 1e6       # a 0.07 degree field of view on a 1280 px image: beyond any lens
-
-
-@dataclass
-class Settings:
-    input: str = "0"
-    model: str | None = None          # a checkpoint path, "blazepose", or None: best in weights/
-    device: str = "auto"
-    output: str | None = None
-    export: str | None = None
-    plot: str | None = None
-    plot_joint: str | None = None
-    display: bool = True
-    max_frames: int | None = None
-    smooth: bool | None = None        # None: on for video and camera, off for still images
-    focal: float | None = None
-    fov: float = DEFAULT_FOV_DEG
-    precision: str = "auto"           # "auto": fastest path within 1 mm mean / 5 mm max of float32; or forced
-    detect_every: int = 15
-    benchmark: bool = False
-    loop: bool = False
-    progress: bool = True
-    fast: bool = False                # a file in the window: as fast as possible, not at its rate
-
 
 def add_processing_options(p: argparse.ArgumentParser) -> None:
     """How frames are turned into joints: the options a single run and a batch share."""
     p.add_argument("--model", "-m", default=None,
                    help="ConvNeXtPose checkpoint (.tar/.pth), or 'blazepose' for the fallback "
                         "(default: the best checkpoint in weights/, else the fallback)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+    p.add_argument("--device", choices=DEVICES, default="auto",
                    help="where ConvNeXtPose runs (default: auto, CUDA when present)")
     p.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
     smooth = p.add_mutually_exclusive_group()
@@ -58,25 +33,28 @@ def add_processing_options(p: argparse.ArgumentParser) -> None:
     cam.add_argument("--focal", type=float, help="focal length in pixels (principal point: image centre)")
     cam.add_argument("--fov", type=float, default=DEFAULT_FOV_DEG,
                      help=f"horizontal field of view in degrees when --focal is not given (default: {DEFAULT_FOV_DEG:g})")
-    p.add_argument("--precision", choices=("auto", "fp32", "tf32", "bf16", "fp16"), default="auto",
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="auto: the fastest numerics this device has whose 3D joints stay within 1 mm "
                         "on average and 5 mm at most of strict float32, measured on real people at "
                         "start-up; fp32: strict float32 (TF32 off on CUDA); tf32, bf16, fp16: that "
                         "path, where the device runs it natively (tf32 and fp16: CUDA only)")
     p.add_argument("--detect-every", type=int, default=15, metavar="N",
                    help="re-run the person detector every N frames (and whenever a track is lost)")
+    p.add_argument("--joint-threshold", type=float, default=0.3, metavar="C",
+                   help="joints less confident than this are not drawn (default: 0.3); the "
+                        "exports keep every joint with its confidence")
 
 
-def check_processing_options(args: argparse.Namespace) -> None:
-    if args.max_frames is not None and args.max_frames < 1:
-        raise UserError("--max-frames must be at least 1")
-    # math.isfinite: nan passes every comparison's "not", and inf would reach the JSON as Infinity.
-    if args.focal is not None and not (math.isfinite(args.focal) and 0 < args.focal <= MAX_FOCAL_PX):
-        raise UserError(f"--focal must be a positive number of pixels, at most {MAX_FOCAL_PX:g}")
-    if not (math.isfinite(args.fov) and 1.0 <= args.fov <= 179.0):
-        raise UserError("--fov must be between 1 and 179 degrees")
-    if args.detect_every < 1:
-        raise UserError("--detect-every must be at least 1")
+def processing_settings(args: argparse.Namespace) -> dict:
+    """The parts of Settings the processing options make (each checks its values): a single
+    run and a batch build them alike."""
+    from .detector import DetectorConfig
+    from .render2d import Overlay2DStyle
+    return {"camera": CameraSettings(focal=args.focal, fov=args.fov),
+            "pose": PoseSettings(model=args.model, device=args.device, precision=args.precision),
+            "tracking": TrackingSettings(detect_every=args.detect_every, smooth=args.smooth),
+            "detector": DetectorConfig(),
+            "overlay": replace(Overlay2DStyle(), min_confidence=args.joint_threshold)}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -105,23 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_settings(argv: list[str] | None = None) -> Settings:
     args = build_parser().parse_args(argv)
-    check_processing_options(args)
-    if args.plot_joint and not args.plot:
-        raise UserError("--plot-joint needs --plot PATH")
-    settings = Settings(**vars(args))
-    if settings.benchmark:
-        settings.display = False
-    return settings
-
-
-def _user_error_types() -> tuple[type[BaseException], ...]:
-    """UserError, and the checkpoint errors once `models` (torch) was imported: it is not
-    imported just to catch its errors, so that a run without ConvNeXtPose need not load torch."""
-    types: list[type[BaseException]] = [UserError]
-    checkpoint = sys.modules.get("models.checkpoint")
-    if checkpoint is not None:
-        types.append(checkpoint.CheckpointError)
-    return tuple(types)
+    return Settings(
+        input=InputSettings(source=args.input, loop=args.loop, max_frames=args.max_frames),
+        outputs=OutputSettings(video=args.output, export=args.export, plot=args.plot,
+                               plot_joint=args.plot_joint),
+        view=ViewSettings(window=args.display and not args.benchmark, fast=args.fast,
+                          progress=args.progress, benchmark=args.benchmark),
+        **processing_settings(args))
 
 
 def main(argv: list[str] | None = None, *, process_exits_after: bool = False) -> int:
@@ -135,12 +103,13 @@ def main(argv: list[str] | None = None, *, process_exits_after: bool = False) ->
             settings = parse_settings(argv)
             # Imported here so that --help answers at once, before torch and the models load.
             from .run import run
-            return run(settings)
+            result = run(settings)
+            if result.benchmark is not None:   # the report is the program's output: stdout, last line
+                print(json.dumps(result.benchmark, allow_nan=False))
+            return result.exit_code
         except KeyboardInterrupt as error:   # signals.Interrupted, or a Ctrl-C outside handled()
             log.info("interrupted")
             return signals.exit_code_for(error)
-        except Exception as error:
-            if not isinstance(error, _user_error_types()):
-                raise
+        except UserError as error:
             log.error("%s", error)
             return 2

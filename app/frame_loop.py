@@ -56,14 +56,14 @@ def overlaps_detection(backend) -> bool:
 class FrameLoop:
     """Owns the stages of one run and moves frames through them."""
 
-    def __init__(self, settings, source, detector, backend, tracker, scene, viewer, sinks,
+    def __init__(self, camera_settings, source, detector, backend, tracker, scene, viewer, sinks,
                  plot_recorder=None, info_type=dict, floor=None, fresh_tracker=None,
                  warm_up=None, overlap_detection=None):
         """warm_up: run once on the inferring thread before its first frame. overlap_detection:
         detect people in frame t+1 on a helper thread while frame t's poses are computed; by
         default only when the pose network runs on an accelerator (on the CPU both would share
         the same cores, and the network already uses all of them)."""
-        self.settings = settings
+        self.camera_settings = camera_settings   # CameraSettings: intrinsics for each frame size
         self.warm_up = warm_up
         if overlap_detection is None:
             overlap_detection = overlaps_detection(backend)
@@ -89,7 +89,7 @@ class FrameLoop:
         # A live source already keeps only its newest frame; queueing more would add latency.
         self.results_q: queue.Queue = queue.Queue(maxsize=1 if source.is_live else QUEUE_DEPTH)
         self._frames = None   # the source's iterator, made on the infer thread
-        self.account = RunAccount()
+        self.account = RunAccount(photos_unrelated=fresh_tracker is not None)
         self.last_with_people: FrameResult | None = None
         self._last_sweep: int | None = None
 
@@ -151,7 +151,7 @@ class FrameLoop:
         """One frame through detection, pose and tracking."""
         image = frame.image
         if self.camera is None or (self.camera.cx, self.camera.cy) != (image.shape[1] / 2, image.shape[0] / 2):
-            self.camera = make_camera(self.settings, image.shape[1], image.shape[0])
+            self.camera = self.camera_settings.camera(image.shape[1], image.shape[0])
         stages = {"read": read_ms}
         start = time.perf_counter()
         if self.fresh_tracker is not None and frame.index > 0:
@@ -298,9 +298,3 @@ class FrameLoop:
                 errors.append(error)
         if errors:
             raise errors[0]
-
-
-def make_camera(settings, width: int, height: int) -> Camera:
-    if settings.focal is not None:
-        return Camera.from_focal(width, height, settings.focal)
-    return Camera.from_fov(width, height, settings.fov)

@@ -4,18 +4,20 @@ renderer, the window and the outputs are made and handed to the frame loop (app/
 and what it did is reported."""
 from __future__ import annotations
 
-import json
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 
 from . import signals
 from .backends import create_backend
 from .errors import UserError
-from .frame_loop import FrameLoop, make_camera
+from .frame_loop import FrameLoop
 from .native_logs import native_stderr_silenced
 from .outputs.plot import PlotRecorder
-from .run_report import benchmark_report, finite_json, format_summary, frame_progress, pipeline_efficiency
+from .run_report import (RunSummary, benchmark_report, finite_json, format_summary, frame_progress,
+                         pipeline_efficiency)
+from .settings import Settings
 from .sources import FrameLimit, LoopingSource
 from .types import Box, Camera
 
@@ -40,17 +42,6 @@ def _say_folder_mode(source) -> None:
                  source.description, source.frame_count)
 
 
-def _check_plot_path(path: str, joint: str | None) -> int | None:
-    from .outputs import check_plot_path
-    from .skeleton import JOINT_INDEX
-    check_plot_path(path)
-    if joint is None:
-        return None
-    if joint not in JOINT_INDEX:
-        raise UserError(f"unknown joint '{joint}' for --plot-joint: use one of {', '.join(JOINT_INDEX)}")
-    return JOINT_INDEX[joint]
-
-
 def _warm_up(detector, backend, width: int, height: int, camera: Camera, model: str | None) -> None:
     """One pass on a blank frame starts every model and allocates every buffer, so the first
     real frame is not slow and start-up logs come out here, silenced. Runs on the inferring
@@ -71,22 +62,22 @@ def _warm_up(detector, backend, width: int, height: int, camera: Camera, model: 
                             "infinite joints: its weights are damaged or not ConvNeXtPose's.")
 
 
-def _display_available(settings) -> bool:
+def _window_wanted(settings: Settings) -> bool:
     """Whether to open the window. No screen is an error only when nothing would be saved."""
-    if not settings.display:
+    if not settings.view.window:
         return False
     from .window import check_display
     try:
         check_display()
     except UserError:
-        if not (settings.output or settings.export):
+        if not settings.outputs.any_file:
             raise
         log.info("No display found: running headless and saving the outputs.")
         return False
     return True
 
 
-def build_loop(settings, source, plot_joint: int | None, display: bool, opened: list,
+def build_loop(settings: Settings, source, window: bool, opened: list,
                backend=None, detector=None) -> FrameLoop:
     """Every stage of the run, wired together; what needs closing is appended to `opened`.
     backend, detector: already loaded ones to use (a batch worker loads its model once for all
@@ -98,77 +89,87 @@ def build_loop(settings, source, plot_joint: int | None, display: bool, opened: 
     from .view import SceneInfo, SceneRenderer
 
     if backend is None:
-        backend = create_backend(settings.model, settings.device, settings.precision,
-                                 keep_reference=settings.benchmark)
+        pose = settings.pose
+        backend = create_backend(pose.model, pose.device, pose.precision, keep_reference=settings.view.benchmark)
         opened.append(backend)
 
     width, height = source.size
-    camera = make_camera(settings, width, height)
-    if settings.loop and not (source.is_live or source.is_still):
-        source = LoopingSource(settings.input, source)
-    if settings.max_frames is not None:
-        source = FrameLimit(source, settings.max_frames)
+    camera = settings.camera.camera(width, height)
+    if settings.input.loop and not (source.is_live or source.is_still):
+        source = LoopingSource(settings.input.source, source)
+    if settings.input.max_frames is not None:
+        source = FrameLimit(source, settings.input.max_frames)
     opened[0] = source
-    smooth = settings.smooth if settings.smooth is not None else not source.is_still
+    smooth = settings.tracking.smooth if settings.tracking.smooth is not None else not source.is_still
     if detector is None:
-        detector = PersonDetector()
+        detector = PersonDetector(settings.detector)
         opened.append(detector)
 
     def make_tracker() -> Tracker:
-        return Tracker(redetect_every=settings.detect_every, smoothing=smooth)
+        return Tracker(redetect_every=settings.tracking.detect_every, smoothing=smooth)
 
     tracker = make_tracker()
     stills = getattr(source, "mode", None) == "stills"
-    scene = SceneRenderer()
+    scene = SceneRenderer(overlay_style=settings.overlay)
     sinks = SinkGroup()
-    if settings.output:
+    outputs = settings.outputs
+    if outputs.video:
         name_for_index = None
         if stills:   # photos into a folder: each under its own name, NAME_pose.jpg
             stems = photo_stems(source.paths)
             name_for_index = lambda i: stems[source.path_of(i)]  # noqa: E731
-        sinks.add(make_media_sink(settings.output, source.fps, follow_time=source.is_live,
+        sinks.add(make_media_sink(outputs.video, source.fps, follow_time=source.is_live,
                                   name_for_index=name_for_index))
-    if settings.export:
+    if outputs.export:
         meta = ExportMeta(model=backend.name, input=source.description, fps=float(source.fps), focal=float(camera.fx))
-        sinks.add(make_exporter(settings.export, meta))
+        sinks.add(make_exporter(outputs.export, meta))
     opened.append(sinks)
     viewer = None
-    if display:
+    if window:
         from .window import Viewer
         # a file plays at its own frame rate, as in a player; live input is already real time
         viewer = Viewer("ConvNeXtPose Live", scene, paced=not (source.is_live or source.is_still))
-        viewer.controls.realtime = not settings.fast
+        viewer.controls.realtime = not settings.view.fast
         opened.append(viewer)
-    recorder = PlotRecorder(settings.plot, plot_joint) if settings.plot else None
-    return FrameLoop(settings, source, detector, backend, tracker, scene, viewer, sinks, recorder,
+    recorder = PlotRecorder(outputs.plot, outputs.plot_joint_index) if outputs.plot else None
+    return FrameLoop(settings.camera, source, detector, backend, tracker, scene, viewer, sinks, recorder,
                      info_type=SceneInfo, floor=FloorFitter(steady=not source.is_still),
                      fresh_tracker=make_tracker if stills else None,
-                     warm_up=lambda: _warm_up(detector, backend, width, height, camera, settings.model))
+                     warm_up=lambda: _warm_up(detector, backend, width, height, camera, settings.pose.model))
 
 
-def run(settings, source=None) -> int:
+@dataclass
+class RunResult:
+    exit_code: int                      # 0, or 128 + the stop signal's number
+    summary: RunSummary
+    benchmark: dict | None = None       # with --benchmark: the report, JSON-ready (no NaN)
+
+
+def run(settings: Settings, source=None) -> RunResult:
     """Build every stage from the settings, run the loop, report. Everything the user could
     have got wrong is checked before the first frame is processed. `source`: an already open
-    source to read instead of `settings.input` (benchmarks and tests use a simulated camera)."""
-    from .outputs import check_output_path, check_outputs_distinct, output_kind_for
+    source to read instead of settings.input (benchmarks and tests use a simulated camera)."""
+    from .outputs import check_output_path, check_outputs_distinct, check_plot_path, output_kind_for
     from .sources import open_source
 
     # 1. Outputs: cheap to check, and a typo should not cost a whole run.
-    if settings.export:
-        check_output_path(settings.export, "export")
-    plot_joint = _check_plot_path(settings.plot, settings.plot_joint) if settings.plot else None
-    check_outputs_distinct(settings.input, {"--output": settings.output, "--export": settings.export,
-                                            "--plot": settings.plot})
-    display = _display_available(settings)
+    outputs = settings.outputs
+    if outputs.export:
+        check_output_path(outputs.export, "export")
+    if outputs.plot:
+        check_plot_path(outputs.plot)
+    check_outputs_distinct(settings.input.source, {"--output": outputs.video, "--export": outputs.export,
+                                                   "--plot": outputs.plot})
+    window = _window_wanted(settings)
 
     # 2. The input, then the model (a bad --model is reported before any frame), then the rest.
-    opened = [source or open_source(settings.input)]   # closed here if setting up fails, else by the loop
+    opened = [source or open_source(settings.input.source)]   # closed here if setting up fails, else by the loop
     try:
         # the output must suit the input: known only once the input is open (first frame read)
-        if settings.output:
-            check_output_path(settings.output, output_kind_for(settings.output, input_kind(opened[0])))
+        if outputs.video:
+            check_output_path(outputs.video, output_kind_for(outputs.video, input_kind(opened[0])))
         _say_folder_mode(opened[0])
-        loop = build_loop(settings, opened[0], plot_joint, display, opened)
+        loop = build_loop(settings, opened[0], window, opened)
     except BaseException:
         for thing in reversed(opened):
             close = getattr(thing, "close", None)
@@ -177,7 +178,8 @@ def run(settings, source=None) -> int:
         raise
 
     # 3. The loop.
-    show_progress = settings.progress and loop.viewer is None and not settings.benchmark and not loop.source.is_live
+    view = settings.view
+    show_progress = view.progress and loop.viewer is None and not view.benchmark and not loop.source.is_live
     loop.progress = frame_progress(loop.source.frame_count) if show_progress else None
     interrupted: KeyboardInterrupt | None = None
     try:
@@ -208,12 +210,14 @@ def run(settings, source=None) -> int:
         announced = getattr(loop.source, "frames_per_pass", loop.source.frame_count)
         log.warning("%d of the %d frames of '%s' could not be decoded (the file is damaged or "
                     "truncated) and were skipped.", unreadable, announced, loop.source.description)
-    if settings.benchmark:
+    report = None
+    if view.benchmark:
         report = benchmark_report(summary, loop.backend, loop.source)
         last = loop.last_with_people
         if last is not None and hasattr(loop.backend, "compare_with_reference"):
             # The pose network alone, plain float32 eager vs what ran, on the same crops, now.
             report["pose_network"] = loop.backend.compare_with_reference(last.frame.image, [p.box for p in last.people])
         report["efficiency"] = pipeline_efficiency(summary, report.get("pose_network", {}).get("selected_ms"))
-        print(json.dumps(finite_json(report), allow_nan=False))
-    return signals.exit_code_for(interrupted) if interrupted is not None else 0
+        report = finite_json(report)
+    code = signals.exit_code_for(interrupted) if interrupted is not None else 0
+    return RunResult(code, summary, report)

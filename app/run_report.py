@@ -19,8 +19,8 @@ from .types import FrameResult
 @dataclass
 class RunSummary:
     frames: int = 0
-    people: int = 0                       # person detections summed over frames
-    tracks: int = 0                       # distinct track ids
+    people: int = 0                       # distinct people: track ids (unrelated photos: per photo)
+    person_frames: int = 0                # people summed over frames
     seconds: float = 0.0
     first_frame_s: float | None = None    # from process launch to the first frame processed
     files: list[str] = field(default_factory=list)
@@ -45,8 +45,11 @@ class RunAccount:
     TRIM_EVERY = 500          # frames between handing free heap back to the OS (memory.py), at
                               # 250, 750, ...: samples fall between trims and count what builds up
 
-    def __init__(self):
+    def __init__(self, photos_unrelated: bool = False):
+        """photos_unrelated: each frame is its own photo (a new tracker each), so its people
+        are new people; otherwise a person is a track id, however many frames it spans."""
         self.summary = RunSummary()
+        self._photos_unrelated = photos_unrelated
         self._track_ids: set[int] = set()
         self._stage_totals: dict[str, float] = {}
 
@@ -56,7 +59,7 @@ class RunAccount:
         summary.latency_ms.append((time.monotonic() - result.frame.captured) * 1000.0)
         summary.processing_ms.append(sum(v for k, v in result.stages_ms.items() if k != "read"))
         summary.frames += 1
-        summary.people += len(result.people)
+        summary.person_frames += len(result.people)
         self._track_ids.update(p.track_id for p in result.people)
         for stage, ms in dict(result.stages_ms, model=result.model_ms).items():
             self._stage_totals[stage] = self._stage_totals.get(stage, 0.0) + ms
@@ -73,7 +76,7 @@ class RunAccount:
         if "warm" in summary.rss_mb:
             summary.rss_mb["end"] = round(rss_mb(), 1)
             summary.rss_mb["growth"] = round(summary.rss_mb["end"] - summary.rss_mb["warm"], 1)
-        summary.tracks = len(self._track_ids)
+        summary.people = summary.person_frames if self._photos_unrelated else len(self._track_ids)
         n = max(1, summary.frames)
         summary.stages_ms = {k: v / n for k, v in self._stage_totals.items()}
         return summary
@@ -91,8 +94,8 @@ def frame_progress(total: int | None, label: str = "processing"):
 def format_summary(frames: int, seconds: float, people: int,
                    files: Sequence[str] = (), interrupted: bool = False) -> str:
     """The end-of-run line, e.g.
-    "Processed 300 frames in 24.4 s (12.3 fps), 412 people found; wrote out.mp4, out.json."
-    people: person detections summed over frames."""
+    "Processed 300 frames in 24.4 s (12.3 fps), 7 people found; wrote out.mp4, out.json."
+    people: distinct people (RunSummary.people)."""
     fps = frames / seconds if seconds > 0 else 0.0
     head = "Stopped after" if interrupted else "Processed"
     noun = "frame" if frames == 1 else "frames"

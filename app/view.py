@@ -38,10 +38,10 @@ class SceneRenderer:
     `panel_width_ratio` sets the 3D panel's width relative to the frame's width.
     """
 
-    def __init__(self, panel_width_ratio: float = 1.0, min_confidence: float = 0.3,
+    def __init__(self, panel_width_ratio: float = 1.0, overlay_style: Overlay2DStyle | None = None,
                  show_hud: bool = True, panel: Panel3D | None = None):
         self.panel_width_ratio = panel_width_ratio
-        self.overlay_style = Overlay2DStyle(min_confidence=min_confidence)
+        self.overlay_style = overlay_style or Overlay2DStyle()
         self.show_hud = show_hud
         self.panel = panel or Panel3D()
         self._canvas = np.empty((0, 0, 3), np.uint8)

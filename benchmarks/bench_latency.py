@@ -6,6 +6,7 @@ done on it (the promise: at most one frame interval).
     python benchmarks/bench_latency.py [--model PATH] [--fps 30] [--frames 300]
 """
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -33,7 +34,9 @@ def main():
     if args.model:
         argv += ["--model", args.model]
     source = LiveSource(FakeCamera(frame, fps=args.fps), "simulated camera")
-    return run.run(parse_settings(argv), source=source)
+    result = run.run(parse_settings(argv), source=source)
+    print(json.dumps(result.benchmark))
+    return result.exit_code
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app.cli import Settings  # noqa: E402
+from app.settings import Settings  # noqa: E402
 from benchmarks.machine import cpu_name  # noqa: E402
 from app.types import Box, Person  # noqa: E402
 
@@ -183,7 +183,7 @@ def evaluate_file(name: str, spec: dict, backend, max_frames: int | None = None)
     """Run the live path over one annotated file. Returns the score, the cost and what was
     reported on each annotated frame (for drawing)."""
     from app.detector import PersonDetector
-    from app.frame_loop import FrameLoop, make_camera
+    from app.frame_loop import FrameLoop
     from app.run import _warm_up
     from app.sources import open_source
     from app.tracker import Tracker
@@ -191,16 +191,16 @@ def evaluate_file(name: str, spec: dict, backend, max_frames: int | None = None)
     path = spec.get("path") or str(DATA / name)
     truth: dict[str, list] = spec["frames"]
     ignore = spec.get("ignore", [])
-    settings = Settings(input=path, model="blazepose", display=False)
+    settings = Settings()   # the command line's defaults
     cost = Cost()
     total, reported_on = Score(), {}
     source = open_source(path)
     detector = _CountingDetector(PersonDetector(), cost)
     try:
-        tracker = Tracker(redetect_every=settings.detect_every, smoothing=not source.is_still)
+        tracker = Tracker(redetect_every=settings.tracking.detect_every, smoothing=not source.is_still)
         width, height = source.size
-        _warm_up(detector._detector, backend, width, height, make_camera(settings, width, height), settings.model)
-        loop = FrameLoop(settings, source, detector, _CountingBackend(backend, cost), tracker,
+        _warm_up(detector._detector, backend, width, height, settings.camera.camera(width, height), "blazepose")
+        loop = FrameLoop(settings.camera, source, detector, _CountingBackend(backend, cost), tracker,
                          scene=None, viewer=None, sinks=None)
         last = max(int(k) for k in truth) if truth else 0
         for frame in source:

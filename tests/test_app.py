@@ -313,6 +313,7 @@ def test_a_failing_output_stops_every_thread_while_decoding_is_slow():
     from types import SimpleNamespace
 
     from app.frame_loop import FrameLoop
+    from app.settings import CameraSettings
     from app.types import Frame, FrameResult
 
     class SlowVideo:
@@ -338,8 +339,7 @@ def test_a_failing_output_stops_every_thread_while_decoding_is_slow():
         def close(self):
             pass
 
-    settings = SimpleNamespace(max_frames=None, detect_every=15, focal=None, fov=60.0)
-    loop = FrameLoop(settings, SlowVideo(), detector=None, backend=SimpleNamespace(name="x", device="cpu"),
+    loop = FrameLoop(CameraSettings(), SlowVideo(), detector=None, backend=SimpleNamespace(name="x", device="cpu"),
                      tracker=None, scene=None, viewer=None, sinks=FullDisk())
     loop.process = lambda frame, read_ms=0.0: FrameResult(frame, [], {})
     with pytest.raises(OSError, match="disk full"):
@@ -357,6 +357,7 @@ def test_a_stop_signal_during_a_write_counts_the_frame_it_let_finish():
 
     from app import signals
     from app.frame_loop import FrameLoop
+    from app.settings import CameraSettings
     from app.outputs import SinkGroup
     from app.types import Frame, FrameResult
 
@@ -393,8 +394,7 @@ def test_a_stop_signal_during_a_write_counts_the_frame_it_let_finish():
     recorder = Recorder()
     sinks = SinkGroup()
     sinks.add(recorder)
-    settings = SimpleNamespace(max_frames=None, detect_every=15, focal=None, fov=60.0)
-    loop = FrameLoop(settings, Video(), detector=None, backend=SimpleNamespace(name="x", device="cpu"),
+    loop = FrameLoop(CameraSettings(), Video(), detector=None, backend=SimpleNamespace(name="x", device="cpu"),
                      tracker=None, scene=None, viewer=None, sinks=sinks)
     loop.process = lambda frame, read_ms=0.0: FrameResult(frame, [], {})
     before = {sig: signal.getsignal(sig) for sig in signals.STOP_SIGNALS}
@@ -516,3 +516,35 @@ def test_a_file_run_on_a_terminal_shows_a_progress_bar_and_a_log_file_gets_none(
                             capture_output=True, text=True, timeout=60)
     assert logged.returncode == 0, logged.stderr
     assert "\r" not in logged.stderr and "processing" not in logged.stderr
+
+
+# ---- settings ----
+
+@pytest.mark.parametrize("args, expect", [
+    (["--max-frames", "0"], "--max-frames must be at least 1"),
+    (["--focal", "nan"], "--focal must be a positive number of pixels"),
+    (["--fov", "0"], "--fov must be between 1 and 179 degrees"),
+    (["--detect-every", "0"], "--detect-every must be at least 1"),
+    (["--joint-threshold", "1.5"], "--joint-threshold must be between 0 and 1"),
+    (["--plot-joint", "R_Wrist"], "--plot-joint needs --plot PATH"),
+    (["--plot", "p.png", "--plot-joint", "Tail"], "unknown joint 'Tail' for --plot-joint"),
+])
+def test_settings_are_checked_before_anything_opens(tmp_path, capsys, args, expect):
+    _bad(["--input", str(tmp_path / "missing.mp4"), "--no-display", *args], capsys, expect)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_joint_threshold_changes_the_drawing_not_the_joints(tmp_path):
+    """--joint-threshold 1 hides every joint of the annotated picture; the exported joints,
+    each with its confidence, are the same as with the default."""
+    for name, extra in (("default", []), ("none", ["--joint-threshold", "1"])):
+        assert main(["--input", str(DATA / "group.jpg"), "--no-display", "--model", "blazepose",
+                     "--output", str(tmp_path / f"{name}.png"), "--export", str(tmp_path / f"{name}.json")]
+                    + extra) == 0
+    default, hidden = (json.loads((tmp_path / f"{n}.json").read_text())["frames"] for n in ("default", "none"))
+    assert default == hidden
+    width = cv2.imread(str(DATA / "group.jpg")).shape[1]
+    default, hidden = (cv2.imread(str(tmp_path / f"{n}.png")).astype(int) for n in ("default", "none"))
+    # the video half: the skeletons drawn over the photo, or not; the 3D panel beside it: the same
+    assert int((np.abs(default[:, :width] - hidden[:, :width]).max(axis=2) > 60).sum()) > 2000
+    assert np.array_equal(default[:, width:], hidden[:, width:])

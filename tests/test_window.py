@@ -488,8 +488,8 @@ def test_key_f_and_the_fast_flag_switch_between_frame_rate_and_as_fast_as_possib
     assert controls.handle_key(ord("f")) is Action.FAST and not controls.realtime
     controls.handle_key(ord("f"))
     assert controls.realtime
-    assert parse_settings(["--input", "clip.mp4", "--fast"]).fast
-    assert not parse_settings(["--input", "clip.mp4"]).fast
+    assert parse_settings(["--input", "clip.mp4", "--fast"]).view.fast
+    assert not parse_settings(["--input", "clip.mp4"]).view.fast
 
 
 def test_help_overlay_columns_are_aligned():
