@@ -202,7 +202,7 @@ def run(settings: Settings, source=None) -> RunResult:
         if plotted:
             files.append(plotted)
         else:   # asked for, so its absence is said
-            log.warning("no plot written to '%s': nobody with known 3D joints was found", settings.plot)
+            log.warning("no plot written to '%s': nobody with known 3D joints was found", outputs.plot)
     summary.files = files
     log.info("%s", format_summary(summary.frames, summary.seconds, summary.people, files, interrupted is not None))
     unreadable = getattr(loop.source, "frames_unreadable", 0)
