@@ -23,7 +23,8 @@ KEEP_NATIVE_LOGS_ENV = "CONVNEXTPOSE_NATIVE_LOGS"
 
 @contextlib.contextmanager
 def native_stderr_silenced():
-    sys.stderr.flush()
+    if sys.stderr is not None:   # None: the process started with fd 2 closed
+        sys.stderr.flush()
     try:
         saved = os.dup(2)
     except OSError:  # no fd 2 at all (a detached process): nothing to silence
@@ -44,6 +45,17 @@ def python_owns_stderr():
     """For the block: native writes to fd 2 vanish, Python's sys.stderr writes to the terminal.
     Everything is put back afterwards (in-process callers such as tests get their stderr back)."""
     previous = sys.stderr
+    if previous is None:
+        # Started with fd 2 closed (`2>&-`, some service managers): Python has no stderr, and
+        # every write to it (the progress bar, a warning) would fail and end the run, losing its
+        # outputs. Nobody can read the lines: send them nowhere.
+        with open(os.devnull, "w") as nowhere:
+            sys.stderr = nowhere
+            try:
+                yield
+            finally:
+                sys.stderr = previous
+        return
     # Only the process's own stderr: a caller that replaced sys.stderr (a test capturing it)
     # keeps what it set up.
     if os.environ.get(KEEP_NATIVE_LOGS_ENV, "") not in ("", "0") or previous is not sys.__stderr__:

@@ -227,6 +227,17 @@ def test_next_run_removes_a_killed_runs_temporaries_and_nothing_else(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept + ["o.json", "o.jpg"])
 
 
+def test_a_run_with_stderr_closed_still_writes_its_outputs(tmp_path):
+    """Started with fd 2 closed (`2>&-`, some service managers): nobody can read the messages,
+    but the outputs asked for are still written (the progress bar's first write ended the run)."""
+    result = subprocess.run([sys.executable, RUN_DEMO, "-i", str(CLIP), "--max-frames", "3", "--no-display",
+                             "--model", "blazepose", "-e", "o.json"], cwd=tmp_path, env=demo_env(),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, preexec_fn=lambda: os.close(2),
+                            timeout=120)
+    assert result.returncode == 0
+    assert len(json.loads((tmp_path / "o.json").read_text())["frames"]) == 3
+
+
 # --------------------------------------------------------------------------------------------
 # 9. A full disk, for every kind of output: one line, exit 2, what was at the target before is
 # intact, no temporaries, and the other output (on another disk) is complete
