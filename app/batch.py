@@ -25,7 +25,7 @@ from .batch_worker import WorkerConfig
 from .cli import add_processing_options, processing_settings
 from .errors import UserError
 from .formats import READABLE_VIDEO_EXTENSIONS
-from .reporting import reporting
+from .command_scope import command_scope
 from .settings import InputSettings, Settings, ViewSettings
 
 log = logging.getLogger(__name__)
@@ -147,7 +147,7 @@ class BatchProgress:
 
 
 def main(argv: list[str] | None = None) -> int:
-    with reporting():
+    with command_scope():
         try:
             args = build_parser().parse_args(argv)
             return run_batch(args, processing_settings(args))

@@ -20,7 +20,6 @@ from __future__ import annotations
 import numpy as np
 
 from app.errors import UserError
-from app.native_logs import native_stderr_silenced
 from app.skeleton import JOINT_INDEX, NUM_JOINTS, ROOT
 from app.types import Box, Camera, Person, PoseBackend
 from models.blazepose import ModelUnavailableError, PoseLandmarker, Roi
@@ -62,8 +61,7 @@ class BlazePoseBackend(PoseBackend):
         self.roi_scale = roi_scale
         self.min_box_side = min_box_side
         try:
-            with native_stderr_silenced():   # LiteRT announces its XNNPACK delegate on fd 2
-                self._model = PoseLandmarker(num_threads=num_threads)
+            self._model = PoseLandmarker(num_threads=num_threads)
         except ModelUnavailableError as exc:
             raise UserError(f"the BlazePose fallback cannot start: {exc}") from exc
 

@@ -10,8 +10,7 @@ from dataclasses import replace
 
 from . import signals
 from .errors import UserError
-from .native_logs import python_owns_stderr
-from .reporting import reporting
+from .command_scope import command_scope
 from .settings import (DEFAULT_FOV_DEG, DEVICES, PRECISIONS, CameraSettings, InputSettings,
                        OutputSettings, PoseSettings, Settings, TrackingSettings, ViewSettings)
 
@@ -98,7 +97,7 @@ def main(argv: list[str] | None = None, *, process_exits_after: bool = False) ->
     # Ctrl-C, SIGTERM and SIGHUP end the run the same way, from the first import on (torch
     # takes seconds to load, and a stop then must not print a traceback). The native libraries'
     # own lines (FFmpeg, libjpeg, libpng, LiteRT) would come before and bury the app's.
-    with python_owns_stderr(), reporting(), signals.handled(process_exits_after):
+    with command_scope(process_exits_after):
         try:
             settings = parse_settings(argv)
             # Imported here so that --help answers at once, before torch and the models load.

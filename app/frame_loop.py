@@ -204,6 +204,12 @@ class FrameLoop:
 
     # ---- composition, window, sinks (the main thread) ----
     def run(self) -> RunSummary:
+        """Every frame through the stages until the input ends, the window closes or a stop is
+        asked for; every output is finalized whatever happens."""
+        with signals.for_a_run():
+            return self._run()
+
+    def _run(self) -> RunSummary:
         threads = [threading.Thread(target=self._infer, name="infer", daemon=True)]
         started = time.perf_counter()
         ended: float | None = None

@@ -13,7 +13,6 @@ from . import signals
 from .backends import create_backend
 from .errors import UserError
 from .frame_loop import FrameLoop
-from .native_logs import native_stderr_silenced
 from .outputs.plot import PlotRecorder
 from .run_report import (RunSummary, benchmark_report, finite_json, format_summary, frame_progress,
                          pipeline_efficiency)
@@ -44,18 +43,16 @@ def _say_folder_mode(source) -> None:
 
 def _warm_up(detector, backend, width: int, height: int, camera: Camera, model: str | None) -> None:
     """One pass on a blank frame starts every model and allocates every buffer, so the first
-    real frame is not slow and start-up logs come out here, silenced. Runs on the inferring
-    thread (FrameLoop's warm_up): a CUDA thread keeps its own cuDNN handle and autotuning, so
-    the pose network also runs every batch size it can meet there (backend.warm_up). A network
-    that answers it with NaN or infinities (damaged weights) is refused here, before any output
-    is opened."""
+    real frame is not slow. Runs on the inferring thread (FrameLoop's warm_up): a CUDA thread
+    keeps its own cuDNN handle and autotuning, so the pose network also runs every batch size it
+    can meet there (backend.warm_up). A network that answers it with NaN or infinities (damaged
+    weights) is refused here, before any output is opened."""
     blank = np.zeros((height, width, 3), np.uint8)
-    with native_stderr_silenced():
-        if hasattr(backend, "warm_up"):
-            backend.warm_up()
-        # at least 64 px: the detector skips tiny frames, and its model must run once here
-        detector.detect(np.zeros((max(height, 64), max(width, 64), 3), np.uint8))
-        people = backend.estimate(blank, [Box(width * 0.25, height * 0.1, width * 0.5, height * 0.8)], camera)
+    if hasattr(backend, "warm_up"):
+        backend.warm_up()
+    # at least 64 px: the detector skips tiny frames, and its model must run once here
+    detector.detect(np.zeros((max(height, 64), max(width, 64), 3), np.uint8))
+    people = backend.estimate(blank, [Box(width * 0.25, height * 0.1, width * 0.5, height * 0.8)], camera)
     for person in people:
         if person is not None and not (np.isfinite(person.joints_3d).all() and np.isfinite(person.joints_2d).all()):
             raise UserError(f"{backend.name} from checkpoint '{model or 'weights/'}' computes NaN or "

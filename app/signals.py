@@ -60,20 +60,21 @@ def _handle(signum, frame) -> None:
 
 
 @contextlib.contextmanager
-def handled(process_exits_after: bool = False) -> Iterator[None]:
+def handled(process_exits_after: bool = False, which: tuple[int, ...] = STOP_SIGNALS) -> Iterator[None]:
     """Install the handlers for the length of a command (main thread only), then restore them.
 
     process_exits_after: the block is the whole life of the process (the command line's entry
     point). After a stop the process is exiting with its code, and a late signal of a burst
     must not kill it by the default handler (exit -2 instead of 130): the stop signals are then
     left ignored. In-process callers (tests, notebooks) get their own handlers back, so that
-    nothing they start later inherits ignored signals."""
-    if threading.current_thread() is not threading.main_thread():
+    nothing they start later inherits ignored signals. which: the signals to handle. Inside
+    another handled() block (a frame loop run by the command line) this does nothing."""
+    if threading.current_thread() is not threading.main_thread() or _state.installed:
         yield
         return
-    previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+    previous = {sig: signal.getsignal(sig) for sig in which}
     _state.installed, _state.signum, _state.raised, _state.depth = True, None, False, 0
-    for sig in STOP_SIGNALS:
+    for sig in which:
         # nohup's ignored SIGHUP is what the user asked for. An ignored SIGINT is not: a shell
         # script's `cmd &` starts it so, and `kill -INT` must still stop the run.
         if sig != signal.SIGINT and previous[sig] == signal.SIG_IGN:
@@ -88,6 +89,17 @@ def handled(process_exits_after: bool = False) -> Iterator[None]:
                 handler = signal.SIG_IGN
             signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
         _state.installed, _state.signum, _state.raised, _state.depth = False, None, False, 0
+
+
+def for_a_run():
+    """A frame loop's scope. Under the command line (handled() is on) it adds nothing. In a
+    library or a notebook, where Python's own Ctrl-C handler is in place, Ctrl-C is handled
+    for the whole run as the command line does, so that deferred() holds it without swapping
+    handlers for every frame; a host's own handlers, or an ignored SIGINT, are left alone."""
+    if (_state.installed or threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        return contextlib.nullcontext()
+    return handled(which=(signal.SIGINT,))
 
 
 @contextlib.contextmanager
@@ -116,7 +128,7 @@ def deferred() -> Iterator[None]:
 @contextlib.contextmanager
 def _sigint_deferred() -> Iterator[None]:
     previous = signal.getsignal(signal.SIGINT)
-    if previous is None:   # installed from C: we could not restore it, so leave it alone
+    if previous is None or previous == signal.SIG_IGN:   # from C (cannot be restored), or ignored
         yield
         return
     received: list = []

@@ -17,7 +17,6 @@ A source is iterated once; iterating again continues where the last iteration st
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import queue
@@ -132,20 +131,6 @@ def read_image(path: Path) -> np.ndarray | None:
         return None
     image = cv2.imdecode(data, cv2.IMREAD_COLOR)
     return None if image is None else _as_bgr(image)
-
-
-@contextlib.contextmanager
-def _quiet_opencv() -> Iterator[None]:
-    """Silence OpenCV's own WARN lines while probing: the user gets our one-sentence error
-    instead of backend chatter. cv2 log level 2 = errors only. opencv-python keeps the log
-    level under cv2.utils.logging; some other builds (opencv-contrib 4.11) on cv2 itself."""
-    logging_api = getattr(getattr(cv2, "utils", None), "logging", None) or cv2
-    previous = logging_api.getLogLevel()
-    logging_api.setLogLevel(2)
-    try:
-        yield
-    finally:
-        logging_api.setLogLevel(previous)
 
 
 def _natural_key(name: str) -> list:
@@ -701,10 +686,8 @@ def _capture_stream(url: str) -> cv2.VideoCapture | None:
 
 
 def _reopen_stream(url: str) -> cv2.VideoCapture | None:
-    """_capture_stream for reconnecting: quiet, since the reader reports the outcome itself.
-    Runs on the reader thread; cv2's log level is process-wide, which is harmless here."""
-    with _quiet_opencv():
-        return _capture_stream(url)
+    """_capture_stream for reconnecting (the reader reports the outcome itself)."""
+    return _capture_stream(url)
 
 
 def _open_stream(url: str) -> LiveSource:
@@ -840,11 +823,9 @@ def open_source(spec: str, *, still_fps: float = STILL_FPS) -> Source:
     if not spec:
         raise UserError("no input given: pass a camera index, a video, an image or a folder.")
     if spec.isdigit():
-        with _quiet_opencv():
-            return _open_camera(int(spec), f"camera {int(spec)}")
+        return _open_camera(int(spec), f"camera {int(spec)}")
     if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", spec) and not spec.lower().startswith("file://"):
-        with _quiet_opencv():
-            return _open_stream(spec)
+        return _open_stream(spec)
     path = Path(spec[len("file://"):] if spec.lower().startswith("file://") else spec).expanduser()
     if not path.exists():
         raise UserError(f"input '{spec}' does not exist.")
@@ -852,15 +833,13 @@ def open_source(spec: str, *, still_fps: float = STILL_FPS) -> Source:
         return _open_folder(path, still_fps)
     camera = re.fullmatch(r"/dev/video(\d+)", os.path.realpath(path))
     if camera and sys.platform.startswith("linux"):   # a V4L2 camera named by its device
-        with _quiet_opencv():
-            return _open_camera(int(camera.group(1)), f"camera {camera.group(1)}")
+        return _open_camera(int(camera.group(1)), f"camera {camera.group(1)}")
     problem = _not_a_regular_file(path, spec)
     if problem:
         raise UserError(problem)
     if not os.access(path, os.R_OK):
         raise UserError(f"input '{spec}' is not readable (permission denied).")
-    with _quiet_opencv():
-        return _open_file(path, still_fps)
+    return _open_file(path, still_fps)
 
 
 # --------------------------------------------------------------------------------------------

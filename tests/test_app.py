@@ -381,11 +381,12 @@ def test_a_stop_signal_during_a_write_counts_the_frame_it_let_finish():
 
         def __init__(self):
             self.written = []
+            self.signum = signal.SIGTERM
 
         def write(self, result, composed):
             self.written.append(result.frame.index)
             if len(self.written) == 3:
-                os.kill(os.getpid(), signal.SIGTERM)   # arrives in the middle of the frame
+                os.kill(os.getpid(), self.signum)   # arrives in the middle of the frame
                 time.sleep(0.05)
 
         def close(self):
@@ -407,6 +408,21 @@ def test_a_stop_signal_during_a_write_counts_the_frame_it_let_finish():
     # In-process use gets its handlers back: what this process starts later must not inherit
     # ignored signals (a batch started by a later test ignored Ctrl-C).
     assert {sig: signal.getsignal(sig) for sig in signals.STOP_SIGNALS} == before
+
+    # The same loop used as a library, with Python's own Ctrl-C handler: a Ctrl-C during a
+    # write also waits for the frame, then ends the run as a KeyboardInterrupt.
+    recorder.written.clear()
+    recorder.signum = signal.SIGINT
+    sinks = SinkGroup()
+    sinks.add(recorder)
+    loop = FrameLoop(CameraSettings(), Video(), detector=None, backend=SimpleNamespace(name="x", device="cpu"),
+                     tracker=None, scene=None, viewer=None, sinks=sinks)
+    loop.process = lambda frame, read_ms=0.0: FrameResult(frame, [], {})
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    with pytest.raises(KeyboardInterrupt):
+        loop.run()
+    assert recorder.written == [0, 1, 2] and loop.summary.frames == 3
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 # ---- output kinds and folders ----
