@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import signals
+from . import signals, sources
 from .backends import create_backend
 from .errors import UserError
 from .frame_loop import FrameLoop
@@ -93,7 +93,7 @@ def build_loop(settings: Settings, source, window: bool, opened: list,
     width, height = source.size
     camera = settings.camera.camera(width, height)
     if settings.input.loop and not (source.is_live or source.is_still):
-        source = LoopingSource(settings.input.source, source)
+        source = LoopingSource(source, reopen=lambda: sources.open_source(settings.input.source))
     if settings.input.max_frames is not None:
         source = FrameLimit(source, settings.input.max_frames)
     opened[0] = source
@@ -147,8 +147,6 @@ def run(settings: Settings, source=None) -> RunResult:
     have got wrong is checked before the first frame is processed. `source`: an already open
     source to read instead of settings.input (benchmarks and tests use a simulated camera)."""
     from .outputs import check_output_path, check_outputs_distinct, check_plot_path, output_kind_for
-    from .sources import open_source
-
     # 1. Outputs: cheap to check, and a typo should not cost a whole run.
     outputs = settings.outputs
     if outputs.export:
@@ -160,7 +158,7 @@ def run(settings: Settings, source=None) -> RunResult:
     window = _window_wanted(settings)
 
     # 2. The input, then the model (a bad --model is reported before any frame), then the rest.
-    opened = [source or open_source(settings.input.source)]   # closed here if setting up fails, else by the loop
+    opened = [source or sources.open_source(settings.input.source)]   # closed here if setting up fails, else by the loop
     try:
         # the output must suit the input: known only once the input is open (first frame read)
         if outputs.video:

@@ -10,7 +10,7 @@ import pytest
 
 from app.errors import UserError
 from app.sources import (READ_AHEAD_FRAMES, ImageFilesSource, LiveSource, VideoFileSource,
-                         _redact_url, open_source)
+                         redact_url, open_source)
 from support import DATA, FakeCamera, frame_number, write_video
 
 GROUP = DATA / "group.jpg"               # real photo, 640x392, five people
@@ -213,11 +213,11 @@ def test_missing_camera_is_fast():
 
 
 def test_stream_url_password_is_hidden():
-    assert _redact_url("rtsp://admin:secret@10.0.0.2:554/live") == "rtsp://admin:***@10.0.0.2:554/live"
-    assert _redact_url("http://host/video.mjpg") == "http://host/video.mjpg"
+    assert redact_url("rtsp://admin:secret@10.0.0.2:554/live") == "rtsp://admin:***@10.0.0.2:554/live"
+    assert redact_url("http://host/video.mjpg") == "http://host/video.mjpg"
     # The host stays as written: case kept, an IPv6 address keeps its brackets.
-    assert _redact_url("rtsp://u:p@[fe80::1]:554/x") == "rtsp://u:***@[fe80::1]:554/x"
-    assert _redact_url("rtsp://u:p@Cam.Local/x") == "rtsp://u:***@Cam.Local/x"
+    assert redact_url("rtsp://u:p@[fe80::1]:554/x") == "rtsp://u:***@[fe80::1]:554/x"
+    assert redact_url("rtsp://u:p@Cam.Local/x") == "rtsp://u:***@Cam.Local/x"
 
 
 # --------------------------------------------------------------------------------------------
@@ -371,8 +371,8 @@ class MjpegServer:
 @pytest.fixture
 def fast_reconnect(monkeypatch):
     """Three quick reconnection attempts instead of the user-facing backoff."""
-    from app import sources
-    monkeypatch.setattr(sources, "STREAM_RECONNECT_DELAYS_S", (0.05, 0.1, 0.1))
+    from app.sources import live
+    monkeypatch.setattr(live, "STREAM_RECONNECT_DELAYS_S", (0.05, 0.1, 0.1))
 
 
 def test_mjpeg_stream_reconnects_after_a_drop(group, caplog, fast_reconnect):
@@ -396,7 +396,7 @@ def test_mjpeg_stream_reconnects_after_a_drop(group, caplog, fast_reconnect):
     assert shown == sorted(set(shown)), "newest-frame order, none repeated"
     assert max(shown) >= 10, f"frames from the second connection are yielded: {shown}"
     messages = [r.getMessage() for r in caplog.records
-                if r.name == "app.sources" and r.levelname == "WARNING"]
+                if r.name == "app.sources.live" and r.levelname == "WARNING"]
     redacted = server.url("admin:***@")
     assert messages == [
         f"stream '{redacted}' dropped; reconnecting (up to 3 attempts)",
@@ -422,8 +422,8 @@ def test_mjpeg_stream_gives_up_when_the_camera_stays_away(group, caplog, fast_re
 
 
 def test_reconnect_releases_the_dead_capture_first_and_accepts_a_new_size(monkeypatch):
-    from app import sources
-    monkeypatch.setattr(sources, "STREAM_RECONNECT_DELAYS_S", (0.01, 0.01))
+    from app.sources import live
+    monkeypatch.setattr(live, "STREAM_RECONNECT_DELAYS_S", (0.01, 0.01))
     first = FakeCamera(count=4, period=0.005)
     second = FakeCamera(np.zeros((60, 80, 3), np.uint8), count=6, period=0.005, first=4)
     reopened = []
@@ -448,8 +448,8 @@ def test_reconnect_releases_the_dead_capture_first_and_accepts_a_new_size(monkey
 
 
 def test_close_interrupts_the_reconnection_backoff(monkeypatch):
-    from app import sources
-    monkeypatch.setattr(sources, "STREAM_RECONNECT_DELAYS_S", (60.0,))
+    from app.sources import live
+    monkeypatch.setattr(live, "STREAM_RECONNECT_DELAYS_S", (60.0,))
     dead = FakeCamera(count=2, period=0.005)
     reopen_calls = []
     source = LiveSource(dead, "rtsp://cam/live", reopen=lambda: reopen_calls.append(1))

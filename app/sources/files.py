@@ -1,0 +1,361 @@
+"""File sources (a video, an image, a folder of images): every frame in order, none dropped,
+decoded a bounded number of frames ahead of the consumer (ReadAhead)."""
+from __future__ import annotations
+
+import logging
+import queue
+import re
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+import cv2
+import numpy as np
+
+from app.errors import UserError
+from app.formats import READABLE_IMAGE_EXTENSIONS, READABLE_VIDEO_EXTENSIONS
+from app.types import Frame
+
+from .base import STILL_FPS, Capture, Source, as_bgr, image_size, natural_key, read_image, usable_fps
+from .probe import looks_like_text, mp4_cut_before_index, sniff
+
+log = logging.getLogger(__name__)
+
+MAX_UNDECODABLE_RUN = 300   # failed reads in a row before a damaged video counts as ended
+READ_AHEAD_FRAMES = 8        # bounded: decoding may run ahead of the consumer by this much
+
+_END = object()  # read-ahead queue sentinel
+
+
+class ReadAhead:
+    """Runs `produce` (a generator) on a thread of its own, at most READ_AHEAD_FRAMES items ahead
+    of whoever iterates; iteration yields its items in order and ends when it does. close()
+    stops the thread (the generator's `finally` runs there) and ends the iteration."""
+
+    def __init__(self, produce: Callable[[], Iterator], name: str):
+        self._produce = produce
+        self._name = name
+        self._queue: queue.Queue = queue.Queue(maxsize=READ_AHEAD_FRAMES)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is None and not self._stop.is_set():
+            self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+            self._thread.start()
+
+    @property
+    def started(self) -> bool:
+        return self._thread is not None
+
+    def _put(self, item) -> bool:
+        """Blocking put that still notices close(); False when asked to stop."""
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        items = self._produce()
+        try:
+            for item in items:
+                if not self._put(item):
+                    break
+        except Exception:
+            log.exception("reading '%s' failed", self._name)
+        finally:
+            items.close()
+            self._put(_END)
+
+    def ready(self) -> bool:
+        return not self._queue.empty()
+
+    def __iter__(self) -> Iterator:
+        self.start()
+        while True:
+            try:
+                item = self._queue.get(timeout=0.1)
+            except queue.Empty:
+                if self._stop.is_set() and (self._thread is None or not self._thread.is_alive()):
+                    return   # closed while iterating: the thread will not send _END
+                continue
+            if item is _END:
+                self._queue.put(_END)  # a later iteration ends at once too
+                return
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is None:
+            return
+        # Unblock the thread if it waits on a full queue, then let it finish.
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+        if threading.current_thread() is not self._thread:
+            self._thread.join(2.0)
+
+
+class VideoFileSource(Source):
+    """Every frame of a video file, in order; time = index / fps (media time).
+
+    The first frame is decoded in the constructor (a corrupt file fails at open, not in the
+    loop) and kept; the rest is decoded ahead (ReadAhead). Frames that fail to decode are
+    skipped while the container announces more (decoding resumes after a damaged stretch);
+    `frames_unreadable` then counts what could not be read.
+    """
+
+    def __init__(self, capture: Capture, description: str):
+        self.description = description
+        self._capture = capture
+        ok, first = capture.read()
+        if not ok or first is None:
+            capture.release()
+            raise UserError(f"cannot decode the first frame of video '{description}': "
+                            "the file is corrupt, truncated or uses an unsupported codec.")
+        self._first = as_bgr(first)
+        self.size = image_size(self._first)
+        self.fps = usable_fps(capture.get(cv2.CAP_PROP_FPS))
+        count = capture.get(cv2.CAP_PROP_FRAME_COUNT)
+        self.frame_count = int(count) if np.isfinite(count) and count > 0 else None
+        self.frames_read = 0
+        self._ahead = ReadAhead(self._decode_rest, f"decode {description}")
+        self._released = False
+        self._reached_end = False   # the decoder read to the end of the file (not stopped)
+        self._decoded = 1           # frames decoded, the first one included
+
+    @property
+    def frames_unreadable(self) -> int:
+        """Once the decoder has read to the end of the file (even if the consumer stopped
+        before, at --max-frames): announced frames that could not be decoded (skipped damaged
+        ones, and those lost to a truncation). 0 before, and when the count is unknown."""
+        if not self._reached_end or self.frame_count is None:
+            return 0
+        return max(0, self.frame_count - self._decoded)
+
+    def _decode_rest(self) -> Iterator[np.ndarray]:
+        """The frames after the first, on the read-ahead thread; releases the file at the end."""
+        failures = 0   # consecutive reads that gave no frame
+        try:
+            while True:
+                ok, image = self._capture.read()
+                if not ok or image is None:
+                    # A damaged stretch (corrupt bytes) fails some reads and decoding resumes
+                    # after it; the end of the file, or a truncation, fails every read after.
+                    # Keep trying while the container announces more frames.
+                    failures += 1
+                    if self.frame_count is None or self._decoded + failures >= self.frame_count \
+                            or failures > MAX_UNDECODABLE_RUN:
+                        self._reached_end = True
+                        return
+                    continue
+                failures = 0
+                self._decoded += 1
+                yield as_bgr(image)
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        if not self._released:
+            self._released = True
+            self._capture.release()
+
+    def frame_ready(self) -> bool:
+        return self._first is not None or self._ahead.ready()
+
+    def __iter__(self) -> Iterator[Frame]:
+        if self._first is not None:
+            first, self._first = self._first, None
+            self._ahead.start()
+            yield self._frame(first)
+        if not self._ahead.started:
+            return   # closed before the first frame was taken
+        for image in self._ahead:
+            yield self._frame(image)
+
+    def _frame(self, image: np.ndarray) -> Frame:
+        index = self.frames_read
+        self.frames_read += 1
+        return Frame(index=index, time=index / self.fps, image=image, captured=time.monotonic())
+
+    def close(self) -> None:
+        self._first = None
+        self._ahead.close()
+        if not self._ahead.started:
+            self._release()
+
+
+class ImageFilesSource(Source):
+    """One image, or the images of a folder sorted by name; time = index / STILL_FPS.
+
+    Files that fail to decode in the middle of a folder are skipped with a warning, since one
+    bad photo should not end a batch. `frame_count` counts the image files found, so it can be
+    larger than the number of frames yielded when some are skipped. A folder's images after the
+    first are decoded ahead (ReadAhead), as a video's frames are.
+    """
+
+    is_still = True
+    mode = "image"             # "image" (one file), "stills" (unrelated photos), "sequence"
+
+    def __init__(self, paths: list[Path], description: str, fps: float = STILL_FPS,
+                 mode: str | None = None):
+        self.description = description
+        if mode is not None:
+            self.mode = mode
+            # numbered frames of one size are a video: tracked and smoothed across frames
+            self.is_still = mode != "sequence"
+        self.fps = fps
+        first = None
+        skipped = 0
+        for path in paths:
+            first = read_image(path)
+            if first is not None:
+                break
+            skipped += 1
+        if first is None:
+            if len(paths) == 1:
+                what = sniff(paths[0])
+                if what and "image" not in what:   # e.g. a video named .jpg
+                    raise UserError(f"cannot decode image '{paths[0]}': it is {what}, not an image "
+                                    "(its name says otherwise).")
+                if what:   # e.g. a JPEG cut short
+                    raise UserError(f"cannot decode image '{paths[0]}': it is {what}, but damaged or "
+                                    "cut short.")
+                raise UserError(f"cannot decode image '{paths[0]}': the file is corrupt or not "
+                                "an image.")
+            raise UserError(f"none of the {len(paths)} image files in '{description}' can be "
+                            "decoded.")
+        if skipped:
+            log.warning("skipped %d undecodable image(s) at the start of %s", skipped, description)
+        self._first = first
+        self.paths = paths[skipped:]   # the files behind the frames, in order
+        self._next_path = 1            # paths[0] is the first frame, already decoded
+        self._next_index = 1           # the first frame is index 0
+        self.frame_count = len(self.paths)
+        self.size = image_size(first)
+        self._frame_paths: dict[int, Path] = {0: self.paths[0]}
+        self._ahead = ReadAhead(self._decode_rest, f"decode {description}")
+
+    def path_of(self, index: int) -> Path:
+        """The image file behind the frame with this index (for naming per-frame outputs)."""
+        return self._frame_paths[index]
+
+    def _decode_rest(self) -> Iterator[Frame]:
+        """The images after the first, on the read-ahead thread."""
+        while self._next_path < len(self.paths):
+            path = self.paths[self._next_path]
+            self._next_path += 1
+            image = read_image(path)
+            if image is None:
+                log.warning("skipping '%s': cannot decode it as an image", path)
+                continue
+            index = self._next_index
+            self._next_index += 1
+            self._frame_paths[index] = path
+            yield Frame(index=index, time=index / self.fps, image=image, captured=time.monotonic())
+
+    def frame_ready(self) -> bool:
+        return self._first is not None or self._ahead.ready()
+
+    def __iter__(self) -> Iterator[Frame]:
+        if self._first is not None:
+            first, self._first = self._first, None
+            yield Frame(index=0, time=0.0, image=first, captured=time.monotonic())
+        if len(self.paths) > 1:
+            yield from self._ahead
+
+    def close(self) -> None:
+        self._first = None
+        self._ahead.close()
+
+
+def open_video(path: Path) -> VideoFileSource:
+    # CAP_FFMPEG explicitly: CAP_ANY may hand a name with "%" or digits to the image-sequence
+    # backend, which reads something else entirely.
+    capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    if not capture.isOpened():
+        capture.release()
+        if mp4_cut_before_index(path):
+            raise UserError(f"cannot open video '{path}': it is an MP4 video cut off before its "
+                            "index (the 'moov' box, written last) was saved, so none of its frames "
+                            "can be located: an interrupted recording or an incomplete copy.")
+        raise UserError(f"cannot open video '{path}': the file is corrupt, truncated or not a "
+                        "video.")
+    return VideoFileSource(capture, str(path))
+
+
+def _numbered_alike(paths: list[Path]) -> bool:
+    """True when the names are one pattern with a running number (frame_0001.jpg, ...)."""
+    patterns = set()
+    for path in paths:
+        match = re.fullmatch(r"(.*?)(\d+)(\D*)", path.name)
+        if match is None:
+            return False
+        patterns.add((match.group(1), match.group(3).lower()))
+    return len(patterns) == 1
+
+
+def image_size_quick(path: Path) -> tuple[int, int] | None:
+    """(width, height) to within 8 px from a reduced decode, or None when undecodable."""
+    try:
+        data = np.fromfile(str(path), dtype=np.uint8)
+    except OSError:
+        return None
+    image = cv2.imdecode(data, cv2.IMREAD_REDUCED_GRAYSCALE_8) if data.size else None
+    return None if image is None else (image.shape[1], image.shape[0])
+
+
+def folder_mode(images: list[Path]) -> str:
+    """"sequence" when the images are frames of one video (numbered names, one size), else
+    "stills": unrelated photos, each to be processed on its own."""
+    if len(images) < 2 or not _numbered_alike(images):
+        return "stills"
+    sizes = {size for size in map(image_size_quick, images) if size is not None}
+    return "sequence" if len(sizes) == 1 else "stills"
+
+
+def open_folder(folder: Path, still_fps: float) -> ImageFilesSource:
+    images = sorted((p for p in folder.iterdir()
+                     if p.is_file() and p.suffix.lower() in READABLE_IMAGE_EXTENSIONS
+                     and not p.name.startswith(".")),
+                    key=lambda p: natural_key(p.name))
+    if not images:
+        raise UserError(f"folder '{folder}' holds no image files (.jpg, .png, .bmp, .tif, "
+                        ".webp, ...).")
+    return ImageFilesSource(images, str(folder), fps=still_fps, mode=folder_mode(images))
+
+
+def open_file(path: Path, still_fps: float) -> Source:
+    ext = path.suffix.lower()
+    if ext in READABLE_IMAGE_EXTENSIONS:
+        return ImageFilesSource([path], str(path), fps=still_fps)
+    if ext in READABLE_VIDEO_EXTENSIONS:
+        return open_video(path)
+    # Unknown extension: sniff the content, image first (cheap), then video. Text is refused
+    # before FFmpeg sees it: its "tty" demuxer would happily render a .txt as ANSI art.
+    if path.stat().st_size == 0:
+        raise UserError(f"cannot read '{path}': the file is empty.")
+    if looks_like_text(path):
+        raise UserError(f"cannot read '{path}': it is a text file, not an image or a video.")
+    if read_image(path) is not None:
+        return ImageFilesSource([path], str(path), fps=still_fps)
+    what = sniff(path)
+    if what and not ("video" in what or "GIF" in what or "RIFF" in what):   # an archive, a PDF...
+        raise UserError(f"cannot read '{path}': it is {what}, not an image or a video.")
+    probe = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    try:
+        decodes = probe.isOpened() and probe.read()[0]
+    finally:
+        probe.release()
+    if decodes:
+        return open_video(path)
+    what = sniff(path)
+    raise UserError(f"cannot read '{path}': it is {what}, not an image or a video this program can decode."
+                    if what else f"cannot read '{path}': it is neither an image nor a video this "
+                    "program can decode.")
