@@ -2,7 +2,7 @@
 
 Three stages overlap:
   the source's    reading: a file decodes every frame in order, a bounded number ahead; a camera
-  own thread      or stream keeps only its newest frame (app/sources.py)
+  own thread      or stream keeps only its newest frame (app/sources/)
   infer thread    pulls the next frame from the source, then detection (when the detection plan
                   says), pose, tracking and smoothing; results go on a bounded queue
   main thread     composition, window, encoding and export (GUI calls must stay on it)
