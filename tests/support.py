@@ -81,7 +81,31 @@ def group_boxes() -> dict:
     return json.loads((DATA / "boxes.json").read_text())
 
 
-# ---- a camera ----
+# ---- a video and a camera ----
+
+class BlankVideo:
+    """A file source of `frames` black 64x48 frames, each taking `delay_s` to decode."""
+
+    is_live = False
+    is_still = False
+    fps = 30.0
+    frame_count = None
+
+    def __init__(self, frames: int = 100, delay_s: float = 0.0):
+        self.frames, self.delay_s = frames, delay_s
+
+    def __iter__(self):
+        from app.types import Frame
+        for i in range(self.frames):
+            time.sleep(self.delay_s)
+            yield Frame(i, i / self.fps, np.zeros((48, 64, 3), np.uint8), time.monotonic())
+
+    def frame_ready(self) -> bool:
+        return False
+
+    def close(self):
+        pass
+
 
 class FakeCamera:
     """cv2.VideoCapture's reading interface as a camera driver behaves: a frame every `period`

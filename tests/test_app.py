@@ -15,7 +15,7 @@ from app.backends import find_checkpoint
 from app.cli import main
 from app.skeleton import BONES, JOINT_INDEX, JOINT_NAMES
 
-from support import DATA, ROOT, SHARED_CONVNEXTPOSE, FakeCamera, drifting_clip, video_properties
+from support import DATA, ROOT, SHARED_CONVNEXTPOSE, BlankVideo, FakeCamera, drifting_clip, video_properties
 
 TINY = str(DATA / "ConvNeXtPose_TINY.tar")
 J = JOINT_INDEX
@@ -314,21 +314,7 @@ def test_a_failing_output_stops_every_thread_while_decoding_is_slow():
 
     from app.frame_loop import FrameLoop
     from app.settings import CameraSettings
-    from app.types import Frame, FrameResult
-
-    class SlowVideo:
-        is_live = False
-        is_still = False
-        fps = 30.0
-        frame_count = None
-
-        def __iter__(self):
-            for i in range(100):
-                time.sleep(0.3)
-                yield Frame(i, i / 30, np.zeros((48, 64, 3), np.uint8), time.monotonic())
-
-        def close(self):
-            pass
+    from app.types import FrameResult
 
     class FullDisk:
         needs_image = False
@@ -339,7 +325,7 @@ def test_a_failing_output_stops_every_thread_while_decoding_is_slow():
         def close(self):
             pass
 
-    loop = FrameLoop(CameraSettings(), SlowVideo(), detector=None, backend=SimpleNamespace(name="x", device="cpu"),
+    loop = FrameLoop(CameraSettings(), BlankVideo(delay_s=0.3), detector=None, backend=SimpleNamespace(name="x", device="cpu"),
                      tracker=None, scene=None, viewer=None, sinks=FullDisk())
     loop.process = lambda frame, read_ms=0.0: FrameResult(frame, [], {})
     with pytest.raises(OSError, match="disk full"):
@@ -359,20 +345,7 @@ def test_a_stop_signal_during_a_write_counts_the_frame_it_let_finish():
     from app.frame_loop import FrameLoop
     from app.settings import CameraSettings
     from app.outputs import SinkGroup
-    from app.types import Frame, FrameResult
-
-    class Video:
-        is_live = False
-        is_still = False
-        fps = 30.0
-        frame_count = None
-
-        def __iter__(self):
-            for i in range(100):
-                yield Frame(i, i / 30, np.zeros((48, 64, 3), np.uint8), time.monotonic())
-
-        def close(self):
-            pass
+    from app.types import FrameResult
 
     class Recorder:
         needs_image = False
@@ -395,7 +368,7 @@ def test_a_stop_signal_during_a_write_counts_the_frame_it_let_finish():
     recorder = Recorder()
     sinks = SinkGroup()
     sinks.add(recorder)
-    loop = FrameLoop(CameraSettings(), Video(), detector=None, backend=SimpleNamespace(name="x", device="cpu"),
+    loop = FrameLoop(CameraSettings(), BlankVideo(), detector=None, backend=SimpleNamespace(name="x", device="cpu"),
                      tracker=None, scene=None, viewer=None, sinks=sinks)
     loop.process = lambda frame, read_ms=0.0: FrameResult(frame, [], {})
     before = {sig: signal.getsignal(sig) for sig in signals.STOP_SIGNALS}
@@ -415,7 +388,7 @@ def test_a_stop_signal_during_a_write_counts_the_frame_it_let_finish():
     recorder.signum = signal.SIGINT
     sinks = SinkGroup()
     sinks.add(recorder)
-    loop = FrameLoop(CameraSettings(), Video(), detector=None, backend=SimpleNamespace(name="x", device="cpu"),
+    loop = FrameLoop(CameraSettings(), BlankVideo(), detector=None, backend=SimpleNamespace(name="x", device="cpu"),
                      tracker=None, scene=None, viewer=None, sinks=sinks)
     loop.process = lambda frame, read_ms=0.0: FrameResult(frame, [], {})
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
