@@ -188,8 +188,9 @@ class VideoWorker:
         status = "ok" if complete else "interrupted"
         note = ""
         if status == "ok" and getattr(source, "frames_unreadable", 0):
-            note = (f"decoding stopped after {summary.frames} of {source.frame_count} frames "
-                    "(the file is truncated or damaged): the outputs hold those frames")
+            # skipped frames may be anywhere in the file, not only at a truncated end
+            note = (f"{source.frames_unreadable} of its {source.frame_count} frames could not be decoded "
+                    f"(the file is damaged or truncated): the outputs hold the {summary.frames} that could")
         if status == "interrupted":
             note = f"stopped after {summary.frames} frames: the outputs hold those"
         return VideoResult(job.input, status, frames=summary.frames,

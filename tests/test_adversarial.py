@@ -658,6 +658,19 @@ def test_damaged_media_say_what_was_lost_and_nothing_else(case, tmp_path):
         "only the app's own lines: " + result.stderr[-3000:]
 
 
+def test_batch_says_how_many_frames_of_a_damaged_video_were_lost(tmp_path):
+    (tmp_path / "in").mkdir()
+    name = _mjpeg(tmp_path / "in", _garble_every_1500_bytes)
+    decodable, announced = _decodable_frames(tmp_path / "in" / name)
+    result = subprocess.run([sys.executable, RUN_DEMO, "batch", "in", "--out-dir", "out", "--model", "blazepose"],
+                            cwd=tmp_path, env=demo_env(), capture_output=True, text=True, timeout=180,
+                            stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (f"ok: {name} ({decodable} frames" in result.stderr and f"{announced - decodable} of its {announced} "
+            f"frames could not be decoded (the file is damaged or truncated): the outputs hold the {decodable} "
+            "that could") in result.stderr, result.stderr[-3000:]
+
+
 # --------------------------------------------------------------------------------------------
 # 13. --model given something that is not a checkpoint: one line saying what it really is
 
@@ -865,3 +878,4 @@ def test_loop_progress_never_passes_its_total(tmp_path):
     counts = [(int(a), int(b)) for a, b in re.findall(rb"(\d+)/(\d+)", seen)]
     assert counts and counts[-1] == (15, 15), seen.decode(errors="replace")[-2000:]
     assert all(done <= total for done, total in counts), seen.decode(errors="replace")[-2000:]
+
