@@ -33,7 +33,7 @@ model that follows crops on this person and not on a neighbour.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Literal, Sequence
 
 import numpy as np
 
@@ -83,7 +83,8 @@ class DetectorConfig:
 
 
 @dataclass
-class _Candidate:
+class Candidate:
+    """What the detector model saw in one view, not yet verified."""
     detection: PoseDetection         # in image pixels
     whole: bool                      # found on the whole frame (else in a tile)
     inside: float                    # share of its body box inside the view that found it
@@ -132,28 +133,28 @@ class PersonDetector:
         mode = mode or self.config.mode
         if mode not in ("fast", "tiled"):
             raise ValueError(f"unknown detector mode {mode!r}")
-        if image_bgr is None or image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
-            raise ValueError("detect() needs a BGR image of shape (H, W, 3)")
+        _check_image(image_bgr)
         height, width = image_bgr.shape[:2]
-        if height < 8 or width < 8:
-            return []
-        cfg = self.config
-        candidates = self._detect_view(image_bgr, (0, 0, width, height), cfg.min_score, True)
-        if mode == "tiled":
-            for view in self.tiles(width, height):
-                candidates += self._detect_view(image_bgr, view, cfg.tile_min_score, False)
-        sightings = []
-        for cand in self._one_per_body(candidates):
-            if known and _on_known(cand.detection, known):
-                continue
-            if not cand.whole and (cand.inside < cfg.min_inside or (
-                    cand.support < cfg.min_support and cand.detection.score < cfg.alone_min_score)):
-                continue
-            sighting = self._verify(image_bgr, cand)
-            if sighting is not None:
-                sightings.append(sighting)
-        # Whole-frame finds first: a tile's view of a large body is often a part of it.
-        return self._suppress(image_bgr, sorted(sightings, key=lambda s: s.rank, reverse=True))
+        tiles = self.tiles(width, height) if mode == "tiled" else []
+        return self._search(image_bgr, True, tiles, known or [], skip_known_whole=True)
+
+    def search(self, image_bgr: np.ndarray, whole_frame: bool, tiles: Sequence[View] = (),
+               known: Sequence[Box] = (), seen: Sequence[Candidate] = ()) -> list[Box]:
+        """People in the whole frame (when `whole_frame`) and in these tiles (part of a sweep:
+        app/detection_plan.py), best first. Tile finds on `known` people are not new and are
+        neither verified nor returned; whole-frame finds on them are (they re-anchor tracks).
+        `seen`: candidates() already taken from this image (the whole frame, on a helper
+        thread), judged together with this call's own: the answer is the same as searching
+        all the views here."""
+        _check_image(image_bgr)
+        return [s.box for s in self._search(image_bgr, whole_frame, tiles, list(known),
+                                            skip_known_whole=False, seen=seen)]
+
+    def candidates(self, image_bgr: np.ndarray, whole_frame: bool,
+                   tiles: Sequence[View] = ()) -> list[Candidate]:
+        """The detector model's unverified finds in these views, for a later search(seen=...)."""
+        _check_image(image_bgr)
+        return self._candidates(image_bgr, whole_frame, tiles)
 
     def tiles(self, width: int, height: int) -> list[View]:
         """The sweep's overlapping square tiles, every scale, covering the image."""
@@ -186,8 +187,38 @@ class PersonDetector:
 
     # ---- internals --------------------------------------------------------------------------
 
+    def _candidates(self, image_bgr: np.ndarray, whole_frame: bool,
+                    tiles: Sequence[View]) -> list[Candidate]:
+        height, width = image_bgr.shape[:2]
+        if height < 8 or width < 8:
+            return []
+        cfg = self.config
+        found = self._detect_view(image_bgr, (0, 0, width, height), cfg.min_score, True) \
+            if whole_frame else []
+        for view in tiles:
+            found += self._detect_view(image_bgr, view, cfg.tile_min_score, False)
+        return found
+
+    def _search(self, image_bgr: np.ndarray, whole_frame: bool, tiles: Sequence[View],
+                known: list[Box], skip_known_whole: bool, seen: Sequence[Candidate] = ()) -> list[Sighting]:
+        cfg = self.config
+        # copies: merging counts support on them, and `seen` may be judged only once
+        candidates = [replace(c) for c in seen] + self._candidates(image_bgr, whole_frame, tiles)
+        sightings = []
+        for cand in self._one_per_body(candidates):
+            if known and (skip_known_whole or not cand.whole) and _on_known(cand.detection, known):
+                continue
+            if not cand.whole and (cand.inside < cfg.min_inside or (
+                    cand.support < cfg.min_support and cand.detection.score < cfg.alone_min_score)):
+                continue
+            sighting = self._verify(image_bgr, cand)
+            if sighting is not None:
+                sightings.append(sighting)
+        # Whole-frame finds first: a tile's view of a large body is often a part of it.
+        return self._suppress(image_bgr, sorted(sightings, key=lambda s: s.rank, reverse=True))
+
     def _detect_view(self, image_bgr: np.ndarray, view: View, min_score: float,
-                     whole: bool) -> list[_Candidate]:
+                     whole: bool) -> list[Candidate]:
         x, y, w, h = view
         crop = image_bgr if whole else image_bgr[y:y + h, x:x + w]
         self.detector_calls += 1
@@ -198,14 +229,14 @@ class PersonDetector:
             if det.body_radius <= 0:
                 continue
             inside = 1.0 if whole else _inside_view(det, view, width, height)
-            found.append(_Candidate(det, whole, inside))
+            found.append(Candidate(det, whole, inside))
         return found
 
-    def _one_per_body(self, candidates: list[_Candidate]) -> list[_Candidate]:
+    def _one_per_body(self, candidates: list[Candidate]) -> list[Candidate]:
         """Detections of one body from several views: the best one (whole frame first) stands
         for all, and counts how many saw it."""
         cfg = self.config
-        kept: list[_Candidate] = []
+        kept: list[Candidate] = []
         for cand in sorted(candidates, key=lambda c: (c.whole, c.detection.score), reverse=True):
             for best in kept:
                 if _same_body(best.detection, cand.detection, cfg.same_body_distance,
@@ -217,7 +248,7 @@ class PersonDetector:
                 kept.append(cand)
         return kept
 
-    def _verify(self, image_bgr: np.ndarray, cand: _Candidate) -> Sighting | None:
+    def _verify(self, image_bgr: np.ndarray, cand: Candidate) -> Sighting | None:
         """The landmark model on the candidate's region, upright (as the pose backends crop):
         a Sighting when it confirms a person there, else None."""
         cfg = self.config
@@ -268,6 +299,11 @@ class PersonDetector:
                 continue
             kept.append(s)
         return kept
+
+
+def _check_image(image_bgr: np.ndarray) -> None:
+    if image_bgr is None or image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
+        raise ValueError("detect() needs a BGR image of shape (H, W, 3)")
 
 
 def _part_of(small: Sighting, large: Sighting, cfg: DetectorConfig) -> bool:

@@ -18,10 +18,12 @@ import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 
+import numpy as np
+
 from . import signals
 from .launch_clock import seconds_since_launch
 from .run_report import RunAccount, RunSummary
-from .types import Camera, Frame, FrameResult
+from .types import Box, Camera, Frame, FrameResult
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +60,10 @@ class FrameLoop:
 
     def __init__(self, camera_settings, source, detector, backend, tracker, scene, viewer, sinks,
                  plot_recorder=None, info_type=dict, floor=None, fresh_tracker=None,
-                 warm_up=None, overlap_detection=None):
-        """warm_up: run once on the inferring thread before its first frame. overlap_detection:
+                 warm_up=None, overlap_detection=None, plan=None):
+        """plan: when and where to detect in each frame (app/detection_plan.py; by default one
+        with the default settings). warm_up: run once on the inferring thread before its first
+        frame. overlap_detection:
         detect people in frame t+1 on a helper thread while frame t's poses are computed; by
         default only when the pose network runs on an accelerator (on the CPU both would share
         the same cores, and the network already uses all of them)."""
@@ -68,7 +72,11 @@ class FrameLoop:
         if overlap_detection is None:
             overlap_detection = overlaps_detection(backend)
         self._detect_ahead = ThreadPoolExecutor(1, thread_name_prefix="detect") if overlap_detection else None
-        self._ahead: tuple[int, Future] | None = None   # (frame index, its whole-frame detections)
+        self._ahead: tuple[int, Future] | None = None   # (frame index, its whole-frame candidates)
+        if plan is None and detector is not None:
+            from .detection_plan import DetectionPlan, PlanConfig
+            plan = DetectionPlan(detector.tiles, PlanConfig(stills=source.is_still or fresh_tracker is not None))
+        self.plan = plan
         self._lookahead = None                              # a frame taken early from the source
         self.info_type = info_type
         self.progress = None
@@ -91,7 +99,6 @@ class FrameLoop:
         self._frames = None   # the source's iterator, made on the infer thread
         self.account = RunAccount(photos_unrelated=fresh_tracker is not None)
         self.last_with_people: FrameResult | None = None
-        self._last_sweep: int | None = None
 
     @property
     def summary(self) -> RunSummary:
@@ -118,20 +125,6 @@ class FrameLoop:
         except BaseException as error:
             _put(self.results_q, _Failure(error), self.stop)
 
-    # Frames between two sweeps (the tiled search for people not yet followed). Measured on the
-    # annotated street clip (docs/detection.md): every 8 frames found 89 % / 74 % of the people
-    # > 100 px / 40-100 px tall, every 15 frames 79 % / 67 %, with ~57 detector calls a sweep.
-    SWEEP_INTERVAL = 10
-
-    def _sweep_due(self, frame_index: int) -> bool:
-        """Stills (a lone image, or a folder's images, each with a fresh tracker) always; video
-        every SWEEP_INTERVAL frames, the first frame included. Between
-        sweeps the tracker follows people and asks for the whole-frame pass (one detector call)
-        periodically, when a track is lost, and while nobody is followed."""
-        if self.source.is_still or self.fresh_tracker is not None or self._last_sweep is None:
-            return True
-        return frame_index - self._last_sweep >= self.SWEEP_INTERVAL
-
     def _next_frame(self):
         """The source's next frame and how long it was waited for: the next decoded frame of a
         file, in order; the newest frame of a camera or stream, taken when inference is ready
@@ -156,19 +149,7 @@ class FrameLoop:
         start = time.perf_counter()
         if self.fresh_tracker is not None and frame.index > 0:
             self.tracker = self.fresh_tracker()
-        sweep = self._sweep_due(frame.index)
-        ahead, self._ahead = self._ahead, None
-        if sweep:
-            # A sweep looks for new people: the ones being followed need no verifying again.
-            self._last_sweep = frame.index
-            known = [t.crop for t in self.tracker.tracks if t.crop is not None]
-            self.tracker.update_detections(self.detector.detect(image, mode="tiled", known=known), frame.index)
-        elif self.tracker.needs_detection(frame.index):
-            # started beside the last frame's poses (_start_detecting_next), or now
-            detections = ahead[1].result() if ahead is not None and ahead[0] == frame.index \
-                else self.detector.detect(image, mode="fast")
-            self.tracker.update_detections(detections, frame.index)
-        boxes = self.tracker.crops()
+        boxes = self.tracker.boxes(self._detections(frame.index, image))
         stages["detect"] = (time.perf_counter() - start) * 1000.0
         self._start_detecting_next(frame.index)
         start = time.perf_counter()
@@ -178,12 +159,24 @@ class FrameLoop:
         model_ms = getattr(self.backend, "last_model_ms", None) if boxes else 0.0   # duck-typed backends too
         model_ms = stages["pose"] if model_ms is None else model_ms
         start = time.perf_counter()
-        people = self.tracker.update(estimates, frame.time, frame.index)
+        people = self.tracker.update(estimates, frame.time)
         floor = None
         if self.floor is not None:
             people, floor = self.floor.update(people, (image.shape[1], image.shape[0]))
         stages["track"] = (time.perf_counter() - start) * 1000.0
         return FrameResult(frame, people, stages, floor, model_ms)
+
+    def _detections(self, index: int, image: np.ndarray) -> list[Box] | None:
+        """What the plan asks to detect in this frame (None: nothing, follow the tracks). The
+        whole frame's candidates, when they were taken beside the last frame's poses
+        (_start_detecting_next), are judged with the tiles': the same answer as in line."""
+        request = self.plan.request(index, image, self.tracker.tracks)
+        ahead, self._ahead = self._ahead, None
+        if not request:
+            return None
+        if request.whole_frame and ahead is not None and ahead[0] == index:
+            return self.detector.search(image, False, request.tiles, request.known, seen=ahead[1].result())
+        return self.detector.search(image, request.whole_frame, request.tiles, request.known)
 
     def _start_detecting_next(self, index: int) -> None:
         """With overlap on: when the next file frame is already decoded and a detection is due
@@ -198,9 +191,10 @@ class FrameLoop:
         if item is _END:
             return
         frame = item[0]
-        # only the whole-frame pass: a sweep is told whom the tracker follows after this frame
-        if not self._sweep_due(frame.index) and self.tracker.needs_detection(frame.index):
-            self._ahead = (frame.index, self._detect_ahead.submit(self.detector.detect, frame.image, mode="fast"))
+        # only the whole frame's candidates: the tiles depend on whom the tracker follows after
+        # this frame
+        if self.plan.whole_frame_due(frame.index, self.tracker.tracks):
+            self._ahead = (frame.index, self._detect_ahead.submit(self.detector.candidates, frame.image, True))
 
     # ---- composition, window, sinks (the main thread) ----
     def run(self) -> RunSummary:

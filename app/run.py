@@ -5,7 +5,7 @@ and what it did is reported."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -82,6 +82,7 @@ def build_loop(settings: Settings, source, window: bool, opened: list,
     from .detector import PersonDetector
     from .floor import FloorFitter
     from .outputs import ExportMeta, SinkGroup, make_exporter, make_media_sink, photo_stems
+    from .detection_plan import DetectionPlan, PlanConfig
     from .tracker import Tracker
     from .view import SceneInfo, SceneRenderer
 
@@ -103,10 +104,12 @@ def build_loop(settings: Settings, source, window: bool, opened: list,
         opened.append(detector)
 
     def make_tracker() -> Tracker:
-        return Tracker(redetect_every=settings.tracking.detect_every, smoothing=smooth)
+        return Tracker(smoothing=smooth)
 
     tracker = make_tracker()
     stills = getattr(source, "mode", None) == "stills"
+    plan = DetectionPlan(detector.tiles, PlanConfig(redetect_every=settings.tracking.detect_every,
+                                                    stills=stills or source.is_still))
     scene = SceneRenderer(overlay_style=settings.overlay)
     sinks = SinkGroup()
     outputs = settings.outputs
@@ -131,7 +134,7 @@ def build_loop(settings: Settings, source, window: bool, opened: list,
     recorder = PlotRecorder(outputs.plot, outputs.plot_joint_index) if outputs.plot else None
     return FrameLoop(settings.camera, source, detector, backend, tracker, scene, viewer, sinks, recorder,
                      info_type=SceneInfo, floor=FloorFitter(steady=not source.is_still),
-                     fresh_tracker=make_tracker if stills else None,
+                     fresh_tracker=make_tracker if stills else None, plan=plan,
                      warm_up=lambda: _warm_up(detector, backend, width, height, camera, settings.pose.model))
 
 
@@ -208,6 +211,8 @@ def run(settings: Settings, source=None) -> RunResult:
     report = None
     if view.benchmark:
         report = benchmark_report(summary, loop.backend, loop.source)
+        if loop.plan is not None:   # how much of the sweep was searched, and what was skipped
+            report["detection"] = asdict(loop.plan.stats)
         last = loop.last_with_people
         if last is not None and hasattr(loop.backend, "compare_with_reference"):
             # The pose network alone, plain float32 eager vs what ran, on the same crops, now.

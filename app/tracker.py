@@ -1,40 +1,33 @@
 """Track ids across frames, where to look in the next frame, and per-track smoothing.
 
-How the frame loop uses it (one Tracker per video/camera stream):
+How the frame loop uses it (one Tracker per video/camera stream), with the detection plan
+(app/detection_plan.py), which decides when and where to detect from the tracks:
 
-    boxes = tracker.boxes_for_frame(frame.index, lambda: detector.detect(frame.image))
-    people = backend.estimate(frame.image, boxes, camera)           # aligned with boxes
-    people = tracker.update(people, frame.time)                      # ids, smoothing
-
-or, split:
-
-    if tracker.need_detection(frame.index):      # alias: needs_detection
-        tracker.update_detections(detector.detect(frame.image), frame.index)
-    boxes = tracker.crops()     # the boxes just prepared by update_detections, else track crops
+    request = plan.request(frame.index, frame.image, tracker.tracks)
+    detections = detector.search(frame.image, request.whole_frame, request.tiles, request.known) \
+        if request else None
+    boxes = tracker.boxes(detections)                                 # where to estimate
     people = tracker.update(backend.estimate(frame.image, boxes, camera), frame.time)
 
 Design:
 - A Track remembers its id, its next crop (from its latest 2D joints), how many frames it has
   gone unseen, and its own One Euro filters. Filters live in the track, so smoothing can never
   mix two people.
-- Detection frames (every `redetect_every` frames, or when a track was lost, or when there are
-  no tracks): detections are matched to tracks by IoU with the tracks' crops (greedy, best IoU
-  first). A matched track is re-anchored on its detection box (stops a crop drifting). A track
+- Frames with detections: detections are matched to tracks by IoU with the tracks' crops
+  (greedy, best IoU first). A matched track is re-anchored on its detection box (stops a crop drifting). A track
   the detector missed keeps its own crop (the detector misses people often, see detector.py);
   an unmatched detection becomes a new person if the backend finds a pose in it.
 - Other frames: each live track's crop = bounding box of its confident 2D joints from the
   previous frame, expanded by a margin.
 - A track whose pose came back None, with low mean confidence, or with a degenerate crop is
-  "lost": no crop next frame, a re-detection is asked for, and a detection overlapping its last
-  crop revives it under the same id. Tracks unseen for more than `max_missed` frames are retired.
+  "lost": no crop next frame (the plan then asks for a whole-frame detection), and a detection
+  overlapping its last crop revives it under the same id. Tracks unseen for more than `max_missed` frames are retired.
 - Two tracks whose crops overlap heavily are one person estimated twice: the younger one goes.
 """
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Callable
-
 import numpy as np
 
 from app.smoothing import JOINTS_MM, JOINTS_PX, ROOT_MM, OneEuroFilter, OneEuroParams
@@ -44,7 +37,6 @@ from app.types import BodyRegion, Box, Person
 
 @dataclass(frozen=True)
 class TrackerConfig:
-    redetect_every: int = 15          # frames between periodic detections (>= 1)
     match_iou: float = 0.3            # detection <-> track crop IoU to call them one person
     duplicate_iou: float = 0.6        # two tracks' crops overlapping this much: same person
     max_missed: int = 5               # frames a track may go unseen before it is retired
@@ -86,42 +78,23 @@ class _Slot:
 
 class Tracker:
     def __init__(self, config: TrackerConfig | None = None, **overrides):
-        """`Tracker(TrackerConfig(...))` or `Tracker(redetect_every=10, smoothing=False)`."""
-        config = dataclasses.replace(config or TrackerConfig(), **overrides)
-        if config.redetect_every < 1:
-            raise ValueError("redetect_every must be >= 1")
-        self.config = config
-        self.tracks: list[Track] = []
-        # The boxes handed out for the current frame; None until crops() or update_detections()
-        # prepares them, reset by update().
-        self._slots: list[_Slot] | None = None
+        """`Tracker(TrackerConfig(...))` or `Tracker(max_missed=3, smoothing=False)`."""
+        self.config = dataclasses.replace(config or TrackerConfig(), **overrides)
+        self.tracks: list[Track] = []   # read by the detection plan; changed only here
+        # The boxes handed out for the current frame, set by boxes(), consumed by update().
+        self._slots: list[_Slot] = []
         self._next_id = 0
-        self._last_detection_frame: int | None = None
 
     # ---- where to look ----------------------------------------------------------------------
 
-    def need_detection(self, frame_index: int) -> bool:
-        if not self.tracks or any(t.lost for t in self.tracks):
-            return True
-        if self._last_detection_frame is None:
-            return True
-        return frame_index - self._last_detection_frame >= self.config.redetect_every
-
-    needs_detection = need_detection
-
-    def boxes_for_frame(self, frame_index: int, detect: Callable[[], list[Box]]) -> list[Box]:
-        """The boxes to estimate poses in this frame. `detect` (e.g.
-        `lambda: detector.detect(image)`) is called only when a detection is due."""
-        if self.need_detection(frame_index):
-            return self.update_detections(detect(), frame_index)
-        return self.crops()
-
-    def update_detections(self, detections: list[Box], frame_index: int | None = None) -> list[Box]:
-        """Match fresh detections to tracks; returns the boxes to estimate this frame."""
-        if frame_index is not None:
-            self._last_detection_frame = frame_index
-        elif self._last_detection_frame is None:
-            self._last_detection_frame = 0
+    def boxes(self, detections: list[Box] | None = None) -> list[Box]:
+        """The boxes to estimate poses in this frame: with fresh `detections`, each matched to
+        the track it re-anchors or left as a new person, plus the followed people the detector
+        missed; without (None), the followed people's crops. update() takes the poses found in
+        them, in this order."""
+        if detections is None:
+            self._slots = [_Slot(t.crop, t) for t in self.tracks if t.crop is not None]
+            return [s.box for s in self._slots]
         anchors = [(t, t.crop if t.crop is not None else t.last_box) for t in self.tracks]
         pairs = sorted(
             ((anchor.iou(det), ti, di)
@@ -143,24 +116,12 @@ class Tracker:
                         if ti not in matched_tracks and t.crop is not None]
         return [s.box for s in self._slots]
 
-    def crops(self) -> list[Box]:
-        """The boxes to estimate in this frame: the ones update_detections() just prepared, or,
-        on a frame without detection, the live tracks' crops."""
-        if self._slots is None:
-            self._slots = [_Slot(t.crop, t) for t in self.tracks if t.crop is not None]
-        return [s.box for s in self._slots]
-
     # ---- what was seen ----------------------------------------------------------------------
 
-    def update(self, people: list[Person | None], time: float,
-               frame_index: int | None = None) -> list[Person]:
+    def update(self, people: list[Person | None], time: float) -> list[Person]:
         """Give each estimated person its track id and smoothed joints. `people` must be aligned
-        with the boxes last returned by boxes_for_frame / update_detections / crops; `time` is in
-        seconds (media time or wall time); `frame_index` is accepted for the frame loop's
-        convenience and not needed. Returns the people (copies) that were found,
-        best-established tracks first."""
-        if self._slots is None:
-            self.crops()
+        with the boxes last returned by boxes(); `time` is in seconds (media time or wall
+        time). Returns the people (copies) that were found, best-established tracks first."""
         if len(people) != len(self._slots):
             raise ValueError(f"got {len(people)} people for {len(self._slots)} boxes")
         seen: set[int] = set()
@@ -198,15 +159,9 @@ class Tracker:
                 track.missed += 1
         self._drop_duplicates(out)
         self.tracks = [t for t in self.tracks if t.missed <= self.config.max_missed]
-        self._slots = None
+        self._slots = []
         age = {t.track_id: t.age for t in self.tracks}
         return sorted(out, key=lambda p: (-age.get(p.track_id, 0), p.track_id))
-
-    update_poses = update   # the name used in the design notes
-
-    def reset(self) -> None:
-        """Forget everything (a new video, a seek)."""
-        self.tracks, self._slots, self._last_detection_frame = [], None, None
 
     # ---- internals --------------------------------------------------------------------------
 

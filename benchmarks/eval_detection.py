@@ -1,6 +1,6 @@
 """How many of the people a user sees does the app report, and how many of the people it reports
-are real? Runs the live path (FrameLoop.process: the tracker asks for detections, the detector
-runs in the mode the loop picks, the pose backend estimates, the tracker updates) frame by frame
+are real? Runs the live path (FrameLoop.process: the detection plan says what to search, the detector
+searches it, the pose backend estimates, the tracker updates) frame by frame
 over each annotated file of tests/data/people_boxes.json, and scores the annotated frames.
 
     python benchmarks/eval_detection.py [--files pedestrians.mp4 group.jpg ...] [--json]
@@ -8,7 +8,8 @@ over each annotated file of tests/data/people_boxes.json, and scores the annotat
 Per file: recall for people taller than 100 px and for 40-100 px (the share of annotated people
 matched by a reported person, per annotated frame, summed over frames), precision (the share of
 reported people that match an annotated person), and the cost: detector and landmark-model calls
-per frame, ms per frame (detection and pose), and what one full sweep (the tiled search) costs.
+per frame, ms per frame (detection and pose), and the sweep's tiles searched per frame (of those
+visited: the rest were covered by followed people or unchanged since their last search).
 
 Matching: a reported person's extent is the bounding box of its confident 2D joints (the box it
 was estimated in when fewer than 4 are confident), widened a little because joints are centres;
@@ -22,7 +23,7 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -141,7 +142,9 @@ class Cost:
     detector_calls: int = 0           # detector model invocations
     landmark_calls: int = 0           # landmark model invocations: verifying candidates, and
                                       # estimating poses (one per box, BlazePose fallback)
-    sweeps: list[tuple[float, int]] = field(default_factory=list)   # (ms, detector calls)
+    tiles_visited: int = 0            # sweep tiles the plan visited ...
+    tiles_searched: int = 0           # ... and those it had searched
+    max_detect_ms: float = 0.0        # the slowest frame's detection
 
 
 class _CountingDetector:
@@ -150,16 +153,14 @@ class _CountingDetector:
     def __init__(self, detector, cost: Cost):
         self._detector, self._cost = detector, cost
 
-    def detect(self, image, mode=None, known=None):
+    def tiles(self, width, height):
+        return self._detector.tiles(width, height)
+
+    def search(self, image, whole_frame, tiles=(), known=()):
         det_before, lmk_before = self._detector.detector_calls, self._detector.landmark_calls
-        start = time.perf_counter()
-        boxes = self._detector.detect(image, mode=mode, known=known)
-        ms = (time.perf_counter() - start) * 1000.0
-        calls = self._detector.detector_calls - det_before
-        self._cost.detector_calls += calls
+        boxes = self._detector.search(image, whole_frame, tiles, known)
+        self._cost.detector_calls += self._detector.detector_calls - det_before
         self._cost.landmark_calls += self._detector.landmark_calls - lmk_before   # verification
-        if mode == "tiled":
-            self._cost.sweeps.append((ms, calls))
         return boxes
 
     def close(self):
@@ -182,6 +183,7 @@ class _CountingBackend:
 def evaluate_file(name: str, spec: dict, backend, max_frames: int | None = None) -> tuple[Score, Cost, dict]:
     """Run the live path over one annotated file. Returns the score, the cost and what was
     reported on each annotated frame (for drawing)."""
+    from app.detection_plan import DetectionPlan, PlanConfig
     from app.detector import PersonDetector
     from app.frame_loop import FrameLoop
     from app.run import _warm_up
@@ -197,11 +199,13 @@ def evaluate_file(name: str, spec: dict, backend, max_frames: int | None = None)
     source = open_source(path)
     detector = _CountingDetector(PersonDetector(), cost)
     try:
-        tracker = Tracker(redetect_every=settings.tracking.detect_every, smoothing=not source.is_still)
+        tracker = Tracker(smoothing=not source.is_still)
         width, height = source.size
         _warm_up(detector._detector, backend, width, height, settings.camera.camera(width, height), "blazepose")
+        plan = DetectionPlan(detector.tiles, PlanConfig(redetect_every=settings.tracking.detect_every,
+                                                        stills=source.is_still))
         loop = FrameLoop(settings.camera, source, detector, _CountingBackend(backend, cost), tracker,
-                         scene=None, viewer=None, sinks=None)
+                         scene=None, viewer=None, sinks=None, plan=plan)
         last = max(int(k) for k in truth) if truth else 0
         for frame in source:
             if frame.index > last or (max_frames is not None and frame.index >= max_frames):
@@ -209,12 +213,14 @@ def evaluate_file(name: str, spec: dict, backend, max_frames: int | None = None)
             result = loop.process(frame)
             cost.frames += 1
             cost.detect_ms += result.stages_ms["detect"]
+            cost.max_detect_ms = max(cost.max_detect_ms, result.stages_ms["detect"])
             cost.pose_ms += result.stages_ms["pose"]
             key = str(frame.index)
             if key in truth:
                 extents = [person_extent(p) for p in result.people]
                 reported_on[key] = [list(e.as_xywh()) for e in extents]
                 total.add(score_frame(extents, truth[key], ignore))
+        cost.tiles_visited, cost.tiles_searched = loop.plan.stats.tiles_visited, loop.plan.stats.tiles_searched
     finally:
         detector.close()
         source.close()
@@ -248,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     backend = create_backend("blazepose")
     print(f"CPU: {cpu_name()}; Python {platform.python_version()}; backend {backend.name}")
     header = (f"{'file':<16} {'frames':>6} {'recall >100px':>15} {'recall 40-100px':>16} {'precision':>14} "
-              f"{'det calls/fr':>12} {'lmk calls/fr':>12} {'ms/frame':>9} {'sweep':>18}")
+              f"{'det calls/fr':>12} {'lmk calls/fr':>12} {'ms/frame':>9} {'max det ms':>10} {'tiles searched/visited':>22}")
     print(header)
     try:
         for name in names:
@@ -259,22 +265,20 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             score, cost, _ = evaluate_file(name, spec, backend, args.max_frames)
             n = max(1, cost.frames)
-            sweep = "-"
-            if cost.sweeps:
-                sweep_ms = np.mean([ms for ms, _ in cost.sweeps])
-                sweep_calls = np.mean([c for _, c in cost.sweeps])
-                sweep = f"{sweep_calls:.0f} calls {sweep_ms:.0f} ms"
+            tiles = _pct(cost.tiles_searched / cost.tiles_visited if cost.tiles_visited else None,
+                         cost.tiles_searched, cost.tiles_visited)
             print(f"{name:<16} {cost.frames:>6} "
                   f"{_pct(score.recall_tall, score.tall_found, score.tall):>15} "
                   f"{_pct(score.recall_small, score.small_found, score.small):>16} "
                   f"{_pct(score.precision, score.reported_real, score.reported, 'none reported'):>14} "
                   f"{cost.detector_calls / n:>12.2f} {cost.landmark_calls / n:>12.2f} "
-                  f"{(cost.detect_ms + cost.pose_ms) / n:>9.1f} {sweep:>18}")
+                  f"{(cost.detect_ms + cost.pose_ms) / n:>9.1f} {cost.max_detect_ms:>10.0f} {tiles:>22}")
             if args.json:
                 print(json.dumps({"file": name, "frames": cost.frames, **score.__dict__,
                                   "detector_calls": cost.detector_calls, "landmark_calls": cost.landmark_calls,
                                   "detect_ms": round(cost.detect_ms, 1), "pose_ms": round(cost.pose_ms, 1),
-                                  "sweeps": [(round(ms, 1), c) for ms, c in cost.sweeps]}))
+                                  "max_detect_ms": round(cost.max_detect_ms, 1),
+                                  "tiles_visited": cost.tiles_visited, "tiles_searched": cost.tiles_searched}))
     finally:
         backend.close()
     return 0

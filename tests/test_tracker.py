@@ -1,10 +1,13 @@
 """Tracker and One Euro smoothing: stable ids over a short video made from a real photo, new ids
-for new people, re-detection policy, crops from joints, smoothing that never mixes people."""
+for new people, lost people revived, crops from joints, smoothing that never mixes people. When
+to detect is the detection plan's (tests/test_detection_plan.py); here it drives the tracker as
+the frame loop does."""
 
 import cv2
 import numpy as np
 import pytest
 
+from app.detection_plan import DetectionPlan, PlanConfig
 from app.detector import PersonDetector
 from app.smoothing import JOINTS_PX, OneEuroFilter, OneEuroParams
 from app.tracker import Tracker, TrackerConfig
@@ -66,18 +69,19 @@ def shifted(person, dx):
 
 def test_ids_stable_new_people_new_ids_and_retire(group_people):
     boxes, people = group_people
-    tracker = Tracker(TrackerConfig(redetect_every=3, max_missed=2))
+    tracker = Tracker(TrackerConfig(max_missed=2))
+    plan = DetectionPlan(lambda w, h: [], PlanConfig(redetect_every=3))
+    image = cv2.imread(str(DATA / "group.jpg"))
     ids_per_frame = []
     for frame in range(10):
         dx = 4 * frame
         visible = [0, 1, 2] if frame < 5 else [0, 1, 2, 3]   # person 3 walks in at frame 5
         if frame >= 7:
             visible = [0, 2, 3]                               # person 1 leaves at frame 7
-        if tracker.need_detection(frame):
+        det = None
+        if plan.request(frame, image, tracker.tracks).whole_frame:
             det = [Box(boxes[i].x + dx, boxes[i].y, boxes[i].w, boxes[i].h) for i in visible]
-            crops = tracker.update_detections(det, frame)
-        else:
-            crops = tracker.crops()
+        crops = tracker.boxes(det)
         # A stand-in backend: for each box, the real pose of the person whose box it overlaps.
         estimated = []
         for c in crops:
@@ -101,58 +105,36 @@ def test_ids_stable_new_people_new_ids_and_retire(group_people):
     assert 1 not in {t.track_id for t in tracker.tracks}
 
 
-def test_redetection_policy(group_people):
+def test_crops_follow_the_joints_and_a_lost_person_is_revived(group_people):
     boxes, people = group_people
-    tracker = Tracker(TrackerConfig(redetect_every=4))
-    assert tracker.need_detection(0)                         # no tracks yet
-    tracker.update_detections([boxes[0]], 0)
+    tracker = Tracker()
+    assert tracker.boxes(None) == []                         # nobody followed yet
+    tracker.boxes([boxes[0]])
     tracker.update([people[0]], 0.0)
-    assert not tracker.need_detection(1)
-    assert tracker.need_detection(4)                         # periodic
-    crops = tracker.crops()
+    crops = tracker.boxes(None)
     assert len(crops) == 1
     # The crop comes from the joints: it holds every confident joint, with a margin.
     j = people[0].joints_2d[people[0].confidence >= 0.3]
     c = crops[0]
     assert np.all(j[:, 0] > c.x) and np.all(j[:, 0] < c.x + c.w)
     assert np.all(j[:, 1] > c.y) and np.all(j[:, 1] < c.y + c.h)
-    # A lost pose (nothing found, or hopeless confidence) asks for a detection right away.
+    # A lost pose (nothing found) leaves nothing to follow ...
     tracker.update([None], 1 / FPS)
-    assert tracker.need_detection(2) and tracker.crops() == []
-    # Re-detecting the person revives the same id.
-    tracker.update_detections([boxes[0]], 2)
+    assert tracker.boxes(None) == []
+    # ... and re-detecting the person revives the same id.
+    tracker.boxes([boxes[0]])
     (p,) = tracker.update([people[0]], 2 / FPS)
     assert p.track_id == 0
 
 
-def test_boxes_for_frame_calls_detector_only_when_due(group_people):
+def test_poses_must_answer_the_boxes_handed_out(group_people):
     boxes, people = group_people
-    tracker = Tracker(TrackerConfig(redetect_every=5))
-    calls = []
-
-    def detect():
-        calls.append(1)
-        return [boxes[2]]
-
-    for frame in range(10):
-        crops = tracker.boxes_for_frame(frame, detect)
-        tracker.update([people[2] for _ in crops], frame / FPS)
-    assert len(calls) == 2                                   # frames 0 and 5
-
-
-def test_frame_loop_call_style(group_people):
-    """The split calls as app/frame_loop.py makes them: crops() after update_detections() returns
-    the boxes just prepared; update() takes the frame index too."""
-    boxes, people = group_people
-    tracker = Tracker(redetect_every=2, smoothing=False)
-    for frame in range(4):
-        if tracker.needs_detection(frame):
-            tracker.update_detections([boxes[1], boxes[2]], frame)
-        crops = tracker.crops()
-        assert len(crops) == 2
-        by_box = [people[1] if c.iou(boxes[1]) > c.iou(boxes[2]) else people[2] for c in crops]
-        out = tracker.update(by_box, frame / FPS, frame)
-        assert {p.track_id for p in out} == {0, 1}
+    tracker = Tracker()
+    assert len(tracker.boxes([boxes[1], boxes[2]])) == 2
+    with pytest.raises(ValueError, match="2 boxes"):
+        tracker.update([people[1]], 0.0)
+    tracker.boxes([boxes[1], boxes[2]])
+    assert {p.track_id for p in tracker.update([people[1], people[2]], 0.0)} == {0, 1}
 
 
 def test_smoothing_never_mixes_ids(group_people):
@@ -160,7 +142,7 @@ def test_smoothing_never_mixes_ids(group_people):
     tracker = Tracker()
     rng = np.random.default_rng(1)
     a, b = people[0], people[2]
-    tracker.update_detections([a.box, b.box], 0)
+    tracker.boxes([a.box, b.box])
     for frame in range(12):
         noisy = []
         for p in (a, b):
@@ -168,7 +150,7 @@ def test_smoothing_never_mixes_ids(group_people):
             q.joints_2d = q.joints_2d + rng.normal(0, 2, q.joints_2d.shape)
             noisy.append(q)
         if frame:
-            crops = tracker.crops()
+            crops = tracker.boxes(None)
             assert len(crops) == 2
         out = {p.track_id: p for p in tracker.update(noisy, frame / FPS)}
         # Each smoothed person stays on its own raw joints (the two are ~300 px apart).
@@ -176,7 +158,7 @@ def test_smoothing_never_mixes_ids(group_people):
         assert np.abs(out[1].joints_2d - b.joints_2d).max() < 10
         assert np.allclose(out[0].joints_3d, a.joints_3d, atol=1e-3)
     # A brand-new track starts from its own raw pose, not from anybody's filter state.
-    tracker.update_detections([a.box, b.box, boxes[4]], 12)
+    tracker.boxes([a.box, b.box, boxes[4]])
     out = {p.track_id: p for p in tracker.update([a, b, people[4]], 12 / FPS)}
     assert np.allclose(out[2].joints_2d, people[4].joints_2d)
 
@@ -184,9 +166,9 @@ def test_smoothing_never_mixes_ids(group_people):
 def test_smoothing_off_passes_poses_through(group_people):
     boxes, people = group_people
     tracker = Tracker(TrackerConfig(smoothing=False))
-    tracker.update_detections([boxes[0]], 0)
+    tracker.boxes([boxes[0]])
     tracker.update([people[0]], 0.0)
-    tracker.crops()
+    tracker.boxes(None)
     moved = shifted(people[0], 7)
     (p,) = tracker.update([moved], 1 / FPS)
     assert np.array_equal(p.joints_2d, moved.joints_2d)
@@ -195,18 +177,22 @@ def test_smoothing_off_passes_poses_through(group_people):
 # ---- end to end on a short real video ---------------------------------------------------------
 
 def test_real_video_ids_stable_with_detector_and_fallback(blazepose):
-    """basketball1.jpg panned 3 px per frame; the detector runs every 4 frames, the tracker's
-    crops in between. The man on the left keeps one id the whole time."""
+    """basketball1.jpg panned 3 px per frame; the detection plan asks for the whole frame every
+    4 frames and for slices of the sweep, the tracker's crops are followed in between. The man on
+    the left keeps one id the whole time."""
     image = cv2.imread(str(DATA / "basketball1.jpg"))
     h, w = image.shape[:2]
     camera = Camera.from_fov(w, h, 60)
-    tracker = Tracker(TrackerConfig(redetect_every=4))
+    tracker = Tracker()
     with PersonDetector() as detector:
+        plan = DetectionPlan(detector.tiles, PlanConfig(redetect_every=4))
         seen = []
         for frame in range(10):
             m = np.float32([[1, 0, 3 * frame], [0, 1, 0]])
             img = cv2.warpAffine(image, m, (w, h), borderMode=cv2.BORDER_REPLICATE)
-            boxes = tracker.boxes_for_frame(frame, lambda: detector.detect(img))
+            request = plan.request(frame, img, tracker.tracks)
+            boxes = tracker.boxes(detector.search(img, request.whole_frame, request.tiles, request.known)
+                                  if request else None)
             people = tracker.update(blazepose.estimate(img, boxes, camera), frame / FPS)
             left = [p for p in people if p.joints_2d[0, 0] < w / 2]
             assert len(left) == 1, frame
@@ -222,21 +208,27 @@ def test_uncertain_pose_is_reported_and_looked_for_in_place(group_people):
     person = group_people[1][0]
     weak = Person(box=person.box, joints_2d=person.joints_2d, joints_3d=person.joints_3d,
                   confidence=np.full(18, 0.1, np.float32), root_cam=person.root_cam)
-    tracker = Tracker(redetect_every=100, max_uncertain=3, smoothing=False)
-    boxes = tracker.update_detections([person.box], 0)
-    first = tracker.update([weak], 0.0, 0)
+    tracker = Tracker(max_uncertain=3, smoothing=False)
+    plan = DetectionPlan(lambda w, h: [], PlanConfig(redetect_every=100))
+    image = cv2.imread(str(DATA / "group.jpg"))
+    assert plan.request(0, image, tracker.tracks).whole_frame
+    boxes = tracker.boxes([person.box])
+    first = tracker.update([weak], 0.0)
     assert len(first) == 1 and np.allclose(first[0].confidence, 0.1)
     track_id = first[0].track_id
     for frame in range(1, 3):
-        assert not tracker.need_detection(frame)
-        assert tracker.crops() == boxes, "looks in the same place again"
-        assert [p.track_id for p in tracker.update([weak], frame / 30, frame)] == [track_id]
-    tracker.crops()
-    tracker.update([weak], 3 / 30, 3)
-    assert tracker.need_detection(4), "four uncertain frames in a row: ask the detector"
-    tracker.update_detections([person.box], 4)
-    assert [p.track_id for p in tracker.update([weak], 4 / 30, 4)] == [track_id]
-    assert not tracker.need_detection(5), "the fresh detection vouched for the track"
+        assert not plan.request(frame, image, tracker.tracks).whole_frame
+        assert tracker.boxes(None) == boxes, "looks in the same place again"
+        assert [p.track_id for p in tracker.update([weak], frame / 30)] == [track_id]
+    assert not plan.request(3, image, tracker.tracks).whole_frame
+    tracker.boxes(None)
+    tracker.update([weak], 3 / 30)
+    assert plan.request(4, image, tracker.tracks).whole_frame, \
+        "four uncertain frames in a row: the person counts as lost, the plan asks the detector"
+    tracker.boxes([person.box])
+    assert [p.track_id for p in tracker.update([weak], 4 / 30)] == [track_id]
+    assert not plan.request(5, image, tracker.tracks).whole_frame, \
+        "the fresh detection vouched for the track"
 
 
 def test_next_crop_carries_the_body_region_from_the_joints():

@@ -1,0 +1,266 @@
+"""When and where to look for people, frame by frame: `DetectionPlan.request` is asked once per
+frame and answers with a DetectionRequest (the whole frame or not, which sweep tiles, whom not to
+report again). The detector carries it out (`PersonDetector.search`); the tracker matches what it
+finds (`Tracker.boxes`).
+
+When the whole frame is searched (one detector call, plus verification):
+- while nobody is followed, when a followed person was lost, and every `redetect_every` frames
+  (re-anchors the followed people's crops on fresh boxes).
+
+Where the sweep looks (the detector's overlapping tiles at three scales, for the people too small
+for the whole-frame pass; docs/detection.md):
+- a video's first frame and every still image: every tile at once (nothing follows a still);
+- later frames: the next slice of tiles, so every tile is visited once every `sweep_interval`
+  frames and no frame pays a whole sweep (0.74 s on 768x576 on the Xeon, docs/detection.md).
+  Tiles are ordered along a Z curve so that the overlapping views of one place, whose agreement
+  the detector asks for, mostly fall in the same slice;
+- a visited tile is skipped when followed people cover it (`covered_share` of its area): a new
+  person there would be hidden behind them;
+- and when its picture has not changed since it was last searched (after following the camera's
+  drift, measured by phase correlation on small grey thumbnails) and nobody followed in it was
+  lost meanwhile: the detector, given the same pixels, would give the same answer. A static
+  camera (a webcam, a street camera) thus searches only where something moved.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import cv2
+import numpy as np
+
+from app.types import Box
+
+View = tuple[int, int, int, int]   # x, y, w, h in image pixels (the detector's tiles)
+_BLOCK = np.ones((2, 2), np.uint8)
+
+
+@dataclass(frozen=True)
+class PlanConfig:
+    redetect_every: int = 15      # frames between whole-frame passes while people are followed
+    # Frames over which one sweep's tiles are spread. Measured on the annotated street clip
+    # (docs/detection.md): a sweep every 8 frames found 89 % / 74 % of the people > 100 px /
+    # 40-100 px tall, every 15 frames 79 % / 67 %.
+    sweep_interval: int = 10
+    stills: bool = False          # unrelated pictures: every frame is searched whole
+    covered_share: float = 0.9    # a tile this much inside followed people's crops is skipped
+    skip_unchanged: bool = True
+    thumb_short_side: int = 120   # px: the grey thumbnails that tell whether a tile changed
+    # A tile changed when, in its thumbnail, at least `min_changed` pixels moved by more than
+    # `change_level` grey levels (0-255) with their 2x2 neighbourhood (an isolated pixel is the
+    # resampling of an edge under drift: measured up to 14 levels on home.jpg; a 110 px man
+    # pasted in moved 45 such pixels of a 128 px tile's 40x40 thumbnail).
+    change_level: float = 12.0
+    min_changed: int = 2
+
+    def __post_init__(self):
+        if self.redetect_every < 1 or self.sweep_interval < 1:
+            raise ValueError("redetect_every and sweep_interval must be >= 1")
+
+
+@dataclass(frozen=True)
+class DetectionRequest:
+    """What to search in one frame: the whole frame or not, which tiles, and the followed
+    people's boxes (tile finds on them are not new people)."""
+    whole_frame: bool = False
+    tiles: tuple[View, ...] = ()
+    known: tuple[Box, ...] = ()
+
+    def __bool__(self) -> bool:
+        return self.whole_frame or bool(self.tiles)
+
+
+@dataclass
+class PlanStats:
+    """Counts over a run, for the benchmarks."""
+    frames: int = 0
+    whole_frame: int = 0          # frames with a whole-frame pass
+    tiles_visited: int = 0
+    tiles_searched: int = 0
+    skipped_covered: int = 0
+    skipped_unchanged: int = 0
+
+
+@dataclass
+class _Thumb:
+    image: np.ndarray             # float32 grey, blurred
+    # the camera's drift from that frame's picture to this frame's, by reference frame index
+    drift: dict[int, tuple[float, float]]
+
+
+@dataclass
+class _TileState:
+    view: View
+    searched_at: int | None = None   # frame index of its last search (its reference thumbnail)
+
+
+class DetectionPlan:
+    """One per video stream: what to detect in each frame, given the tracks being followed."""
+
+    def __init__(self, tiles: Callable[[int, int], Sequence[View]], config: PlanConfig | None = None):
+        """tiles: the sweep's tiles for a frame size (PersonDetector.tiles)."""
+        self.config = config or PlanConfig()
+        self.stats = PlanStats()
+        self._tiles_for = tiles
+        self._size: tuple[int, int] | None = None
+        self._tiles: list[_TileState] = []
+        self._step = 0
+        self._last_whole: int | None = None
+        self._followed: dict[int, Box] = {}      # last frame's live crops, by track id
+        self._thumbs: dict[int, _Thumb] = {}     # frame index -> thumbnail, while referenced
+        self._window: np.ndarray | None = None
+        self._scale = 1.0
+
+    # ---- the one call per frame ---------------------------------------------------------------
+
+    def request(self, frame_index: int, image: np.ndarray, tracks: Sequence) -> DetectionRequest:
+        """What to detect in this frame. `tracks`: the tracker's tracks (`crop` None while lost,
+        `track_id`), as they stand before this frame."""
+        height, width = image.shape[:2]
+        cfg = self.config
+        self.stats.frames += 1
+        live = {t.track_id: t.crop for t in tracks if t.crop is not None}
+        lost = [box for tid, box in self._followed.items() if tid not in live]
+        self._followed = dict(live)
+        known = tuple(live.values())
+        first = self._size != (width, height)
+        if first:
+            self._start(width, height)
+        thumb = self._thumbnail(image, frame_index) if cfg.skip_unchanged and not cfg.stills else None
+        if cfg.stills or first:
+            # Nothing is followed yet: every tile, now.
+            self._last_whole = frame_index
+            self.stats.whole_frame += 1
+            for tile in self._tiles:
+                self._searched(tile, frame_index, thumb)
+            self.stats.tiles_visited += len(self._tiles)
+            self.stats.tiles_searched += len(self._tiles)
+            self._prune()
+            return DetectionRequest(True, tuple(t.view for t in self._tiles), known)
+        for box in lost:   # someone who was followed there may still be there, unchanged
+            for tile in self._tiles:
+                if _overlap(tile.view, box) > 0:
+                    tile.searched_at = None
+        whole = self.whole_frame_due(frame_index, tracks)
+        if whole:
+            self._last_whole = frame_index
+            self.stats.whole_frame += 1
+        chosen = []
+        for tile in self._next_slice():
+            self.stats.tiles_visited += 1
+            if known and _covered(tile.view, known) >= cfg.covered_share:
+                self.stats.skipped_covered += 1
+                continue
+            if thumb is not None and not self._changed(tile, thumb):
+                self.stats.skipped_unchanged += 1
+                continue
+            self._searched(tile, frame_index, thumb)
+            chosen.append(tile.view)
+        self.stats.tiles_searched += len(chosen)
+        self._prune()
+        return DetectionRequest(whole, tuple(chosen), known)
+
+    def whole_frame_due(self, frame_index: int, tracks: Sequence) -> bool:
+        """Whether this frame gets the whole-frame pass (no state changes: the frame loop asks
+        it ahead of time to start that pass early)."""
+        if self.config.stills or self._last_whole is None:
+            return True
+        if not tracks or any(t.crop is None for t in tracks):
+            return True
+        return frame_index - self._last_whole >= self.config.redetect_every
+
+    # ---- internals ------------------------------------------------------------------------------
+
+    def _start(self, width: int, height: int) -> None:
+        self._size = (width, height)
+        views = list(self._tiles_for(width, height))
+        cell = max(1.0, min(width, height) / 8.0)
+        views.sort(key=lambda v: (_z_order(int((v[0] + v[2] / 2) / cell), int((v[1] + v[3] / 2) / cell)), -v[2]))
+        self._tiles = [_TileState(v) for v in views]
+        self._step = 0
+        self._thumbs.clear()
+        self._window = None
+        self._scale = self.config.thumb_short_side / max(1, min(width, height))
+
+    def _next_slice(self) -> list[_TileState]:
+        """The next of the sweep's `sweep_interval` slices (as even as the count allows)."""
+        count, parts = len(self._tiles), self.config.sweep_interval
+        step, self._step = self._step, (self._step + 1) % parts
+        return self._tiles[step * count // parts:(step + 1) * count // parts]
+
+    def _thumbnail(self, image: np.ndarray, frame_index: int) -> _Thumb:
+        height, width = image.shape[:2]
+        size = (max(8, int(round(width * self._scale))), max(8, int(round(height * self._scale))))
+        grey = cv2.cvtColor(cv2.resize(image, size, interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2GRAY)
+        grey = cv2.GaussianBlur(grey.astype(np.float32), (3, 3), 0)
+        if self._window is None:
+            self._window = cv2.createHanningWindow((grey.shape[1], grey.shape[0]), cv2.CV_32F)
+        thumb = _Thumb(grey, {})
+        self._thumbs[frame_index] = thumb
+        return thumb
+
+    def _drift(self, then_index: int, now: _Thumb) -> tuple[float, float]:
+        """How far the picture moved since frame `then_index` (phase correlation of the two
+        thumbnails, measured directly rather than summed frame to frame, whose small errors
+        add up: on the static street clip the moving people alone summed to 8 px in 200
+        frames)."""
+        if then_index not in now.drift:
+            # copies: OpenCV windows its inputs in place when their sizes suit its DFT
+            shift, _ = cv2.phaseCorrelate(self._thumbs[then_index].image.copy(), now.image.copy(),
+                                          self._window)
+            now.drift[then_index] = shift
+        return now.drift[then_index]
+
+    def _changed(self, tile: _TileState, now: _Thumb) -> bool:
+        then = self._thumbs.get(tile.searched_at) if tile.searched_at is not None else None
+        if then is None:
+            return True
+        x, y, w, h = (v * self._scale for v in tile.view)
+        ix, iy = int(round(x)), int(round(y))
+        current = now.image[iy:iy + max(2, int(round(h))), ix:ix + max(2, int(round(w)))]
+        if current.size == 0:
+            return True
+        rows, cols = current.shape
+        # The same scene content was where the camera's drift since then says it was
+        # (getRectSubPix's centre is in pixel-centre coordinates).
+        dx, dy = self._drift(tile.searched_at, now)
+        before = cv2.getRectSubPix(then.image, (cols, rows),
+                                   (ix + (cols - 1) / 2 - dx, iy + (rows - 1) / 2 - dy))
+        moved = (np.abs(current - before) > self.config.change_level).astype(np.uint8)
+        return np.count_nonzero(cv2.erode(moved, _BLOCK)) >= self.config.min_changed
+
+    def _searched(self, tile: _TileState, frame_index: int, thumb: _Thumb | None) -> None:
+        tile.searched_at = frame_index if thumb is not None else None
+
+    def _prune(self) -> None:
+        referenced = {t.searched_at for t in self._tiles}
+        for index in [i for i in self._thumbs if i not in referenced]:
+            del self._thumbs[index]
+
+
+def _z_order(x: int, y: int) -> int:
+    """Interleaved bits of (x, y): nearby cells get nearby numbers."""
+    code = 0
+    for bit in range(16):
+        code |= ((x >> bit) & 1) << (2 * bit) | ((y >> bit) & 1) << (2 * bit + 1)
+    return code
+
+
+def _overlap(view: View, box: Box) -> float:
+    x, y, w, h = view
+    iw = min(x + w, box.x + box.w) - max(x, box.x)
+    ih = min(y + h, box.y + box.h) - max(y, box.y)
+    return max(0.0, iw) * max(0.0, ih)
+
+
+def _covered(view: View, boxes: Sequence[Box], cell: int = 4) -> float:
+    """The share of the tile inside the union of the boxes (cells of `cell` px wholly inside)."""
+    x, y, w, h = view
+    mask = np.zeros((max(1, h // cell), max(1, w // cell)), bool)
+    for box in boxes:
+        x0 = int(np.clip(np.ceil((box.x - x) / cell), 0, mask.shape[1]))
+        x1 = int(np.clip(np.floor((box.x + box.w - x) / cell), 0, mask.shape[1]))
+        y0 = int(np.clip(np.ceil((box.y - y) / cell), 0, mask.shape[0]))
+        y1 = int(np.clip(np.floor((box.y + box.h - y) / cell), 0, mask.shape[0]))
+        mask[y0:y1, x0:x1] = True
+    return float(mask.mean())

@@ -1,0 +1,170 @@
+"""The detection plan (app/detection_plan.py): when the whole frame is searched, and how a sweep's
+tiles are spread over frames, skipped where followed people cover them, and skipped where the
+picture has not changed; with the real detector, tracker and fallback on real pictures from
+tests/data."""
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from app.detection_plan import DetectionPlan, PlanConfig
+from app.tracker import Tracker
+from app.types import Box, Camera
+
+DATA = Path(__file__).parent / "data"
+
+
+@dataclass
+class Followed:
+    """A track as the plan reads it (app.tracker.Track's `track_id` and `crop`)."""
+    track_id: int
+    crop: Box | None
+
+
+@pytest.fixture(scope="module")
+def tiles(detector):
+    return detector.tiles
+
+
+def video_frames(path: Path, count: int) -> list[np.ndarray]:
+    capture = cv2.VideoCapture(str(path))
+    frames = [capture.read()[1] for _ in range(count)]
+    capture.release()
+    assert all(f is not None for f in frames)
+    return frames
+
+
+def scene_with_person(height_px: int = 110, at=(300, 200)) -> tuple[np.ndarray, np.ndarray, Box]:
+    """home.jpg (nobody in it), and the same room with the second skier of group.jpg pasted in,
+    scaled to `height_px`: too small for the whole-frame pass, found by the sweep's tiles
+    (measured: at 80-140 px the whole frame finds nobody, the sweep finds him)."""
+    room = cv2.imread(str(DATA / "home.jpg"))
+    group = cv2.imread(str(DATA / "group.jpg"))
+    x, y, w, h = (int(v) for v in json.loads((DATA / "boxes.json").read_text())["bboxes"][1])
+    scale = height_px / h
+    person = cv2.resize(group[y:y + h, x:x + w], (int(w * scale), height_px), interpolation=cv2.INTER_AREA)
+    with_person = room.copy()
+    px, py = at
+    with_person[py:py + person.shape[0], px:px + person.shape[1]] = person
+    return room, with_person, Box(px, py, person.shape[1], height_px)
+
+
+def drifted(image: np.ndarray, index: int, amplitude: float) -> np.ndarray:
+    """The camera drifting as in benchmarks/make_clip.py."""
+    shift = np.float32([[1, 0, amplitude * np.sin(index / 25)], [0, 1, amplitude / 2 * np.sin(index / 40)]])
+    return cv2.warpAffine(image, shift, (image.shape[1], image.shape[0]), borderMode=cv2.BORDER_REPLICATE)
+
+
+# ---- when ---------------------------------------------------------------------------------------
+
+def test_whole_frame_first_while_nobody_is_followed_periodically_and_when_someone_is_lost(tiles):
+    image = cv2.imread(str(DATA / "group.jpg"))
+    plan = DetectionPlan(tiles, PlanConfig(redetect_every=5))
+    somebody = [Followed(0, Box(100, 100, 80, 200))]
+    first = plan.request(0, image, [])
+    assert first.whole_frame and len(first.tiles) == len(tiles(640, 392)), "the first frame: a whole sweep"
+    assert plan.request(1, image, []).whole_frame, "nobody followed: look at the whole frame"
+    assert [plan.request(i, image, somebody).whole_frame for i in range(2, 8)] == \
+        [False, False, False, False, True, False], "then every 5 frames"
+    lost = [Followed(0, None)]
+    assert plan.request(8, image, lost).whole_frame, "a followed person was lost"
+
+
+def test_a_still_image_is_searched_whole_every_time(tiles):
+    image = cv2.imread(str(DATA / "group.jpg"))
+    plan = DetectionPlan(tiles, PlanConfig(stills=True))
+    for index in range(3):
+        request = plan.request(index, image, [])
+        assert request.whole_frame and len(request.tiles) == len(tiles(640, 392))
+
+
+# ---- where: the sweep spread over frames --------------------------------------------------------
+
+def test_every_tile_is_visited_once_per_sweep_and_no_frame_pays_a_whole_sweep(tiles):
+    """pedestrians.mp4 (a street, people walking everywhere), change detection off: after the
+    first frame's whole sweep, each run of `sweep_interval` frames searches every tile exactly
+    once, a tenth of them per frame."""
+    frames = video_frames(DATA / "pedestrians.mp4", 21)
+    all_tiles = sorted(tiles(384, 288))
+    plan = DetectionPlan(tiles, PlanConfig(sweep_interval=10, skip_unchanged=False))
+    assert sorted(plan.request(0, frames[0], []).tiles) == all_tiles
+    for start in (1, 11):
+        searched = []
+        for index in range(start, start + 10):
+            request = plan.request(index, frames[index], [])
+            assert len(request.tiles) <= -(-len(all_tiles) // 10)
+            searched += request.tiles
+        assert sorted(searched) == all_tiles
+
+
+def test_tiles_covered_by_followed_people_are_skipped(tiles):
+    """A person filling the left half of the frame: tiles at least 90 % behind them are not
+    searched, the others still are, once per sweep."""
+    frames = video_frames(DATA / "pedestrians.mp4", 11)
+    plan = DetectionPlan(tiles, PlanConfig(sweep_interval=10, skip_unchanged=False))
+    plan.request(0, frames[0], [])
+    near = [Followed(0, Box(0, 0, 170, 288))]
+    searched = [t for i in range(1, 11) for t in plan.request(i, frames[i], near).tiles]
+    share = {t: max(0, min(t[0] + t[2], 170) - t[0]) / t[2] for t in tiles(384, 288)}
+    assert not [t for t, s in share.items() if 0.87 < s < 0.93], "no tile on the edge of the rule"
+    inside = [t for t, s in share.items() if s >= 0.9]
+    assert inside, "some tiles lie behind the person"
+    assert not set(searched) & set(inside)
+    assert sorted(searched) == sorted(set(tiles(384, 288)) - set(inside))
+    assert plan.stats.skipped_covered == len(inside)
+
+
+# ---- where: only what changed ---------------------------------------------------------------
+
+@pytest.mark.parametrize("drift", [0.0, 12.0], ids=["static camera", "drifting camera"])
+def test_a_person_walking_in_is_found_within_one_sweep_and_unchanged_tiles_are_not_searched(
+        detector, blazepose, drift):
+    """An empty room watched for 13 frames, then a man (110 px, too small for the whole-frame
+    pass) stands in it. Through the plan, the real detector, tracker and fallback as the frame
+    loop runs them: while nothing changes no tile is searched again (the camera's drift is
+    followed), and the man is reported within one sweep of his arrival."""
+    room, with_person, where = scene_with_person()
+    height, width = room.shape[:2]
+    arrives, interval = 13, 10
+    camera = Camera.from_fov(width, height, 60)
+    tracker = Tracker()
+    plan = DetectionPlan(detector.tiles, PlanConfig(sweep_interval=interval))
+    found_at, searched_later = None, set()
+    for index in range(arrives + interval + 2):
+        image = drifted(with_person if index >= arrives else room, index, drift)
+        request = plan.request(index, image, tracker.tracks)
+        if 0 < index < arrives:
+            assert not request.tiles, f"frame {index}: nothing changed, yet tiles were searched"
+        if index > 0:
+            searched_later.update(request.tiles)
+        boxes = tracker.boxes(detector.search(image, request.whole_frame, request.tiles, request.known)
+                              if request else None)
+        people = tracker.update(blazepose.estimate(image, boxes, camera) if boxes else [], index / 30)
+        if people and found_at is None:
+            found_at = index
+            assert people[0].box.iou(where) > 0.3
+    assert found_at is not None and arrives <= found_at < arrives + interval, found_at
+    # after the first frame's sweep, only tiles where he stands (the drift moves him 12 px),
+    # or on the edge where the drift brings new picture in
+    around = Box(where.x - 12, where.y - 6, where.w + 24, where.h + 12)
+    for x, y, w, h in searched_later:
+        on_edge = drift and (x == 0 or y == 0 or x + w == width or y + h == height)
+        assert Box(x, y, w, h).iou(around) > 0 or on_edge, (x, y, w, h)
+    assert len(searched_later) < len(detector.tiles(width, height)) / 2
+
+
+def test_tiles_where_a_followed_person_was_lost_are_searched_again_unchanged(tiles):
+    """Unchanged pixels normally mean nothing new; but where a followed person was lost, they may
+    still stand there, and only the tiles can find a small one again."""
+    room = cv2.imread(str(DATA / "home.jpg"))
+    plan = DetectionPlan(tiles, PlanConfig(sweep_interval=10))
+    plan.request(0, room, [])
+    someone = Box(300, 200, 50, 110)
+    assert not [t for i in range(1, 11) for t in plan.request(i, room, [Followed(0, someone)]).tiles]
+    searched = [t for i in range(11, 21) for t in plan.request(i, room, []).tiles]
+    overlapping = [t for t in tiles(512, 384) if t[0] < 350 and t[0] + t[2] > 300
+                   and t[1] < 310 and t[1] + t[3] > 200]
+    assert sorted(searched) == sorted(overlapping)
