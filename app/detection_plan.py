@@ -18,7 +18,8 @@ for the whole-frame pass; docs/detection.md):
   person there would be hidden behind them;
 - and when its picture has not changed since it was last searched (after following the camera's
   drift, measured by phase correlation on small grey thumbnails) and nobody followed in it was
-  lost meanwhile: the detector, given the same pixels, would give the same answer. A static
+  lost meanwhile (tiles at least 0.7x as large as the lost person is tall, the ones that could
+  find them again): the detector, given the same pixels, would give the same answer. A static
   camera (a webcam, a street camera) thus searches only where something moved.
 """
 from __future__ import annotations
@@ -44,6 +45,8 @@ class PlanConfig:
     sweep_interval: int = 10
     stills: bool = False          # unrelated pictures: every frame is searched whole
     covered_share: float = 0.9    # a tile this much inside followed people's crops is skipped
+    min_inside: float = 0.7       # the detector's DetectorConfig.min_inside: a tile less than this
+                                  # x a body's height cannot accept that body
     skip_unchanged: bool = True
     thumb_short_side: int = 120   # px: the grey thumbnails that tell whether a tile changed
     # A tile changed when, in its thumbnail, at least `min_changed` pixels moved by more than
@@ -139,7 +142,8 @@ class DetectionPlan:
             return DetectionRequest(True, tuple(t.view for t in self._tiles), known)
         for box in lost:   # someone who was followed there may still be there, unchanged
             for tile in self._tiles:
-                if _overlap(tile.view, box) > 0:
+                # only tiles that could take them: in a smaller one their body is cut by its edges
+                if _overlap(tile.view, box) > 0 and tile.view[3] >= cfg.min_inside * box.h:
                     tile.searched_at = None
         whole = self.whole_frame_due(frame_index, tracks)
         if whole:

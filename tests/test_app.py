@@ -145,6 +145,10 @@ def test_benchmark_prints_json_last(tmp_path, clip, capsys):
     efficiency = report["efficiency"]
     assert efficiency["model_ms"] == pytest.approx(stages["model"], abs=0.01)
     assert efficiency["ratio"] == pytest.approx(report["fps"] * stages["model"] / 1000, abs=2e-3)
+    # what the detection plan searched: the first frame's whole sweep, then slices of it
+    detection = report["detection"]
+    assert detection["frames"] == 8 and detection["whole_frame"] >= 1
+    assert 0 < detection["tiles_searched"] <= detection["tiles_visited"]
     # the pose network alone, plain float32 eager vs the path that ran, timed in the same run
     network = report["pose_network"]
     assert network["batch"] >= 1 and network["fp32_eager_ms"] > 0 and network["selected_ms"] > 0

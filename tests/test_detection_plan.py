@@ -168,3 +168,16 @@ def test_tiles_where_a_followed_person_was_lost_are_searched_again_unchanged(til
     overlapping = [t for t in tiles(512, 384) if t[0] < 350 and t[0] + t[2] > 300
                    and t[1] < 310 and t[1] + t[3] > 200]
     assert sorted(searched) == sorted(overlapping)
+
+
+def test_a_lost_person_too_large_for_the_small_tiles_reopens_only_the_large_ones(tiles):
+    """A 350 px body cannot be accepted in a 128 or 192 px tile (cut by its edges); losing him
+    re-opens only the 288 px tiles around him (the whole frame is searched for him anyway)."""
+    room = cv2.imread(str(DATA / "home.jpg"))
+    plan = DetectionPlan(tiles, PlanConfig(sweep_interval=10))
+    plan.request(0, room, [])
+    tall = Box(200, 20, 120, 350)
+    for i in range(1, 11):
+        plan.request(i, room, [Followed(0, tall)])
+    searched = [t for i in range(11, 21) for t in plan.request(i, room, []).tiles]
+    assert searched and all(t[2] == 288 for t in searched), searched
