@@ -2,9 +2,7 @@
 tiles are spread over frames, skipped where followed people cover them, and skipped where the
 picture has not changed; with the real detector, tracker and fallback on real pictures from
 tests/data."""
-import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -13,8 +11,7 @@ import pytest
 from app.detection_plan import DetectionPlan, PlanConfig
 from app.tracker import Tracker
 from app.types import Box, Camera
-
-DATA = Path(__file__).parent / "data"
+from support import DATA, group_boxes
 
 
 @dataclass
@@ -29,7 +26,7 @@ def tiles(detector):
     return detector.tiles
 
 
-def video_frames(path: Path, count: int) -> list[np.ndarray]:
+def video_frames(path, count: int) -> list[np.ndarray]:
     capture = cv2.VideoCapture(str(path))
     frames = [capture.read()[1] for _ in range(count)]
     capture.release()
@@ -43,7 +40,7 @@ def scene_with_person(height_px: int = 110, at=(300, 200)) -> tuple[np.ndarray, 
     (measured: at 80-140 px the whole frame finds nobody, the sweep finds him)."""
     room = cv2.imread(str(DATA / "home.jpg"))
     group = cv2.imread(str(DATA / "group.jpg"))
-    x, y, w, h = (int(v) for v in json.loads((DATA / "boxes.json").read_text())["bboxes"][1])
+    x, y, w, h = (int(v) for v in group_boxes()["bboxes"][1])
     scale = height_px / h
     person = cv2.resize(group[y:y + h, x:x + w], (int(w * scale), height_px), interpolation=cv2.INTER_AREA)
     with_person = room.copy()
