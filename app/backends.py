@@ -12,7 +12,7 @@ from .types import PoseBackend
 log = logging.getLogger(__name__)
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
-# --precision auto measures each numerics on real people before choosing: three skiers of the
+# --precision auto measures each precision on real people before choosing: three skiers of the
 # bundled sample photo (x, y, w, h pixels), a batch like a small group's
 CALIBRATION_PHOTO = Path(__file__).resolve().parent.parent / "samples" / "group.jpg"
 CALIBRATION_BOXES = ((139.41, 102.25, 222.39, 241.57), (372.58, 170.84, 266.63, 217.19),
@@ -88,7 +88,7 @@ def create_backend(model: str | None, device: str = "auto", precision: str = "au
         raise UserError(f"--precision {precision}: {error}") from None
     if runner.precision_trials:
         log.info("--precision auto: %s: running %s",
-                 ", ".join(_describe_trial(t) for t in runner.precision_trials), runner.numerics)
+                 ", ".join(_describe_trial(t) for t in runner.precision_trials), runner.compute_path)
     return ConvNeXtPoseBackend(runner, name=network.display_name, reference=network if keep_reference else None,
                                checkpoint=str(path))
 
@@ -101,13 +101,15 @@ def _describe_trial(trial) -> str:
     return f"{trial.precision} {trial.mean_mm:.2f} mm mean, {trial.max_mm:.2f} mm max{verdict}{timed}"
 
 
-def calibration_crops():
-    """The network's input for CALIBRATION_BOXES in the sample photo, or None without it."""
+def calibration_crops(photo: Path = CALIBRATION_PHOTO):
+    """The network's input for CALIBRATION_BOXES in the sample photo. Without the photo (a
+    copy of the project without samples/), None, said in a warning: auto then keeps float32."""
     import cv2
 
     from .estimator import crop_boxes, normalize_crops
-    image = cv2.imread(str(CALIBRATION_PHOTO))
+    image = cv2.imread(str(photo))
     if image is None:
+        log.warning("--precision auto: cannot read %s to measure the precisions on: running float32", photo)
         return None
     return normalize_crops([c.image for c in crop_boxes(image, CALIBRATION_BOXES)])
 

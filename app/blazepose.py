@@ -84,8 +84,8 @@ class BlazePoseBackend(PoseBackend):
 
     def _estimate_one(self, image_bgr: np.ndarray, box: Box, camera: Camera) -> Person | None:
         height, width = image_bgr.shape[:2]
-        clipped = _clip_box(box, width, height)
-        if clipped is None or max(clipped.w, clipped.h) < self.min_box_side:
+        clipped = box.clipped(width, height)
+        if clipped is None or min(clipped.w, clipped.h) <= 1 or max(clipped.w, clipped.h) < self.min_box_side:
             return None
         # A square region in image pixels. With the body's region, it is the one the
         # model was trained on: hip-centred, turned upright, 2.5 radii. Where people overlap, a
@@ -114,14 +114,6 @@ class BlazePoseBackend(PoseBackend):
             confidence=np.clip(confidence, 0.0, 1.0).astype(np.float32),
             root_cam=_root_in_camera(joints_2d, joints_3d, confidence, root_2d, camera),
         )
-
-
-def _clip_box(box: Box, width: int, height: int) -> Box | None:
-    x0, y0 = max(0.0, box.x), max(0.0, box.y)
-    x1, y1 = min(float(width), box.x + box.w), min(float(height), box.y + box.h)
-    if x1 - x0 <= 1 or y1 - y0 <= 1:
-        return None
-    return Box(x0, y0, x1 - x0, y1 - y0, box.score)
 
 
 def _to_skeleton(image_lm: np.ndarray, world_lm: np.ndarray,

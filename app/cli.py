@@ -33,7 +33,7 @@ def add_processing_options(p: argparse.ArgumentParser) -> None:
     cam.add_argument("--fov", type=float, default=DEFAULT_FOV_DEG,
                      help=f"horizontal field of view in degrees when --focal is not given (default: {DEFAULT_FOV_DEG:g})")
     p.add_argument("--precision", choices=PRECISIONS, default="auto",
-                   help="auto: the fastest numerics this device has whose 3D joints stay within 1 mm "
+                   help="auto: the fastest precision this device has whose 3D joints stay within 1 mm "
                         "on average and 5 mm at most of strict float32, measured on real people at "
                         "start-up; fp32: strict float32 (TF32 off on CUDA); tf32, bf16, fp16: that "
                         "path, where the device runs it natively (tf32 and fp16: CUDA only)")

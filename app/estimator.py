@@ -1,7 +1,8 @@
 """ConvNeXtPose backend: person boxes -> crops -> one batched network pass -> 3D joints.
 
-`estimate_poses` is the authors' demo pipeline (as specified in ../shared/convnextpose/SPEC.md,
-beside the conformance data) for all boxes of a frame at once; `ConvNeXtPoseBackend` wraps it as
+`estimate_poses` is the authors' demo pipeline (github.com/medialab-ku/ConvNeXtPose; the steps
+are in app/geometry.py, held to the authors' outputs by tests/test_conformance.py) for all boxes
+of a frame at once; `ConvNeXtPoseBackend` wraps it as
 the frame loop's pose backend.
 """
 from __future__ import annotations
@@ -189,7 +190,7 @@ class ConvNeXtPoseBackend(PoseBackend):
         self.reference = reference
         self.name = name or getattr(model, "display_name", "ConvNeXtPose")
         self.device = str(next(model.parameters()).device)
-        self.numerics = getattr(model, "numerics", "fp32")
+        self.compute_path = getattr(model, "compute_path", "fp32")
         self.uploader = CropUploader(self.device)
         self.last_model_ms: float | None = None
 
@@ -225,7 +226,7 @@ class ConvNeXtPoseBackend(PoseBackend):
                 timings[key].append((time.perf_counter() - start) * 1000.0)
         eager, selected = (float(np.median(timings[k][2:])) for k in ("fp32_eager", "selected"))
         return {"batch": len(crops), "fp32_eager_ms": round(eager, 2), "selected_ms": round(selected, 2),
-                "speedup": round(eager / selected, 2), "numerics": self.numerics,
+                "speedup": round(eager / selected, 2), "compute_path": self.compute_path,
                 "max_deviation": float((outputs["fp32_eager"] - outputs["selected"]).abs().max())}
 
     def estimate(self, image_bgr: np.ndarray, boxes: list[Box], camera: Camera) -> list[Person | None]:

@@ -1,12 +1,13 @@
 """Box processing, the affine crop, back-projection and the root-depth prior, as the authors'
-demo does them (../shared/convnextpose/SPEC.md). All float64, as the authors compute after the
-network."""
+demo (github.com/medialab-ku/ConvNeXtPose) does them, step by step below; the conformance tests
+(tests/test_conformance.py) hold this code to their outputs. All float64, as the authors compute
+after the network."""
 from __future__ import annotations
 
 import cv2
 import numpy as np
 
-from .types import Camera
+from .types import Camera, Person
 
 CROP_SIZE = 256          # the network's input, pixels
 BOX_ENLARGE = 1.25       # context around the person
@@ -27,7 +28,9 @@ MIN_BONES_FOR_SIZE = 3           # fewer seen bones than this say too little abo
 
 def process_box(box: tuple[float, float, float, float], width: int, height: int) -> np.ndarray | None:
     """Clip (x, y, w, h) to the image, square it about its centre and scale it by 1.25.
-    None when nothing of the box is inside the image."""
+    None when nothing of the box is inside the image. The clipping is the authors' own (pixel
+    ends inclusive, so a box loses one pixel per side; Box.clipped keeps it), kept here so the
+    crops match theirs."""
     x, y, w, h = (float(v) for v in box)
     x1, y1 = max(0.0, x), max(0.0, y)
     x2 = min(width - 1.0, x1 + max(0.0, w - 1.0))
@@ -125,3 +128,20 @@ def joints_in_view(pose_2d: np.ndarray, confidence: np.ndarray, width: int, heig
     inside = (x >= margin_px) & (x < width - margin_px) & (y >= margin_px) & (y < height - margin_px)
     conf = np.asarray(confidence, np.float64)
     return inside & (np.isnan(conf) | (conf >= min_confidence))
+
+
+# People without an estimated root are shown in a row this far apart, at the others' median
+# depth (or this one when nobody has a root), so that they never overlap.
+UNPLACED_SPACING_MM = 1000.0
+UNPLACED_DEPTH_MM = 3000.0
+
+
+def root_positions(people: list[Person]) -> list[np.ndarray]:
+    """Each person's root (Pelvis) position, (3,) mm in camera coordinates, where their
+    root-relative joints are drawn: the estimated one, else a place in a row UNPLACED_SPACING_MM
+    apart, centred on the camera axis, at the others' median depth."""
+    known = [p.root_cam for p in people if p.root_cam is not None]
+    depth = float(np.median([r[2] for r in known])) if known else UNPLACED_DEPTH_MM
+    middle = (len(people) - 1) / 2.0
+    return [np.asarray(p.root_cam, dtype=np.float64) if p.root_cam is not None
+            else np.array([(i - middle) * UNPLACED_SPACING_MM, 0.0, depth]) for i, p in enumerate(people)]

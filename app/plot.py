@@ -14,6 +14,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from app.geometry import root_positions
 from app.skeleton import BONES, JOINT_NAMES, SIDE_COLOURS_BGR, bone_side, track_colour
 from app.types import Person
 
@@ -22,13 +23,10 @@ def _rgb(bgr: tuple[int, int, int]) -> tuple[float, float, float]:
     return (bgr[2] / 255.0, bgr[1] / 255.0, bgr[0] / 255.0)
 
 
-def world_joints(person: Person, index: int = 0) -> np.ndarray:
-    """(J, 3) mm in camera coordinates: root-relative joints moved to the root position.
-    Without a root position people are spread 1 m apart along x so they do not overlap."""
-    joints = np.asarray(person.joints_3d, dtype=np.float64)
-    if person.root_cam is not None:
-        return joints + np.asarray(person.root_cam, dtype=np.float64)
-    return joints + np.array([index * 1000.0, 0.0, 0.0])
+def world_joints(people: Sequence[Person]) -> list[np.ndarray]:
+    """Each person's (J, 3) joints, mm in camera coordinates: root-relative joints moved to the
+    root position (geometry.root_positions, as the live 3D panel places them)."""
+    return [np.asarray(p.joints_3d, dtype=np.float64) + root for p, root in zip(people, root_positions(list(people)))]
 
 
 def _to_plot(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -70,7 +68,7 @@ def plot_frame(people: Sequence[Person], path: str | Path, title: str | None = N
     """Save a 3D figure of one frame's skeletons (bones by side colour, joints and id by track)."""
     path = Path(path)
     # Missing joints are NaN; a person without one known joint has nothing to draw.
-    drawn = [(person, joints) for person, joints in ((p, world_joints(p, i)) for i, p in enumerate(people))
+    drawn = [(person, joints) for person, joints in zip(people, world_joints(people))
              if np.isfinite(joints).all(axis=1).any()]
     fig, ax = _new_axes(title or f"{len(drawn)} people")
     all_points = []
@@ -102,8 +100,8 @@ def plot_trajectory(frames_people: Sequence[Sequence[Person]], joint_index: int,
     tracks: dict[int, list[np.ndarray]] = defaultdict(list)
     times: dict[int, list[int]] = defaultdict(list)
     for t, people in enumerate(frames_people):
-        for i, person in enumerate(people):
-            tracks[person.track_id].append(world_joints(person, i)[joint_index])
+        for person, joints in zip(people, world_joints(people)):
+            tracks[person.track_id].append(joints[joint_index])
             times[person.track_id].append(t)
     all_points = []
     dots = None

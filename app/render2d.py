@@ -6,13 +6,12 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from app.drawing import Colour, draw_tag, put_text, size_scale, tag_size, text_size
 from app.labels import LabelLayout, Rect
 from app.skeleton import BONES, JOINT_INDEX, SIDE_COLOURS_BGR, bone_side, track_colour
 from app.types import Person
 
-Colour = tuple[int, int, int]
 FADED_COLOUR = (150, 150, 150)    # a skeleton drawn although no joint reached the threshold
-FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 # Stages shown first, in pipeline order; any other stage the loop reports follows.
 STAGE_ORDER = ("read", "detect", "pose", "track", "render")
@@ -25,14 +24,13 @@ class Overlay2DStyle:
     hud_alpha: float = 0.55          # how much of the video stays visible behind the HUD box
 
 
+# On a video smaller than 480 rows the overlay shrinks too (down to this), so it covers no more
+# of the picture than on a bigger one; the 3D panel keeps its 480-row sizes (render3d).
+OVERLAY_MIN_SCALE = 0.6
+
+
 def _scale_for(img: np.ndarray) -> float:
-    """1.0 at 480 rows; lines and text grow with the frame so they stay legible on HD video."""
-    return max(0.6, min(img.shape[0], img.shape[1] * 0.75) / 480.0)
-
-
-def text_stroke(font_scale: float) -> int:
-    """Stroke width for Hershey text: grows with the font so big text does not look hairline."""
-    return max(1, round(font_scale * 1.4))
+    return size_scale(img.shape[0], img.shape[1], OVERLAY_MIN_SCALE)
 
 
 def draw_people(img: np.ndarray, people: list[Person], style: Overlay2DStyle | None = None,
@@ -114,15 +112,12 @@ def _draw_tag(img: np.ndarray, person: Person, text: str, layout: LabelLayout, s
     place; returns where it went."""
     colour = track_colour(max(person.track_id, 0))
     scale = 0.5 * s
-    stroke = text_stroke(scale)
-    (tw, th), base = cv2.getTextSize(text, FONT, scale, stroke)
-    w, h = tw + 6, th + base + 4
+    w, h = tag_size(text, scale)
     b = person.box
     x1, y1 = int(round(b.x)), int(round(b.y))
     x2, y2 = int(round(b.x + b.w)), int(round(b.y + b.h))
     x, y, w, h = layout.place((w, h), [(x1, y1 - h - 1), (x1, y1 + 2), (x1, y2 + 2), (x2 - w, y1 - h - 1)])
-    cv2.rectangle(img, (x, y), (x + w - 1, y + h - 1), colour, -1)
-    cv2.putText(img, text, (x + 3, y + 2 + th), FONT, scale, (20, 20, 20), stroke, cv2.LINE_AA)
+    draw_tag(img, text, (x, y, w, h), colour, scale)
     return (x, y, w, h)
 
 
@@ -148,10 +143,9 @@ def draw_text_box(img: np.ndarray, lines: list[str | tuple[str, str]], origin: t
     proportional, so spaces cannot align them). Returns the box (x, y, w, h)."""
     s = _scale_for(img)
     scale = scale if scale is not None else 0.5 * s
-    thickness = text_stroke(scale)
 
     def size(text: str) -> tuple[tuple[int, int], int]:
-        return cv2.getTextSize(text, FONT, scale, thickness)
+        return text_size(text, scale)
 
     gap = round(16 * s)
     left_w = max((size(t[0])[0][0] for t in lines if isinstance(t, tuple)), default=0)
@@ -183,10 +177,10 @@ def draw_text_box(img: np.ndarray, lines: list[str | tuple[str, str]], origin: t
     for i, (text, (h, _)) in enumerate(zip(lines, heights)):
         ty = y + pad + i * line_h + h
         if isinstance(text, tuple):
-            cv2.putText(img, text[0], (x + pad, ty), FONT, scale, colour, thickness, cv2.LINE_AA)
-            cv2.putText(img, text[1], (x + pad + left_w + gap, ty), FONT, scale, colour, thickness, cv2.LINE_AA)
+            put_text(img, text[0], (x + pad, ty), colour, scale)
+            put_text(img, text[1], (x + pad + left_w + gap, ty), colour, scale)
         else:
-            cv2.putText(img, text, (x + pad, ty), FONT, scale, colour, thickness, cv2.LINE_AA)
+            put_text(img, text, (x + pad, ty), colour, scale)
     return (x0, y0, x1 - x0, y1 - y0)
 
 

@@ -13,13 +13,13 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from app.render2d import text_stroke
+from app.drawing import Colour, draw_tag, put_text, size_scale, text_size
 from app.skeleton import BONES, JOINT_INDEX, ROOT, SIDE_COLOURS_BGR, bone_side, track_colour
 from app.floor import sole
+from app.geometry import root_positions
 from app.labels import LabelLayout
 from app.types import Floor, Person
 
-Colour = tuple[int, int, int]
 
 HEAD = JOINT_INDEX["Head"]
 NEAR_MM = 50.0          # points closer than this to the eye (or behind it) are not drawn
@@ -223,23 +223,15 @@ def place_people(people: list[Person], centred: bool, floor: Floor | None = None
     with a floor, turned into level axes (y along gravity, the floor at y = floor.height_mm), so
     the grid lies flat and the real camera's pitch shows in its marker.
 
-    People without a root position are lined up 1 m apart at the others' median depth, so they
-    still never overlap.
+    People without a root position stand where geometry.root_positions puts them.
     """
     chosen = [choose_centred_person(people)] if centred and people else list(people)
-    known = [p.root_cam for p in chosen if p.root_cam is not None]
-    fallback_z = float(np.median([r[2] for r in known])) if known else 3000.0
+    offsets = [np.zeros(3) for _ in chosen] if centred else root_positions(chosen)
     level = floor.to_level() if floor is not None and not centred else np.eye(3)
     down = level.T @ np.array([0.0, 1.0, 0.0])     # gravity in the people's (camera) axes
     placed = []
-    for i, p in enumerate(chosen):
+    for p, offset in zip(chosen, offsets):
         joints = np.asarray(p.joints_3d, dtype=np.float64)
-        if centred:
-            offset = np.zeros(3)
-        elif p.root_cam is not None:
-            offset = np.asarray(p.root_cam, dtype=np.float64)
-        else:
-            offset = np.array([(i - (len(chosen) - 1) / 2.0) * 1000.0, 0.0, fallback_z])
         foot = sole(p, down)
         feet = None
         if foot is not None:
@@ -319,9 +311,9 @@ class Panel3D:
             self._background[:] = self.style.background
             self._static_key = None
         self.width, self.height = width, height
-        # 1 up to 480 rows; lines, dots and text grow with bigger panels (HD video) so they keep
-        # the same look instead of turning into hairlines
-        self.scale = max(1.0, min(height, width * 0.75) / 480.0)
+        # 1 up to 480 rows, never smaller: the panel is the video's height, and its lines, dots
+        # and text keep at least their 480-row sizes
+        self.scale = size_scale(height, width, minimum=1.0)
 
     def _px(self, size: float) -> int:
         """A size given for a 480-row panel, in this panel's pixels."""
@@ -472,7 +464,7 @@ class Panel3D:
         _draw_segments(img, a, b, view, [self.style.camera] * len(a), self._px(1))
         label = project(np.array([[0.0, -0.75 * s - 60.0, 0.0]]) @ level.T, view)[0]
         if np.isfinite(label).all():
-            _text(img, "camera", (int(label[0]) - self._px(24), int(label[1])), self.style.camera,
+            put_text(img, "camera", (int(label[0]) - self._px(24), int(label[1])), self.style.camera,
                   0.38 * self.scale)
 
     def _draw_axis_gizmo(self, img: np.ndarray, view: OrbitView) -> None:
@@ -489,7 +481,7 @@ class Panel3D:
             tip = origin + length * d
             cv2.line(img, _pt(origin), _pt(tip), colour, self._px(1), cv2.LINE_AA, _SHIFT)
             lab = origin + (length + 8.0 * self.scale) * d
-            _text(img, name, (int(lab[0]) - self._px(3), int(lab[1]) + self._px(4)), colour, 0.38 * self.scale)
+            put_text(img, name, (int(lab[0]) - self._px(3), int(lab[1]) + self._px(4)), colour, 0.38 * self.scale)
 
     def _draw_person(self, img: np.ndarray, pp: _PlacedPerson, view: OrbitView,
                      floor_y: float) -> tuple[int, int] | None:
@@ -539,11 +531,11 @@ class Panel3D:
                   layout: LabelLayout) -> tuple[int, int, int, int]:
         """The person's tag centred above `anchor`, or the nearest free place; returns it."""
         scale = self.style.font_scale * self.scale
-        (tw, th), base = cv2.getTextSize(pp.label, cv2.FONT_HERSHEY_SIMPLEX, scale, text_stroke(scale))
+        (tw, th), base = text_size(pp.label, scale)
         w, h = tw + 6, th + base + 4
         x, y = anchor[0] - w // 2, anchor[1] - h + base
         rect = layout.place((w, h), [(x, y), (x - w // 2 - 4, y), (x + w // 2 + 4, y)])
-        _label(img, pp.label, rect, pp.colour, scale)
+        draw_tag(img, pp.label, rect, pp.colour, scale)
         return rect
 
     def _draw_floor_ring(self, img: np.ndarray, centre: np.ndarray, floor_y: float, view: OrbitView,
@@ -562,10 +554,10 @@ class Panel3D:
             caption = "3D  placed on one floor fitted to the feet"
         scale = 0.45 * self.scale
         org = (self._px(10), self._px(20))
-        _text(img, caption, org, self.style.text, scale)
-        (tw, th), base = cv2.getTextSize(caption, cv2.FONT_HERSHEY_SIMPLEX, scale, text_stroke(scale))
+        put_text(img, caption, org, self.style.text, scale)
+        (tw, th), base = text_size(caption, scale)
         if not placed:
-            _text(img, "no people", (self.width // 2 - self._px(40), self.height // 2), self.style.text,
+            put_text(img, "no people", (self.width // 2 - self._px(40), self.height // 2), self.style.text,
                   0.55 * self.scale)
         return (org[0] - 2, org[1] - th - 2, tw + 4, th + base + 4)
 
@@ -588,18 +580,3 @@ def _draw_segments(img: np.ndarray, a_world: np.ndarray, b_world: np.ndarray, vi
 
 def _pt(p: np.ndarray) -> tuple[int, int]:
     return (int(round(p[0] * _ONE)), int(round(p[1] * _ONE)))
-
-
-
-
-def _text(img: np.ndarray, text: str, org: tuple[int, int], colour: Colour, scale: float) -> None:
-    cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, text_stroke(scale), cv2.LINE_AA)
-
-
-def _label(img: np.ndarray, text: str, rect: tuple[int, int, int, int], colour: Colour, scale: float) -> None:
-    """Dark text on a tag of the person's colour filling `rect` (x, y, w, h)."""
-    (_, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, text_stroke(scale))
-    x, y, w, h = rect
-    cv2.rectangle(img, (x, y), (x + w - 1, y + h - 1), colour, -1)
-    cv2.putText(img, text, (x + 3, y + 2 + th), cv2.FONT_HERSHEY_SIMPLEX, scale, (20, 20, 20),
-                text_stroke(scale), cv2.LINE_AA)

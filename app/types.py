@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -45,13 +45,25 @@ class Box:
     def area(self) -> float:
         return max(0.0, self.w) * max(0.0, self.h)
 
+    def intersection(self, other: "Box") -> float:
+        """The area both boxes cover, pixels squared."""
+        w = min(self.x + self.w, other.x + other.w) - max(self.x, other.x)
+        h = min(self.y + self.h, other.y + other.h) - max(self.y, other.y)
+        return max(0.0, w) * max(0.0, h)
+
     def iou(self, other: "Box") -> float:
-        x1, y1 = max(self.x, other.x), max(self.y, other.y)
-        x2 = min(self.x + self.w, other.x + other.w)
-        y2 = min(self.y + self.h, other.y + other.h)
-        inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
+        inter = self.intersection(other)
         union = self.area + other.area - inter
         return inter / union if union > 0 else 0.0
+
+    def clipped(self, width: int, height: int) -> "Box | None":
+        """The part of the box inside a width x height image (score and region kept), or None
+        when nothing of it is inside."""
+        x0, y0 = max(0.0, self.x), max(0.0, self.y)
+        x1, y1 = min(float(width), self.x + self.w), min(float(height), self.y + self.h)
+        if x1 <= x0 or y1 <= y0:
+            return None
+        return replace(self, x=x0, y=y0, w=x1 - x0, h=y1 - y0)
 
 
 @dataclass

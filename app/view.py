@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
+from app.pixels import as_bgr_uint8
 from app.render2d import Overlay2DStyle, draw_hud, draw_people
 from app.render3d import Panel3D
 from app.types import FrameResult
@@ -45,26 +45,23 @@ class SceneRenderer:
         self.show_hud = show_hud
         self.panel = panel or Panel3D()
         self._canvas = np.empty((0, 0, 3), np.uint8)
-        self.panel_rect = Rect(0, 0, 0, 0)
         self.last_tags: list[tuple[int, int, int, int]] = []   # where the last frame's tags went
         self.last_hud: tuple[int, int, int, int] | None = None
 
     def layout(self, frame_shape: tuple[int, ...]) -> tuple[Rect, Rect]:
-        """(video rect, panel rect) inside the composed image for a frame of this shape."""
+        """(video rect, panel rect) inside the composed image for a frame of this shape: a pure
+        function of the shape, so the window finds the panel under the mouse without drawing."""
         h, w = frame_shape[:2]
         panel_w = max(64, int(round(w * self.panel_width_ratio)))
         return Rect(0, 0, w, h), Rect(w, 0, panel_w, h)
 
     def render(self, result: FrameResult, info: SceneInfo | None = None) -> np.ndarray:
         info = info or SceneInfo()
-        frame = result.frame.image
-        if frame.ndim == 2:
-            frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+        frame = as_bgr_uint8(result.frame.image)
         video, panel = self.layout(frame.shape)
         shape = (video.h, video.w + panel.w, 3)
         if self._canvas.shape != shape:
             self._canvas = np.empty(shape, np.uint8)
-        self.panel_rect = panel
 
         # Both halves are drawn straight into the canvas: no intermediate copies.
         left = self._canvas[:, :video.w]

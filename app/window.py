@@ -408,8 +408,14 @@ class Viewer:
         except cv2.error:
             return True
 
+    def _panel_rect(self) -> Rect:
+        """Where the 3D panel is in the shown image (nowhere before the first frame)."""
+        if self._result is None:
+            return Rect(0, 0, 0, 0)
+        return self.scene.layout(self._result.frame.image.shape)[1]
+
     def _on_mouse(self, event: int, x: int, y: int, flags: int, _param) -> None:
-        self.controls.on_mouse(event, x, y, flags, self.scene.panel_rect)
+        self.controls.on_mouse(event, x, y, flags, self._panel_rect())
         # Qt's scaleView never zooms out below 1:1 and every magnification is undone in the
         # same pump, so only a wheel-up (positive delta) can have magnified the view.
         if self._is_qt and event in (cv2.EVENT_MOUSEWHEEL, cv2.EVENT_MOUSEHWHEEL) and wheel_delta(flags) > 0:

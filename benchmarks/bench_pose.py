@@ -4,7 +4,7 @@
                                               [--device cpu|cuda] [--alternatives] [--threads]
 
 Prints, per batch size (1 and 4 crops of 256x256), the median ms per batch and per crop of every
-path (every numerics the device has: strict float32, and bf16 / TF32 / fp16 where native),
+path (every precision the device has: strict float32, and bf16 / TF32 / fp16 where native),
 timed interleaved in one process (the machines are shared, so only same-run comparisons mean
 anything) and synchronized with the device, the speedup over plain eager float32, and each
 path's change from strict float32 on the crops: the largest coordinate change in heatmap units
@@ -40,14 +40,13 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from app.estimator import normalize_crops  # noqa: E402
 from models import build_convnextpose, load_convnextpose  # noqa: E402
 from models.optimize import (MAX_CHANGE_MM, MEAN_CHANGE_MM, available_precisions,  # noqa: E402
                              change_mm, optimize_for_inference, strict_fp32, timed_ms,
                              tune_cpu_allocator)
 
 SHARED = Path(os.environ.get("CONVNEXTPOSE_SHARED", ROOT.parent / "shared")) / "convnextpose"
-MEAN = np.array([0.485, 0.456, 0.406], np.float32)
-STD = np.array([0.229, 0.224, 0.225], np.float32)
 
 
 def load(variant: str, checkpoint: str | None = None, device: str = "cpu"):
@@ -63,10 +62,11 @@ def load(variant: str, checkpoint: str | None = None, device: str = "cpu"):
         model = build_convnextpose(variant).to(device)
         source = "random weights (no release file)"
     if expected.exists():
-        patches = np.load(expected)["patch"].astype(np.float32) / 255.0   # RGB uint8 crops
+        patches = np.load(expected)["patch"]   # RGB uint8 crops
     else:
-        patches = np.random.default_rng(0).random((5, 256, 256, 3), dtype=np.float32)
-    images = torch.from_numpy(np.ascontiguousarray(((patches - MEAN) / STD).transpose(0, 3, 1, 2)))
+        patches = np.random.default_rng(0).integers(0, 256, (5, 256, 256, 3), dtype=np.uint8)
+    # the app's own normalization (BGR bytes in, as frames are decoded)
+    images = normalize_crops([np.ascontiguousarray(p[..., ::-1], dtype=np.uint8) for p in patches])
     images = torch.cat([images] * 2)[:max(4, len(images))]   # at least 4 crops, for batch 4
     return model, images.to(device), source
 
@@ -220,7 +220,7 @@ def child(args) -> None:
     paths = {"fp32 eager (as loaded)": eager(model)}
     for precision in available_precisions(device):
         optimized = optimize_for_inference(model, precision)
-        paths[f"optimized {optimized.numerics}"] = inference(optimized)
+        paths[f"optimized {optimized.compute_path}"] = inference(optimized)
     if args.alternatives and device.type == "cpu":
         paths.update(alternatives(model, images))
     with torch.no_grad(), strict_fp32():

@@ -3,7 +3,7 @@
     python benchmarks/finetune_pseudo_labels.py --variant L --out out/ConvNeXtPose_L_trained_like.tar
     python benchmarks/finetune_pseudo_labels.py --variant TINY --out tests/data/ConvNeXtPose_TINY_trained_like.tar
 
-A yardstick for numerics, not a model to ship. The random conformance checkpoints have soft,
+A yardstick for reduced precisions, not a model to ship. The random conformance checkpoints have soft,
 many-peaked heatmaps, which reduced precision moves far more than it moves a trained network's
 concentrated ones; this makes a network whose heatmaps are concentrated where people's joints
 are, so that bf16 / TF32 / fp16 can be judged on something like the real thing

@@ -169,12 +169,16 @@ class ConvNeXtPose(nn.Module):
     def display_name(self) -> str:
         return f"ConvNeXtPose-{self.variant}" if self.variant else "ConvNeXtPose (custom)"
 
+    @property
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
     def describe(self) -> str:
         """One line: variant, backbone dims, head width, depth bins, joints, parameters."""
         c = self.config
-        params = sum(p.numel() for p in self.parameters())
         return (f"{self.display_name}: depths {list(c.depths)}, dims {list(c.dims)}, head width "
-                f"{c.head_width}, {c.depth_bins} depth bins, {c.joints} joints, {params / 1e6:.3f} M parameters")
+                f"{c.head_width}, {c.depth_bins} depth bins, {c.joints} joints, "
+                f"{self.parameter_count / 1e6:.3f} M parameters")
 
 
 def build_convnextpose(variant: str | ConvNeXtPoseConfig, joints: int = 18) -> ConvNeXtPose:

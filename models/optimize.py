@@ -15,7 +15,7 @@
 * activations run channels_last (NHWC), which oneDNN's convolutions prefer;
 * in float32 on the CPU, the convolutions run prepacked with their ReLUs and residual adds fused
   (onednn.py; bit-identical logits), wherever PyTorch's oneDNN operators are there;
-* numerics (`numerics` says which):
+* the compute path (`compute_path` says which: a precision, see PRECISIONS, and what runs it):
   - "fp32": strict float32 everywhere (only float rounding differs from the original); on CUDA
     with TF32 off;
   - "bf16-avx512" / "bf16-amx" / "bf16-cuda" / "fp16-cuda": the convolutions under autocast, on
@@ -25,7 +25,7 @@
   "auto" takes the fastest of these whose answers stay within MEAN_CHANGE_MM / MAX_CHANGE_MM of
   strict float32 on calibration crops (real people), measured when the model is built; without
   calibration crops it keeps float32. CUDA's float32 precision is a process-wide setting: it is
-  set once, for the numerics chosen (set_cuda_fp32_precision).
+  set once, for the path chosen (set_cuda_fp32_precision).
 """
 from __future__ import annotations
 
@@ -40,6 +40,9 @@ from torch import nn
 from .convnextpose import ConvNeXtPose, heatmap_confidence
 from .onednn import FusedCpuNetwork
 
+# What a caller (--precision) can ask for: a number format the network runs in, or "auto". The
+# path that then runs, the format on one device's instructions ("bf16-amx"), is the
+# `compute_path` of the optimized network.
 PRECISIONS = ("auto", "fp32", "tf32", "bf16", "fp16")
 # "auto"'s rule: a reduced precision is taken only if it moves the 3D joints, against strict
 # float32, by at most this much on average and at most MAX_CHANGE_MM for any joint
@@ -130,7 +133,7 @@ def fold_batchnorms(model: ConvNeXtPose) -> ConvNeXtPose:
     return model
 
 
-# --------------------------------------------------------------------------- devices and numerics
+# --------------------------------------------------------------------------- devices and precisions
 
 def cpu_bf16_kind() -> str | None:
     """"bf16-amx" or "bf16-avx512" when this CPU has native bfloat16 dot products, else None."""
@@ -159,7 +162,7 @@ def cpu_bf16_kind() -> str | None:
 
 def precisions_for(device_type: str, *, cpu_bf16: bool = False,
                    cuda_capability: tuple[int, int] | None = None) -> list[str]:
-    """The numerics a device can run, strict float32 first: a CPU adds bf16 where it has native
+    """The precisions a device can run, strict float32 first: a CPU adds bf16 where it has native
     bfloat16 dot products (AVX512-BF16 or AMX); a CUDA GPU adds fp16 (compute capability 5.3
     and up), and TF32 and bf16 from Ampere (8.0) on."""
     if device_type == "cuda":
@@ -174,7 +177,7 @@ def precisions_for(device_type: str, *, cpu_bf16: bool = False,
 
 
 def available_precisions(device: torch.device | str) -> list[str]:
-    """The numerics `optimize_for_inference` can run on `device`, strict float32 first."""
+    """The precisions `optimize_for_inference` can run on `device`, strict float32 first."""
     device = torch.device(device)
     if device.type == "cuda":
         return precisions_for("cuda", cuda_capability=torch.cuda.get_device_capability(device))
@@ -290,12 +293,12 @@ def _coords_and_plane(logits: torch.Tensor, joints: int, depth_bins: int) -> tup
 
 
 class OptimizedConvNeXtPose(ConvNeXtPose):
-    """A ConvNeXtPose with folded BatchNorms, channels_last activations and per-device numerics.
+    """A ConvNeXtPose with folded BatchNorms, channels_last activations and a per-device compute path.
 
-    Same interface as ConvNeXtPose; `numerics` says what runs ("fp32", "bf16-avx512",
-    "bf16-amx", "bf16-cuda"). Build it with `optimize_for_inference`."""
+    Same interface as ConvNeXtPose; `compute_path` says what runs ("fp32", "bf16-avx512",
+    "bf16-amx", "bf16-cuda", "fp16-cuda", "tf32-cuda"). Build it with `optimize_for_inference`."""
 
-    def __init__(self, model: ConvNeXtPose, numerics: str = "fp32"):
+    def __init__(self, model: ConvNeXtPose, compute_path: str = "fp32"):
         super().__init__(model.config)
         parameter = next(model.parameters())
         self.load_state_dict(model.state_dict())
@@ -306,7 +309,7 @@ class OptimizedConvNeXtPose(ConvNeXtPose):
             p.requires_grad_(False)
         fold_batchnorms(self)
         self.to(memory_format=torch.channels_last)
-        self.numerics = numerics
+        self.compute_path = compute_path
         self.precision_trials: list[PrecisionTrial] = []   # what "auto" measured, when it did
         self.fused: FusedCpuNetwork | None = None
         self._refresh_fused()
@@ -314,10 +317,10 @@ class OptimizedConvNeXtPose(ConvNeXtPose):
     def _refresh_fused(self) -> None:
         """(Re)build oneDNN's fused network from the current weights, where it applies: float32
         on the CPU only (bf16 runs under autocast, which the fused kernels bypass)."""
-        if not hasattr(self, "numerics"):   # still inside __init__
+        if not hasattr(self, "compute_path"):   # still inside __init__
             return
         self.fused = None
-        if self.numerics == "fp32":
+        if self.compute_path == "fp32":
             self.fused = FusedCpuNetwork.build(self, self._modules_network)
 
     # The fused network holds its own copies of the weights: keep them in step with the modules
@@ -334,15 +337,16 @@ class OptimizedConvNeXtPose(ConvNeXtPose):
         return result
 
     @property
-    def reduced_precision(self) -> torch.dtype | None:
-        if self.numerics.startswith("bf16"):
+    def autocast_dtype(self) -> torch.dtype | None:
+        """The reduced format the convolutions run in under autocast; None for float32 paths."""
+        if self.compute_path.startswith("bf16"):
             return torch.bfloat16
-        return torch.float16 if self.numerics.startswith("fp16") else None
+        return torch.float16 if self.compute_path.startswith("fp16") else None
 
-    def _numerics_context(self, device: torch.device):
+    def _autocast(self, device: torch.device):
         # TF32 vs strict float32 on CUDA is not switched here, per call: it is process-wide,
         # set once (set_cuda_fp32_precision)
-        dtype = self.reduced_precision
+        dtype = self.autocast_dtype
         if dtype is not None:
             return torch.autocast(device.type, dtype=dtype)
         return contextlib.nullcontext()
@@ -352,7 +356,7 @@ class OptimizedConvNeXtPose(ConvNeXtPose):
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
         images = images.to(next(self.parameters()).device).contiguous(memory_format=torch.channels_last)
-        with self._numerics_context(images.device):
+        with self._autocast(images.device):
             out = (self.fused or self._modules_network)(images)
         return out.float()
 
@@ -369,13 +373,15 @@ class OptimizedConvNeXtPose(ConvNeXtPose):
             # the plane is the depth-summed volume: a singleton depth axis reuses the same rule
             return coords, heatmap_confidence(plane.unsqueeze(2), coords)
 
+    @property
+    def parameter_count(self) -> int:
+        """The source network's: folding BatchNorms removes parameters, not capacity."""
+        return self._source_parameters
+
     def describe(self) -> str:
-        """The source network's line (its parameter count), then what this one runs."""
-        c = self.config
-        return (f"{self.display_name}: depths {list(c.depths)}, dims {list(c.dims)}, head width "
-                f"{c.head_width}, {c.depth_bins} depth bins, {c.joints} joints, "
-                f"{self._source_parameters / 1e6:.3f} M parameters; inference: BatchNorm folded, "
-                f"channels_last, {self.numerics}" + (", oneDNN fused" if self.fused else ""))
+        """The source network's line, then what this one runs."""
+        return (f"{super().describe()}; inference: BatchNorm folded, channels_last, {self.compute_path}"
+                + (", oneDNN fused" if self.fused else ""))
 
 
 def max_coord_deviation(model: nn.Module, reference: nn.Module, images: torch.Tensor) -> float:
@@ -391,7 +397,7 @@ def max_coord_deviation(model: nn.Module, reference: nn.Module, images: torch.Te
 
 @dataclass(frozen=True)
 class PrecisionTrial:
-    """One numerics measured against strict float32 on the calibration crops."""
+    """One precision measured against strict float32 on the calibration crops."""
     precision: str
     mean_mm: float
     max_mm: float
@@ -412,7 +418,8 @@ def pick_precision(trials: list[PrecisionTrial]) -> str:
     return min(passing, key=lambda t: t.ms).precision if passing else "fp32"
 
 
-def _numerics_name(precision: str, device: torch.device) -> str:
+def _compute_path(precision: str, device: torch.device) -> str:
+    """The path `precision` runs on `device`: the CPU's bf16 is named for its instructions."""
     if precision == "fp32":
         return "fp32"
     if device.type == "cuda":
@@ -423,7 +430,7 @@ def _numerics_name(precision: str, device: torch.device) -> str:
 def _build(model: ConvNeXtPose, precision: str, device: torch.device) -> OptimizedConvNeXtPose:
     if device.type == "cuda":
         set_cuda_fp32_precision(tf32=precision == "tf32")
-    return OptimizedConvNeXtPose(model, _numerics_name(precision, device))
+    return OptimizedConvNeXtPose(model, _compute_path(precision, device))
 
 
 def _trial(candidate: OptimizedConvNeXtPose, precision: str, device: torch.device,
@@ -454,7 +461,7 @@ def optimize_for_inference(model: ConvNeXtPose, precision: str = "auto", *,
     unless `calibration` crops (N, 3, 256, 256, normalized; real people) are given: then every
     path the device has is run on them against strict float32, and the fastest one whose 3D
     joints move by at most MEAN_CHANGE_MM on average and MAX_CHANGE_MM at most is taken
-    (`optimized.precision_trials` holds the measurements). `optimized.numerics` says what runs.
+    (`optimized.precision_trials` holds the measurements). `optimized.compute_path` says what runs.
     tune_allocator: on CPU, also call `tune_cpu_allocator()`. Process-wide, so off unless asked
     for: a long-running caller that turns it on should also trim the heap now and then (the app's
     frame loop does, app/memory.py)."""

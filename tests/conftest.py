@@ -18,11 +18,6 @@ def group_boxes():
     return load_group_boxes()
 
 
-@pytest.fixture(scope="session")
-def tiny_checkpoint():
-    return DATA / "ConvNeXtPose_TINY.tar"
-
-
 # Models take a while to load: one of each serves every test that needs it.
 @pytest.fixture(scope="session")
 def blazepose():

@@ -152,7 +152,7 @@ def test_benchmark_prints_json_last(tmp_path, clip, capsys):
     # the pose network alone, plain float32 eager vs the path that ran, timed in the same run
     network = report["pose_network"]
     assert network["batch"] >= 1 and network["fp32_eager_ms"] > 0 and network["selected_ms"] > 0
-    assert network["numerics"] == "fp32" and network["max_deviation"] < 0.05
+    assert network["compute_path"] == "fp32" and network["max_deviation"] < 0.05
 
 
 def test_benchmark_with_an_output_composes_every_frame(tmp_path, clip, capsys):

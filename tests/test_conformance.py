@@ -10,7 +10,7 @@ from models import load_convnextpose
 
 from support import DATA, SHARED_CONVNEXTPOSE
 
-# float32 CPU tolerances (shared/convnextpose/README.md)
+# float32 CPU tolerances against the authors' outputs: heatmap units, image pixels, mm
 COORD_TOL, PIXEL_TOL, MM_TOL = 1e-3, 0.05, 0.5
 
 

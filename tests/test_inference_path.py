@@ -75,7 +75,7 @@ def test_warm_up_runs_on_the_thread_that_infers(tmp_path, monkeypatch):
 
     def recording_backend(model, **kwargs):
         wrapped = _Recording(model)
-        wrapped.numerics = "fp32"
+        wrapped.compute_path = "fp32"
         recordings.append(wrapped)
         return real_backend(wrapped, **kwargs)
     monkeypatch.setattr(estimator, "ConvNeXtPoseBackend", recording_backend)

@@ -1,4 +1,4 @@
-"""optimize_for_inference: same interface, same answers (conformance data), faster numerics."""
+"""optimize_for_inference: same interface, same answers (conformance data), faster compute paths."""
 import copy
 
 import numpy as np
@@ -57,7 +57,7 @@ def test_batchnorm_folding_alone_is_exact(case):
 def test_fp32_matches_the_float32_network_and_the_authors(case):
     model, images, coords, confidence, expected = case
     optimized = optimize_for_inference(model, "fp32")
-    assert optimized.numerics == "fp32"
+    assert optimized.compute_path == "fp32"
     with torch.inference_mode():
         c, conf = optimized.forward_with_confidence(images)
     np.testing.assert_allclose(c.numpy(), coords.numpy(), atol=FP32_TOL)
@@ -70,7 +70,7 @@ def test_automatic_choice_stays_within_tolerance(case):
     for optimized in (optimize_for_inference(model), optimize_for_inference(model, calibration=images)):
         with torch.inference_mode():
             c, conf = optimized.forward_with_confidence(images)
-        assert (c - coords).abs().max() <= TOLERANCE, optimized.numerics
+        assert (c - coords).abs().max() <= TOLERANCE, optimized.compute_path
         assert torch.all((conf >= 0) & (conf <= 1))
         assert (conf - confidence).abs().max() <= TOLERANCE
 
@@ -83,7 +83,7 @@ def test_bf16_is_not_chosen_when_it_moves_the_answers():
     if "bf16" not in available_precisions("cpu"):
         pytest.skip("this CPU has no native bfloat16")
     bf16 = optimize_for_inference(model, "bf16")
-    assert bf16.numerics in ("bf16-avx512", "bf16-amx")
+    assert bf16.compute_path in ("bf16-avx512", "bf16-amx")
     with torch.inference_mode():
         c, conf = bf16.forward_with_confidence(images)
     assert torch.isfinite(c).all() and torch.all((conf >= 0) & (conf <= 1))
@@ -91,7 +91,7 @@ def test_bf16_is_not_chosen_when_it_moves_the_answers():
     # the random conformance heatmaps: bf16 moves the joints far beyond auto's limits
     auto = optimize_for_inference(model, calibration=images)
     assert {t.precision: t.passes for t in auto.precision_trials} == {"fp32": True, "bf16": False}
-    assert auto.numerics == "fp32"
+    assert auto.compute_path == "fp32"
 
 
 def test_interface_device_and_source_model_kept():

@@ -1,4 +1,4 @@
-"""--precision: which numerics each device can run, auto's rule (the fastest path within 1 mm mean
+"""--precision: which precisions each device can run, auto's rule (the fastest path within 1 mm mean
 and 5 mm max of strict float32 in the 3D joints), and the rule applied to a trained-like network
 (tests/data/ConvNeXtPose_TINY_trained_like.tar, from benchmarks/finetune_pseudo_labels.py:
 concentrated heatmaps, unlike the random conformance checkpoints')."""
@@ -18,7 +18,7 @@ from models.optimize import (MAX_CHANGE_MM, MEAN_CHANGE_MM, PrecisionTrial, avai
 TRAINED_LIKE = DATA / "ConvNeXtPose_TINY_trained_like.tar"
 
 
-def test_numerics_per_device_capability():
+def test_precisions_per_device_capability():
     assert precisions_for("cpu") == ["fp32"]                          # AVX2 only
     assert precisions_for("cpu", cpu_bf16=True) == ["fp32", "bf16"]  # AVX512-BF16 or AMX
     assert precisions_for("cuda", cuda_capability=(9, 0)) == ["fp32", "tf32", "bf16", "fp16"]  # H100
@@ -81,13 +81,13 @@ def test_auto_follows_the_rule_on_the_trained_like_network(trained_like, precisi
     assert trials[precision].mean_mm == pytest.approx(mean_mm, abs=1e-3)
     assert trials[precision].max_mm == pytest.approx(max_mm, abs=1e-3)
     within = mean_mm <= MEAN_CHANGE_MM and max_mm <= MAX_CHANGE_MM
-    taken = chosen.numerics != "fp32"
+    taken = chosen.compute_path != "fp32"
     if taken:
-        assert within and chosen.numerics.startswith(precision)
+        assert within and chosen.compute_path.startswith(precision)
         assert trials[precision].ms <= trials["fp32"].ms
     elif within:
         assert trials[precision].ms > trials["fp32"].ms      # passed, but float32 was faster
-    print(f"{precision}: {mean_mm:.3f} mm mean, {max_mm:.3f} mm max; auto ran {chosen.numerics}")
+    print(f"{precision}: {mean_mm:.3f} mm mean, {max_mm:.3f} mm max; auto ran {chosen.compute_path}")
 
 
 def test_trained_like_network_has_concentrated_heatmaps(trained_like):
@@ -104,10 +104,20 @@ def test_fp32_forces_strict_float32_and_auto_reports_what_it_measured(caplog):
     tiny = str(DATA / "ConvNeXtPose_TINY.tar")
     caplog.set_level("INFO", logger="app")
     strict = create_backend(tiny, precision="fp32")
-    assert strict.numerics == "fp32" and strict.model.precision_trials == []
+    assert strict.compute_path == "fp32" and strict.model.precision_trials == []
     auto = create_backend(tiny, precision="auto")
     lines = [record.getMessage() for record in caplog.records]
     assert [t.precision for t in auto.model.precision_trials] == available_precisions("cpu")
     if len(available_precisions("cpu")) > 1:
         assert any(line.startswith("--precision auto: fp32") for line in lines)
     assert np.isfinite([t.mean_mm for t in auto.model.precision_trials if t.precision == "fp32"]).all()
+
+
+def test_auto_without_the_calibration_photo_says_so_and_keeps_float32(caplog, tmp_path, monkeypatch):
+    from app import backends
+    missing = tmp_path / "group.jpg"
+    caplog.set_level("WARNING", logger="app")
+    monkeypatch.setattr(backends, "calibration_crops", lambda: calibration_crops(missing))
+    auto = create_backend(str(DATA / "ConvNeXtPose_TINY.tar"), precision="auto")
+    assert auto.compute_path == "fp32" and auto.model.precision_trials == []
+    assert any(str(missing) in record.getMessage() and "float32" in record.getMessage() for record in caplog.records)

@@ -173,7 +173,8 @@ def test_scene_composition_layout_and_no_people():
     people = [standing_person((0, 200, 3000), 1)]
     out = scene.render(FrameResult(frame, people, {"detect": 8.0, "pose": 30.0}), SceneInfo("ConvNeXtPose-XS", "cpu", 20.0))
     assert out.shape == (360, 960, 3)
-    assert scene.panel_rect.x == 480 and scene.panel_rect.w == 480
+    _, panel = scene.layout(frame.image.shape)
+    assert panel.x == 480 and panel.w == 480
     right = out[:, 480:]
     for colour in SIDE_COLOURS_BGR.values():
         assert (np.abs(right.astype(int) - colour).max(axis=2) < 30).sum() > 20
@@ -311,3 +312,32 @@ def test_label_and_export_name_the_same_scores():
     p.confidence[:] = 0.25
     assert person_label(p) == "id 4  score 0.93  pose 0.25"
     assert p.detection_score == pytest.approx(0.93) and p.pose_score == pytest.approx(0.25)
+
+
+def test_people_without_a_root_stand_in_the_same_row_in_the_panel_and_the_plot():
+    """One rule places people whose root is unknown: a row 1 m apart at the others' median
+    depth, in the live panel and in --plot alike."""
+    import dataclasses
+
+    from app.plot import world_joints
+    known = [standing_person((-500, 200, 2000), 1), standing_person((500, 200, 4000), 2)]
+    unknown = [dataclasses.replace(standing_person(track_id=3), root_cam=None),
+               dataclasses.replace(standing_person(track_id=4), root_cam=None)]
+    people = known + unknown
+    panel = [pp.joints_world for pp in place_people(people, centred=False)]
+    plot = world_joints(people)
+    for a, b in zip(panel, plot):
+        np.testing.assert_allclose(a, b)
+    roots = np.array([joints[JOINT_INDEX["Pelvis"]] for joints in plot])
+    np.testing.assert_allclose(roots[:2], [[-500, 200, 2000], [500, 200, 4000]], atol=1e-3)
+    np.testing.assert_allclose(roots[2:, 2], 3000.0)                    # the others' median depth
+    np.testing.assert_allclose(roots[3, 0] - roots[2, 0], 1000.0)      # 1 m apart, not overlapping
+
+
+def test_scene_composes_gray_and_bgra_frames_like_bgr():
+    scene = SceneRenderer()
+    bgr = np.full((120, 160, 3), 90, np.uint8)
+    expected = scene.render(FrameResult(Frame(0, 0.0, bgr), [], {}), SceneInfo()).copy()
+    for image in (np.full((120, 160), 90, np.uint8), np.dstack([bgr, np.full((120, 160), 255, np.uint8)])):
+        out = scene.render(FrameResult(Frame(0, 0.0, image), [], {}), SceneInfo())
+        assert np.array_equal(out, expected)

@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 
 from app.errors import UserError
+from app.pixels import as_bgr_uint8
 from app.types import FrameResult
 
 from .atomic import FileSink, remove_stale_temporaries, write_bytes_atomically
@@ -20,20 +21,9 @@ FOLDER_IMAGE_EXTENSION = ".jpg"   # the files inside a folder output
 PHOTO_SUFFIX = "_pose"            # photo.jpg -> photo_pose.jpg
 
 
-def to_bgr_uint8(image: np.ndarray) -> np.ndarray:
-    """What the encoders take: 3-channel BGR, 8 bits."""
-    if image.dtype != np.uint8:
-        image = np.clip(image, 0, 255).astype(np.uint8)
-    if image.ndim == 2:
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-    if image.shape[2] == 4:
-        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
-    return image
-
-
 def encode_image(image: np.ndarray, ext: str) -> bytes:
     params = [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY] if ext in (".jpg", ".jpeg") else []
-    ok, data = cv2.imencode(ext, to_bgr_uint8(image), params)
+    ok, data = cv2.imencode(ext, as_bgr_uint8(image), params)
     if not ok:
         raise UserError(f"OpenCV cannot encode a {ext} image.")
     return data.tobytes()

@@ -20,10 +20,10 @@ import cv2
 import numpy as np
 
 from app.errors import UserError
+from app.pixels import as_bgr_uint8
 from app.types import FrameResult
 
 from .atomic import FileSink, write_error
-from .images import to_bgr_uint8
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +176,7 @@ class VideoSink(FileSink):
         self._encoder = _OpenCvVideo(temp, "mp4v", self.fps, even)
 
     def _prepare(self, image: np.ndarray) -> np.ndarray:
-        image = to_bgr_uint8(image)
+        image = as_bgr_uint8(image)
         h, w = image.shape[:2]
         if self.size is None:
             self.size = (w, h)

@@ -10,6 +10,7 @@ from typing import Iterator, Protocol
 import cv2
 import numpy as np
 
+from app.pixels import as_bgr_uint8
 from app.types import Frame
 
 log = logging.getLogger(__name__)
@@ -64,15 +65,6 @@ def usable_fps(value: float) -> float:
     return float(value)
 
 
-def as_bgr(image: np.ndarray) -> np.ndarray:
-    """Frames are promised as H x W x 3 uint8; some decoders hand back gray or BGRA."""
-    if image.ndim == 2:
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-    if image.shape[2] == 4:
-        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
-    return image
-
-
 def image_size(image: np.ndarray) -> tuple[int, int]:
     return int(image.shape[1]), int(image.shape[0])
 
@@ -90,7 +82,7 @@ def read_image(path: Path) -> np.ndarray | None:
     if data.size == 0:
         return None
     image = cv2.imdecode(data, cv2.IMREAD_COLOR)
-    return None if image is None else as_bgr(image)
+    return None if image is None else as_bgr_uint8(image)
 
 
 def natural_key(name: str) -> list:

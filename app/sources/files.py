@@ -15,9 +15,10 @@ import numpy as np
 
 from app.errors import UserError
 from app.formats import READABLE_IMAGE_EXTENSIONS, READABLE_VIDEO_EXTENSIONS
+from app.pixels import as_bgr_uint8
 from app.types import Frame
 
-from .base import STILL_FPS, Capture, Source, as_bgr, image_size, natural_key, read_image, usable_fps
+from .base import STILL_FPS, Capture, Source, image_size, natural_key, read_image, usable_fps
 from .probe import looks_like_text, mp4_cut_before_index, sniff
 
 log = logging.getLogger(__name__)
@@ -119,7 +120,7 @@ class VideoFileSource(Source):
             capture.release()
             raise UserError(f"cannot decode the first frame of video '{description}': "
                             "the file is corrupt, truncated or uses an unsupported codec.")
-        self._first = as_bgr(first)
+        self._first = as_bgr_uint8(first)
         self.size = image_size(self._first)
         self.fps = usable_fps(capture.get(cv2.CAP_PROP_FPS))
         count = capture.get(cv2.CAP_PROP_FRAME_COUNT)
@@ -157,7 +158,7 @@ class VideoFileSource(Source):
                     continue
                 failures = 0
                 self._decoded += 1
-                yield as_bgr(image)
+                yield as_bgr_uint8(image)
         finally:
             self._release()
 

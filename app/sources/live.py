@@ -13,9 +13,10 @@ import cv2
 import numpy as np
 
 from app.errors import UserError
+from app.pixels import as_bgr_uint8
 from app.types import Frame
 
-from .base import Capture, Source, as_bgr, image_size, usable_fps
+from .base import Capture, Source, image_size, usable_fps
 from .probe import redact_url
 
 log = logging.getLogger(__name__)
@@ -104,7 +105,7 @@ class LatestFrameReader:
                 got_frame = True
                 now = time.monotonic()
                 with self._cond:
-                    self._newest = as_bgr(image)
+                    self._newest = as_bgr_uint8(image)
                     self._newest_seq += 1
                     self._newest_time = now
                     self._cond.notify_all()
