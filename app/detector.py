@@ -309,7 +309,7 @@ def _check_image(image_bgr: np.ndarray) -> None:
 def _part_of(small: Sighting, large: Sighting, cfg: DetectorConfig) -> bool:
     a, b = small.box, large.box
     if not (a.area < cfg.contain_area_ratio * b.area
-            and _intersection(a, b) >= cfg.contain_fraction * a.area):
+            and a.intersection(b) >= cfg.contain_fraction * a.area):
         return False
     hips_a = small.landmarks.image[[23, 24], :2].mean(axis=0)
     hips_b = large.landmarks.image[[23, 24], :2].mean(axis=0)
@@ -328,6 +328,8 @@ def landmark_box(landmarks: PoseLandmarks, width: int, height: int) -> Box | Non
     size = max(x1 - x0, y1 - y0)
     x0, x1 = x0 - 0.08 * size, x1 + 0.08 * size
     y0, y1 = y0 - 0.1 * size, y1 + 0.03 * size
+    # clipped here in the landmarks' float32, not by Box.clipped (float64): the boxes, and so
+    # every crop after them, stay bit for bit what they were measured with
     x0, y0, x1, y1 = max(0.0, x0), max(0.0, y0), min(float(width), x1), min(float(height), y1)
     if x1 <= x0 or y1 <= y0:
         return None
@@ -370,9 +372,3 @@ def _inside_view(det: PoseDetection, view: View, width: int, height: int) -> flo
     iw = max(0.0, min(x1, right) - max(x0, left))
     ih = max(0.0, min(y1, bottom) - max(y0, top))
     return float(iw * ih / area)
-
-
-def _intersection(a: Box, b: Box) -> float:
-    w = min(a.x + a.w, b.x + b.w) - max(a.x, b.x)
-    h = min(a.y + a.h, b.y + b.h) - max(a.y, b.y)
-    return max(0.0, w) * max(0.0, h)
