@@ -82,7 +82,7 @@ def create_backend(model: str | None, device: str = "auto", precision: str = "au
         raise UserError(str(error)) from None
     log.info("Loaded %s: %s", path.name, network.describe())
     try:
-        runner = optimize_for_inference(network, precision=precision, tune_allocator=True,
+        runner = optimize_for_inference(network, precision=precision,
                                         calibration=calibration_crops() if precision == "auto" else None)
     except ValueError as error:   # e.g. bf16 asked for on hardware without it
         raise UserError(f"--precision {precision}: {error}") from None

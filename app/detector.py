@@ -38,7 +38,6 @@ from typing import Literal, Sequence
 import numpy as np
 
 from app.errors import UserError
-from app.native_logs import native_stderr_silenced
 from app.types import BodyRegion, Box
 from models.blazepose import (ModelUnavailableError, PoseDetection, PoseDetector, PoseLandmarker,
                               PoseLandmarks, Roi)
@@ -111,10 +110,11 @@ class PersonDetector:
         self.detector_calls = 0
         self.landmark_calls = 0
         try:
-            with native_stderr_silenced():   # LiteRT announces its XNNPACK delegate on fd 2
-                self._model = PoseDetector(num_threads=config.num_threads,
-                                           min_score=min(config.min_score, config.tile_min_score))
-                self._landmarker = PoseLandmarker(num_threads=config.num_threads)
+            # LiteRT announces its XNNPACK delegate on fd 2: the command keeps that off screen
+            # (app/command_scope.py), not this constructor, which may run beside reader threads
+            self._model = PoseDetector(num_threads=config.num_threads,
+                                       min_score=min(config.min_score, config.tile_min_score))
+            self._landmarker = PoseLandmarker(num_threads=config.num_threads)
         except ModelUnavailableError as exc:
             raise UserError(f"the person detector cannot start: {exc}") from exc
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from . import signals
 from .launch_clock import seconds_since_launch
+from .memory import keep_freed_memory
 from .run_report import RunAccount, RunSummary
 from .types import Box, Camera, Frame, FrameResult
 
@@ -200,7 +201,7 @@ class FrameLoop:
     def run(self) -> RunSummary:
         """Every frame through the stages until the input ends, the window closes or a stop is
         asked for; every output is finalized whatever happens."""
-        with signals.for_a_run():
+        with signals.for_a_run(), keep_freed_memory():
             return self._run()
 
     def _run(self) -> RunSummary:

@@ -13,7 +13,7 @@ and the mean / max per-joint change of the 3D joints in mm (auto's rule: at most
 benchmarks/finetune_pseudo_labels.py makes) on the same crops.
 
 The whole comparison runs twice, in two child processes: with glibc's default allocator
-settings and after `tune_cpu_allocator()` (what the app does), which is process-wide and so
+settings and within `app.memory.keep_freed_memory()` (what the app's frame loop does), which is process-wide and so
 cannot be interleaved within one process. --alternatives also times what was tried and lost
 (TorchScript freezing, torch.compile, and ONNX Runtime where `pip install onnx onnxruntime` has
 been run; bf16 in one part of the network at a time is benchmarks/bf16_placement.py).
@@ -24,6 +24,7 @@ need).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import subprocess
@@ -43,8 +44,8 @@ import torch  # noqa: E402
 from app.estimator import normalize_crops  # noqa: E402
 from models import build_convnextpose, load_convnextpose  # noqa: E402
 from models.optimize import (MAX_CHANGE_MM, MEAN_CHANGE_MM, available_precisions,  # noqa: E402
-                             change_mm, optimize_for_inference, strict_fp32, timed_ms,
-                             tune_cpu_allocator)
+                             change_mm, optimize_for_inference, strict_fp32, timed_ms)
+from app.memory import keep_freed_memory  # noqa: E402
 
 SHARED = Path(os.environ.get("CONVNEXTPOSE_SHARED", ROOT.parent / "shared")) / "convnextpose"
 
@@ -211,11 +212,14 @@ def time_interleaved(paths: dict, x: torch.Tensor, runs: int, warmup: int = 3) -
 
 def child(args) -> None:
     tuned = args.allocator == "tuned"
-    if tuned:
-        tune_cpu_allocator()
+    with keep_freed_memory() if tuned else contextlib.nullcontext():   # as a run has it
+        measure(args, tuned)
+
+
+def measure(args, tuned: bool) -> None:
     device = torch.device(args.device)
     model, images, source = load(args.variant, args.checkpoint, args.device)
-    print(f"\n== {device.type}; allocator: {'tuned (tune_cpu_allocator)' if tuned else 'glibc default'}; "
+    print(f"\n== {device.type}; allocator: {'tuned (keep_freed_memory)' if tuned else 'glibc default'}; "
           f"{model.display_name} from {source}; {torch.get_num_threads()} CPU threads")
     paths = {"fp32 eager (as loaded)": eager(model)}
     for precision in available_precisions(device):

@@ -243,30 +243,6 @@ def change_mm(coords: torch.Tensor, reference: torch.Tensor, depth_bins: int,
     return float(distance.mean()), float(distance.max())
 
 
-_ALLOCATOR_TUNED = False
-
-
-def tune_cpu_allocator() -> bool:
-    """Make glibc malloc keep freed memory instead of handing it back to the OS.
-
-    A ConvNeXtPose-L pass allocates ~40 MB of activations per crop; with glibc's defaults they
-    are mmap'ed and unmapped on every call, and the page faults of touching fresh pages cost a
-    measurable part of a pass on these 2-core machines (benchmarks/bench_pose.py). Process-wide,
-    idempotent; a no-op (False) where the C library is not glibc."""
-    global _ALLOCATOR_TUNED
-    if _ALLOCATOR_TUNED:
-        return True
-    try:
-        import ctypes
-        libc = ctypes.CDLL("libc.so.6")
-        m_trim_threshold, m_mmap_threshold = -1, -3
-        ok = libc.mallopt(m_mmap_threshold, 1 << 30) == 1 and libc.mallopt(m_trim_threshold, 1 << 30) == 1
-    except (OSError, AttributeError):
-        return False
-    _ALLOCATOR_TUNED = bool(ok)
-    return _ALLOCATOR_TUNED
-
-
 # --------------------------------------------------------------------------- the optimised network
 
 def _coords_and_plane(logits: torch.Tensor, joints: int, depth_bins: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -452,8 +428,7 @@ def _trial(candidate: OptimizedConvNeXtPose, precision: str, device: torch.devic
 
 
 def optimize_for_inference(model: ConvNeXtPose, precision: str = "auto", *,
-                           calibration: torch.Tensor | None = None,
-                           tune_allocator: bool = False) -> OptimizedConvNeXtPose:
+                           calibration: torch.Tensor | None = None) -> OptimizedConvNeXtPose:
     """A faster copy of `model` (left untouched) with the same interface.
 
     precision: "fp32" forces strict float32 (TF32 off on CUDA); "bf16", "fp16", "tf32" force
@@ -462,16 +437,13 @@ def optimize_for_inference(model: ConvNeXtPose, precision: str = "auto", *,
     path the device has is run on them against strict float32, and the fastest one whose 3D
     joints move by at most MEAN_CHANGE_MM on average and MAX_CHANGE_MM at most is taken
     (`optimized.precision_trials` holds the measurements). `optimized.compute_path` says what runs.
-    tune_allocator: on CPU, also call `tune_cpu_allocator()`. Process-wide, so off unless asked
-    for: a long-running caller that turns it on should also trim the heap now and then (the app's
-    frame loop does, app/memory.py)."""
+    Nothing process-wide is changed (the app's frame loop keeps freed memory for its run,
+    app/memory.py)."""
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
     if isinstance(model, OptimizedConvNeXtPose):
         raise ValueError("the model is already optimized")
     device = next(model.parameters()).device
-    if device.type == "cpu" and tune_allocator:
-        tune_cpu_allocator()
     available = available_precisions(device)
     if precision != "auto":
         if precision not in available:
