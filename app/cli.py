@@ -6,15 +6,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-from dataclasses import replace
 
 from . import signals
-from .errors import UserError
 from .command_scope import command_scope
+from .errors import UserError
 from .settings import (DEFAULT_FOV_DEG, DEVICES, PRECISIONS, CameraSettings, InputSettings,
                        OutputSettings, PoseSettings, Settings, TrackingSettings, ViewSettings)
 
 log = logging.getLogger(__name__)
+
 
 def add_processing_options(p: argparse.ArgumentParser) -> None:
     """How frames are turned into joints: the options a single run and a batch share."""
@@ -47,13 +47,11 @@ def add_processing_options(p: argparse.ArgumentParser) -> None:
 def processing_settings(args: argparse.Namespace) -> dict:
     """The parts of Settings the processing options make (each checks its values): a single
     run and a batch build them alike."""
-    from .detector import DetectorConfig
     from .render2d import Overlay2DStyle
     return {"camera": CameraSettings(focal=args.focal, fov=args.fov),
             "pose": PoseSettings(model=args.model, device=args.device, precision=args.precision),
             "tracking": TrackingSettings(detect_every=args.detect_every, smooth=args.smooth),
-            "detector": DetectorConfig(),
-            "overlay": replace(Overlay2DStyle(), min_confidence=args.joint_threshold)}
+            "overlay": Overlay2DStyle(min_confidence=args.joint_threshold)}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -205,13 +205,12 @@ class FrameLoop:
             return self._run()
 
     def _run(self) -> RunSummary:
-        threads = [threading.Thread(target=self._infer, name="infer", daemon=True)]
+        infer = threading.Thread(target=self._infer, name="infer", daemon=True)
         started = time.perf_counter()
         ended: float | None = None
         fps_window: deque[float] = deque(maxlen=30)
         try:
-            for thread in threads:
-                thread.start()
+            infer.start()
             last, fps = None, None   # no rate until two frames have been seen
             while True:
                 item = self.results_q.get()
@@ -234,8 +233,7 @@ class FrameLoop:
             seconds = (ended or time.perf_counter()) - started
             self.stop.set()
             self._drain()
-            for thread in threads:
-                thread.join(timeout=2.0)
+            infer.join(timeout=2.0)
             if self._detect_ahead is not None:
                 self._detect_ahead.shutdown(wait=True, cancel_futures=True)
             self.account.finish(seconds)

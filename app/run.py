@@ -109,7 +109,7 @@ def build_loop(settings: Settings, source, window: bool, opened: list,
     tracker = make_tracker()
     stills = getattr(source, "mode", None) == "stills"
     plan = DetectionPlan(detector.tiles, PlanConfig(redetect_every=settings.tracking.detect_every,
-                                                    stills=stills or source.is_still))
+                                                    stills=source.is_still))
     scene = SceneRenderer(overlay_style=settings.overlay)
     sinks = SinkGroup()
     outputs = settings.outputs

@@ -96,10 +96,9 @@ def for_a_run():
     library or a notebook, where Python's own Ctrl-C handler is in place, Ctrl-C is handled
     for the whole run as the command line does, so that deferred() holds it without swapping
     handlers for every frame; a host's own handlers, or an ignored SIGINT, are left alone."""
-    if (_state.installed or threading.current_thread() is not threading.main_thread()
-            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
         return contextlib.nullcontext()
-    return handled(which=(signal.SIGINT,))
+    return handled(which=(signal.SIGINT,))   # itself a no-op off the main thread
 
 
 @contextlib.contextmanager
