@@ -49,6 +49,7 @@ from app.skeleton import FLIP_PAIRS  # noqa: E402
 from app.types import Camera  # noqa: E402
 from models import load_convnextpose  # noqa: E402
 from models.convnextpose import HEATMAP_SIZE, INPUT_SIZE  # noqa: E402
+from tests.support import video_frames  # noqa: E402
 
 DATA = ROOT / "tests" / "data"
 SHARED = Path(os.environ.get("CONVNEXTPOSE_SHARED", ROOT.parent / "shared")) / "convnextpose"
@@ -69,15 +70,8 @@ def frames():
     """(name, BGR image) for every photo, and every frame of the video (30, 1 s)."""
     for name in PHOTOS:
         yield name, cv2.imread(str(DATA / name))
-    capture = cv2.VideoCapture(str(DATA / VIDEO))
-    index = 0
-    while True:
-        ok, image = capture.read()
-        if not ok:
-            break
+    for index, image in enumerate(video_frames(DATA / VIDEO)):
         yield f"{VIDEO}#{index}", image
-        index += 1
-    capture.release()
 
 
 def pseudo_labels(depth_bins: int, min_confidence: float = 0.5) -> list[Sample]:

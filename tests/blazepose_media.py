@@ -2,10 +2,10 @@
 same way by the reference script (which needs mediapipe) and by the tests (which must not)."""
 from __future__ import annotations
 
-
 import cv2
 import numpy as np
-from support import DATA
+
+from support import DATA, video_frames
 
 PHOTOS = ("group.jpg", "basketball1.jpg", "home.jpg", "messi5.jpg", "fruits.jpg")
 VIDEO = "pedestrians.mp4"
@@ -24,16 +24,9 @@ def reference_images() -> list[tuple[str, np.ndarray]]:
     those (named "source[x,y,side]")."""
     out = [(name, cv2.imread(str(DATA / name))[:, :, ::-1]) for name in PHOTOS]
     out.append(("group.jpg:rot90", np.rot90(out[0][1])))
-    capture = cv2.VideoCapture(str(DATA / VIDEO))
-    index = 0
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
+    for index, frame in enumerate(video_frames(DATA / VIDEO)):
         if index in VIDEO_FRAMES:
             out.append((f"{VIDEO}:{index}", frame[:, :, ::-1]))
-        index += 1
-    capture.release()
     by_name = dict(out)
     for source, x, y, side in CROPS:
         out.append((f"{source}[{x},{y},{side}]", by_name[source][y:y + side, x:x + side]))

@@ -9,6 +9,7 @@ import os
 import threading
 import time
 from pathlib import Path
+from typing import Iterator
 
 import cv2
 import numpy as np
@@ -25,14 +26,22 @@ SHARED_CONVNEXTPOSE = SHARED / "convnextpose"
 
 # ---- media ----
 
+def video_frames(path) -> Iterator[np.ndarray]:
+    """Every frame of a video that decodes, in order (BGR)."""
+    capture = cv2.VideoCapture(str(path))
+    try:
+        while True:
+            ok, image = capture.read()
+            if not ok:
+                return
+            yield image
+    finally:
+        capture.release()
+
+
 def decoded_frames(path) -> int:
     """How many frames of a written video really decode (what a player would show)."""
-    capture = cv2.VideoCapture(str(path))
-    count = 0
-    while capture.read()[0]:
-        count += 1
-    capture.release()
-    return count
+    return sum(1 for _ in video_frames(path))
 
 
 def video_properties(path) -> tuple[int, tuple[int, int], float]:
