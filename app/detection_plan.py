@@ -55,6 +55,10 @@ class PlanConfig:
     # pasted in moved 45 such pixels of a 128 px tile's 40x40 thumbnail).
     change_level: float = 12.0
     min_changed: int = 2
+    # Picture the camera's drift brought in at the frame's edges since a tile's last search is no
+    # reason to search it again while the strip is narrower than this share of the tile's side:
+    # the smallest body a tile finds is ~0.4 of its side tall (docs/detection.md), ~0.1 wide.
+    min_new_strip: float = 0.1
 
     def __post_init__(self):
         if self.redetect_every < 1 or self.sweep_interval < 1:
@@ -231,7 +235,25 @@ class DetectionPlan:
         before = cv2.getRectSubPix(then.image, (cols, rows),
                                    (ix + (cols - 1) / 2 - dx, iy + (rows - 1) / 2 - dy))
         moved = (np.abs(current - before) > self.config.change_level).astype(np.uint8)
+        self._ignore_thin_new_strips(moved, ix, iy, dx, dy, then.image.shape)
         return np.count_nonzero(cv2.erode(moved, _BLOCK)) >= self.config.min_changed
+
+    def _ignore_thin_new_strips(self, moved: np.ndarray, ix: int, iy: int, dx: float, dy: float,
+                                shape: tuple[int, int]) -> None:
+        """Clears `moved` where the tile shows picture that lay outside the frame at its last
+        search (the drift brought it in), when that strip is too narrow to hold a new person."""
+        rows, cols = moved.shape
+        height, width = shape
+        limit = self.config.min_new_strip * min(rows, cols)
+        # a thumbnail pixel whose source then was within a pixel of the edge: new, or smeared
+        x_then = ix + np.arange(cols) - dx
+        y_then = iy + np.arange(rows) - dy
+        new_cols = (x_then < 1) | (x_then > width - 2)
+        new_rows = (y_then < 1) | (y_then > height - 2)
+        if 0 < np.count_nonzero(new_cols) < limit:
+            moved[:, new_cols] = 0
+        if 0 < np.count_nonzero(new_rows) < limit:
+            moved[new_rows, :] = 0
 
     def _searched(self, tile: _TileState, frame_index: int, thumb: _Thumb | None) -> None:
         tile.searched_at = frame_index if thumb is not None else None

@@ -144,13 +144,33 @@ def test_a_person_walking_in_is_found_within_one_sweep_and_unchanged_tiles_are_n
             found_at = index
             assert people[0].box.iou(where) > 0.3
     assert found_at is not None and arrives <= found_at < arrives + interval, found_at
-    # after the first frame's sweep, only tiles where he stands (the drift moves him 12 px),
-    # or on the edge where the drift brings new picture in
+    # after the first frame's sweep, only tiles where he stands (the drift moves him 12 px), or on
+    # the edge, where resampled edges of the room change a little under the drift
     around = Box(where.x - 12, where.y - 6, where.w + 24, where.h + 12)
     for x, y, w, h in searched_later:
         on_edge = drift and (x == 0 or y == 0 or x + w == width or y + h == height)
         assert Box(x, y, w, h).iou(around) > 0 or on_edge, (x, y, w, h)
     assert len(searched_later) < len(detector.tiles(width, height)) / 2
+
+
+def test_picture_the_camera_brings_in_is_searched_once_wide_enough_to_hold_someone(tiles):
+    """A camera looking at a smooth wall: drifting by up to 10 px brings in strips too narrow for
+    any body the tiles can find (the finest tile, 160 px, finds bodies ~0.4 of it tall, ~16 px
+    wide), so nothing is searched again; turning 80 px brings in a strip that could hold
+    someone, and the tiles over it, only those, are searched."""
+    rng = np.random.default_rng(0)
+    wall = cv2.resize(rng.uniform(0, 255, (12, 18, 3)).astype(np.uint8), (900, 600),
+                      interpolation=cv2.INTER_CUBIC)
+
+    def view(x: int) -> np.ndarray:
+        return np.ascontiguousarray(wall[60:540, x:x + 640])
+
+    plan = DetectionPlan(tiles, PlanConfig(sweep_interval=10))
+    plan.request(0, view(100), [])
+    drifting = [t for i in range(1, 31) for t in plan.request(i, view(100 + round(10 * np.sin(i / 5))), []).tiles]
+    assert drifting == []
+    turned = [t for i in range(31, 41) for t in plan.request(i, view(180), []).tiles]
+    assert turned and all(x + w > 640 - 80 for x, y, w, h in turned), turned
 
 
 def test_tiles_where_a_followed_person_was_lost_are_searched_again_unchanged(tiles):
