@@ -16,8 +16,10 @@ heatmap cells (0..32), z in depth bins (the bins span 2 m around the pelvis).
 
 Training: BatchNorm statistics first re-estimated on the crops (the random checkpoint's do not
 match its weights), then frozen, so inference sees what training saw; AdamW with a one-cycle
-learning rate on the cross-entropy of each joint's heatmap volume against a Gaussian of one cell
-around its label (what makes the heatmaps concentrated, as a trained network's are); flips and
+learning rate on the cross-entropy of each joint's heatmap volume against a Gaussian of half a
+cell around its label (what makes the heatmaps concentrated, as a trained network's are: at one
+cell, the L network's confidence on the benchmark clip's crops, which it was not trained on, was
+0.28-0.44, around the tracker's 0.3 threshold for a sure pose); flips and
 small affine jitter. --head-only trains the head (its three blocks and the final layer: 1.33 M of
 L's 8.38 M parameters) on the backbone's features of the crops and their mirror images, computed
 once: several times cheaper per step, which makes L trainable in minutes on two cores. Reports
@@ -144,7 +146,7 @@ def augment_flip_only(sample: Sample) -> tuple[np.ndarray, np.ndarray]:
 
 
 def heatmap_loss(logits: torch.Tensor, target: torch.Tensor, joints: int, depth_bins: int,
-                 sigma: float = 1.0) -> torch.Tensor:
+                 sigma: float) -> torch.Tensor:
     """Cross-entropy of each joint's softmax volume against a Gaussian of `sigma` cells (and bins)
     around its label, averaged over joints. Its gradient (softmax minus target) never vanishes,
     unlike an L1 on the soft-argmax, whose gradient dies once a volume has concentrated on a
@@ -219,6 +221,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (one cycle)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--sigma", type=float, default=0.5,
+                        help="width of the target Gaussians (cells, bins): how concentrated the heatmaps get")
     parser.add_argument("--head-only", action="store_true",
                         help="train the head on fixed backbone features (crops, mirror images, jittered copies)")
     parser.add_argument("--copies", type=int, default=8,
@@ -268,7 +272,7 @@ def main() -> None:
             x = upload([b[0] for b in batch]).contiguous()
             y = torch.from_numpy(np.stack([b[1] for b in batch]))
             logits = model.logits(x)
-        loss = heatmap_loss(logits, y, config.joints, config.depth_bins)
+        loss = heatmap_loss(logits, y, config.joints, config.depth_bins, args.sigma)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(trained.parameters(), 1.0)
