@@ -57,7 +57,7 @@ class BlazePoseBackend(PoseBackend):
 
     def __init__(self, roi_scale: float = _ROI_SCALE, min_box_side: float = _MIN_BOX_SIDE_PX,
                  num_threads: int | None = None):
-        """num_threads: LiteRT's threads (None: its default)."""
+        """num_threads: LiteRT's threads (None: one per core, up to 4)."""
         self.roi_scale = roi_scale
         self.min_box_side = min_box_side
         try:

@@ -78,7 +78,7 @@ class DetectorConfig:
     # its shoulders may move at most max_refit_shift body radii (else it spans two people).
     crowd_iou: float = 0.1
     max_refit_shift: float = 0.25
-    num_threads: int | None = None   # LiteRT's threads (None: its default)
+    num_threads: int | None = None   # LiteRT's threads (None: one per core, up to 4)
 
 
 @dataclass
@@ -139,16 +139,18 @@ class PersonDetector:
         return self._search(image_bgr, True, tiles, known or [], skip_known_whole=True)
 
     def search(self, image_bgr: np.ndarray, whole_frame: bool, tiles: Sequence[View] = (),
-               known: Sequence[Box] = (), seen: Sequence[Candidate] = ()) -> list[Box]:
+               known: Sequence[Box] = (), seen: Sequence[Candidate] = (),
+               settled: Sequence[Box] = ()) -> list[Box]:
         """People in the whole frame (when `whole_frame`) and in these tiles (part of a sweep:
         app/detection_plan.py), best first. Tile finds on `known` people are not new and are
-        neither verified nor returned; whole-frame finds on them are (they re-anchor tracks).
+        neither verified nor returned; whole-frame finds on them are (they re-anchor tracks),
+        except on `settled` people (followed on confident poses), which need no anchor.
         `seen`: candidates() already taken from this image (the whole frame, on a helper
         thread), judged together with this call's own: the answer is the same as searching
         all the views here."""
         _check_image(image_bgr)
         return [s.box for s in self._search(image_bgr, whole_frame, tiles, list(known),
-                                            skip_known_whole=False, seen=seen)]
+                                            skip_known_whole=False, seen=seen, settled=list(settled))]
 
     def candidates(self, image_bgr: np.ndarray, whole_frame: bool,
                    tiles: Sequence[View] = ()) -> list[Candidate]:
@@ -200,13 +202,16 @@ class PersonDetector:
         return found
 
     def _search(self, image_bgr: np.ndarray, whole_frame: bool, tiles: Sequence[View],
-                known: list[Box], skip_known_whole: bool, seen: Sequence[Candidate] = ()) -> list[Sighting]:
+                known: list[Box], skip_known_whole: bool, seen: Sequence[Candidate] = (),
+                settled: Sequence[Box] = ()) -> list[Sighting]:
         cfg = self.config
         # copies: merging counts support on them, and `seen` may be judged only once
         candidates = [replace(c) for c in seen] + self._candidates(image_bgr, whole_frame, tiles)
         sightings = []
         for cand in self._one_per_body(candidates):
             if known and (skip_known_whole or not cand.whole) and _on_known(cand.detection, known):
+                continue
+            if cand.whole and settled and _on_known(cand.detection, settled):
                 continue
             if not cand.whole and (cand.inside < cfg.min_inside or (
                     cand.support < cfg.min_support and cand.detection.score < cfg.alone_min_score)):

@@ -116,3 +116,16 @@ def test_boxes_at_border_tiny_and_alignment(blazepose):
     assert people[1] is not None and people[3] is not None
     assert np.linalg.norm(people[1].joints_2d[J["Pelvis"]] - people[3].joints_2d[J["Pelvis"]]) < 25
     assert blazepose.estimate(image, [], camera) == []
+
+
+def test_litert_uses_the_cores_it_may(monkeypatch):
+    """LiteRT's own default is one thread; the models run on one per core (up to 4), or on the
+    share a batch worker sets in OMP_NUM_THREADS."""
+    import os
+    from models.blazepose.runtime import default_threads
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert default_threads() == min(4, len(os.sched_getaffinity(0)))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert default_threads() == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "16")
+    assert default_threads() == 4

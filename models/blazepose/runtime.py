@@ -3,6 +3,7 @@ XNNPACK on CPU by default). A LiteRT interpreter is not safe to call from two th
 so calls are serialized; a closed model refuses further calls."""
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -15,9 +16,21 @@ class ModelUnavailableError(RuntimeError):
     """The runtime is missing or the model file cannot be loaded; the message says which."""
 
 
+def default_threads() -> int:
+    """One thread per core this process may use (OMP_NUM_THREADS where set, as a batch worker sets
+    its share), at most 4. LiteRT's own default is one thread: on 2 cores (Intel Xeon, AVX-512)
+    the detector took 12.1 ms and the landmark model 22.0 ms per call on one, 6.5 and 11.9 ms on
+    two. Beyond 4 threads these small models were not measured."""
+    try:
+        cores = int(os.environ.get("OMP_NUM_THREADS", "")) or len(os.sched_getaffinity(0))
+    except (ValueError, AttributeError):   # no such variable / no sched_getaffinity (macOS)
+        cores = os.cpu_count() or 1
+    return max(1, min(4, cores))
+
+
 class TfliteModel:
     def __init__(self, path: str | Path, num_threads: int | None = None):
-        """num_threads: XNNPACK's threads (None: LiteRT's default)."""
+        """num_threads: XNNPACK's threads (None: default_threads())."""
         self.path = Path(path)
         try:
             from ai_edge_litert.interpreter import Interpreter
@@ -28,7 +41,8 @@ class TfliteModel:
         if not self.path.is_file():
             raise ModelUnavailableError(f"model file {self.path} is missing")
         try:
-            self._interpreter = Interpreter(model_path=str(self.path), num_threads=num_threads)
+            self._interpreter = Interpreter(model_path=str(self.path),
+                                            num_threads=num_threads or default_threads())
             self._interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise ModelUnavailableError(f"cannot load {self.path}: {exc}") from exc
