@@ -67,11 +67,14 @@ class PlanConfig:
 
 @dataclass(frozen=True)
 class DetectionRequest:
-    """What to search in one frame: the whole frame or not, which tiles, and the followed
-    people's boxes (tile finds on them are not new people)."""
+    """What to search in one frame: the whole frame or not, which tiles, the followed people's
+    boxes (tile finds on them are not new people), and those of them whose last pose was
+    confident (`settled`: a whole-frame find on them is dropped unverified, as their own joints
+    already place their next crop; only people followed on uncertain poses are re-anchored)."""
     whole_frame: bool = False
     tiles: tuple[View, ...] = ()
     known: tuple[Box, ...] = ()
+    settled: tuple[Box, ...] = ()
 
     def __bool__(self) -> bool:
         return self.whole_frame or bool(self.tiles)
@@ -89,10 +92,21 @@ class PlanStats:
 
 
 @dataclass
+class _Changes:
+    """Where a frame's thumbnail changed since a reference frame's, after the camera's drift: one
+    map for the whole picture, so that each tile is answered by four sums of integral images."""
+    # integral images (cv2.integral) of the changed pixels in: old picture; new columns only
+    # (brought in at the left or right edge); new rows only; both
+    sums: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+    new_cols: np.ndarray          # cumulative count of new columns (length width + 1)
+    new_rows: np.ndarray          # cumulative count of new rows (length height + 1)
+
+
+@dataclass
 class _Thumb:
     image: np.ndarray             # float32 grey, blurred
-    # the camera's drift from that frame's picture to this frame's, by reference frame index
-    drift: dict[int, tuple[float, float]]
+    # what changed since each reference frame (by its index), computed when first asked
+    changes: dict[int, _Changes]
 
 
 @dataclass
@@ -122,7 +136,7 @@ class DetectionPlan:
 
     def request(self, frame_index: int, image: np.ndarray, tracks: Sequence) -> DetectionRequest:
         """What to detect in this frame. `tracks`: the tracker's tracks (`crop` None while lost,
-        `track_id`), as they stand before this frame."""
+        `track_id`, `uncertain`: low-confidence poses in a row), as they stand before this frame."""
         height, width = image.shape[:2]
         cfg = self.config
         self.stats.frames += 1
@@ -130,6 +144,7 @@ class DetectionPlan:
         lost = [box for tid, box in self._followed.items() if tid not in live]
         self._followed = dict(live)
         known = tuple(live.values())
+        settled = tuple(t.crop for t in tracks if t.crop is not None and t.uncertain == 0)
         first = self._size != (width, height)
         if first:
             self._start(width, height)
@@ -143,7 +158,7 @@ class DetectionPlan:
             self.stats.tiles_visited += len(self._tiles)
             self.stats.tiles_searched += len(self._tiles)
             self._prune()
-            return DetectionRequest(True, tuple(t.view for t in self._tiles), known)
+            return DetectionRequest(True, tuple(t.view for t in self._tiles), known, settled)
         for box in lost:   # someone who was followed there may still be there, unchanged
             for tile in self._tiles:
                 # only tiles that could take them: in a smaller one their body is cut by its edges
@@ -166,7 +181,7 @@ class DetectionPlan:
             chosen.append(tile.view)
         self.stats.tiles_searched += len(chosen)
         self._prune()
-        return DetectionRequest(whole, tuple(chosen), known)
+        return DetectionRequest(whole, tuple(chosen), known, settled)
 
     def whole_frame_due(self, frame_index: int, tracks: Sequence) -> bool:
         """Whether this frame gets the whole-frame pass (no state changes: the frame loop asks
@@ -199,7 +214,8 @@ class DetectionPlan:
     def _thumbnail(self, image: np.ndarray, frame_index: int) -> _Thumb:
         height, width = image.shape[:2]
         size = (max(8, int(round(width * self._scale))), max(8, int(round(height * self._scale))))
-        grey = cv2.cvtColor(cv2.resize(image, size, interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2GRAY)
+        # grey first: a third of the pixels to average
+        grey = cv2.resize(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), size, interpolation=cv2.INTER_AREA)
         grey = cv2.GaussianBlur(grey.astype(np.float32), (3, 3), 0)
         if self._window is None:
             self._window = cv2.createHanningWindow((grey.shape[1], grey.shape[0]), cv2.CV_32F)
@@ -207,53 +223,56 @@ class DetectionPlan:
         self._thumbs[frame_index] = thumb
         return thumb
 
-    def _drift(self, then_index: int, now: _Thumb) -> tuple[float, float]:
-        """How far the picture moved since frame `then_index` (phase correlation of the two
-        thumbnails, measured directly rather than summed frame to frame, whose small errors
-        add up: on the static street clip the moving people alone summed to 8 px in 200
-        frames)."""
-        if then_index not in now.drift:
-            # copies: OpenCV windows its inputs in place when their sizes suit its DFT
-            shift, _ = cv2.phaseCorrelate(self._thumbs[then_index].image.copy(), now.image.copy(),
-                                          self._window)
-            now.drift[then_index] = shift
-        return now.drift[then_index]
-
-    def _changed(self, tile: _TileState, now: _Thumb) -> bool:
-        then = self._thumbs.get(tile.searched_at) if tile.searched_at is not None else None
-        if then is None:
-            return True
-        x, y, w, h = (v * self._scale for v in tile.view)
-        ix, iy = int(round(x)), int(round(y))
-        current = now.image[iy:iy + max(2, int(round(h))), ix:ix + max(2, int(round(w)))]
-        if current.size == 0:
-            return True
-        rows, cols = current.shape
-        # The same scene content was where the camera's drift since then says it was
-        # (getRectSubPix's centre is in pixel-centre coordinates).
-        dx, dy = self._drift(tile.searched_at, now)
-        before = cv2.getRectSubPix(then.image, (cols, rows),
-                                   (ix + (cols - 1) / 2 - dx, iy + (rows - 1) / 2 - dy))
-        moved = (np.abs(current - before) > self.config.change_level).astype(np.uint8)
-        self._ignore_thin_new_strips(moved, ix, iy, dx, dy, then.image.shape)
-        return np.count_nonzero(cv2.erode(moved, _BLOCK)) >= self.config.min_changed
-
-    def _ignore_thin_new_strips(self, moved: np.ndarray, ix: int, iy: int, dx: float, dy: float,
-                                shape: tuple[int, int]) -> None:
-        """Clears `moved` where the tile shows picture that lay outside the frame at its last
-        search (the drift brought it in), when that strip is too narrow to hold a new person."""
-        rows, cols = moved.shape
-        height, width = shape
-        limit = self.config.min_new_strip * min(rows, cols)
-        # a thumbnail pixel whose source then was within a pixel of the edge: new, or smeared
-        x_then = ix + np.arange(cols) - dx
-        y_then = iy + np.arange(rows) - dy
+    def _changes(self, then_index: int, now: _Thumb) -> _Changes:
+        """What changed since frame `then_index`. The camera's drift is measured by phase
+        correlation of the two thumbnails directly, not summed frame to frame, whose small
+        errors add up (on the static street clip the moving people alone summed to 8 px in 200
+        frames); the same scene content then lay where the drift says."""
+        if then_index in now.changes:
+            return now.changes[then_index]
+        then = self._thumbs[then_index].image
+        # copies: OpenCV windows its inputs in place when their sizes suit its DFT
+        (dx, dy), _ = cv2.phaseCorrelate(then.copy(), now.image.copy(), self._window)
+        height, width = then.shape
+        before = cv2.warpAffine(then, np.float32([[1, 0, dx], [0, 1, dy]]), (width, height),
+                                flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        moved = cv2.erode((np.abs(now.image - before) > self.config.change_level).astype(np.uint8), _BLOCK)
+        # a pixel whose source then lay within a pixel of the edge: picture the drift brought in
+        x_then, y_then = np.arange(width) - dx, np.arange(height) - dy
         new_cols = (x_then < 1) | (x_then > width - 2)
         new_rows = (y_then < 1) | (y_then > height - 2)
-        if 0 < np.count_nonzero(new_cols) < limit:
-            moved[:, new_cols] = 0
-        if 0 < np.count_nonzero(new_rows) < limit:
-            moved[new_rows, :] = 0
+        in_cols, in_rows = new_cols[None, :], new_rows[:, None]
+        parts = (moved * (~in_cols & ~in_rows), moved * (in_cols & ~in_rows),
+                 moved * (~in_cols & in_rows), moved * (in_cols & in_rows))
+        changes = _Changes(tuple(cv2.integral(part.astype(np.uint8)) for part in parts),
+                           np.concatenate([[0], np.cumsum(new_cols)]),
+                           np.concatenate([[0], np.cumsum(new_rows)]))
+        now.changes[then_index] = changes
+        return changes
+
+    def _changed(self, tile: _TileState, now: _Thumb) -> bool:
+        """Whether the tile's picture changed since its last search. Picture the drift brought in
+        at the frame's edges counts only where the strip is at least `min_new_strip` of the
+        tile's side: a narrower one cannot hold a body the tile finds."""
+        if tile.searched_at is None or tile.searched_at not in self._thumbs:
+            return True
+        x, y, w, h = (v * self._scale for v in tile.view)
+        height, width = now.image.shape
+        x0, y0 = min(max(0, int(round(x))), width), min(max(0, int(round(y))), height)
+        x1, y1 = min(width, x0 + max(2, int(round(w)))), min(height, y0 + max(2, int(round(h))))
+        if x1 <= x0 or y1 <= y0:
+            return True
+        changes = self._changes(tile.searched_at, now)
+        limit = self.config.min_new_strip * min(x1 - x0, y1 - y0)
+        new_cols = changes.new_cols[x1] - changes.new_cols[x0]
+        new_rows = changes.new_rows[y1] - changes.new_rows[y0]
+        cols_count, rows_count = new_cols == 0 or new_cols >= limit, new_rows == 0 or new_rows >= limit
+        counted = (True, cols_count, rows_count, cols_count and rows_count)
+        total = 0
+        for sums, count in zip(changes.sums, counted):
+            if count:
+                total += int(sums[y1, x1] - sums[y0, x1] - sums[y1, x0] + sums[y0, x0])
+        return total >= self.config.min_changed
 
     def _searched(self, tile: _TileState, frame_index: int, thumb: _Thumb | None) -> None:
         tile.searched_at = frame_index if thumb is not None else None

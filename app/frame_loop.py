@@ -98,6 +98,7 @@ class FrameLoop:
         # A live source already keeps only its newest frame; queueing more would add latency.
         self.results_q: queue.Queue = queue.Queue(maxsize=1 if source.is_live else QUEUE_DEPTH)
         self._frames = None   # the source's iterator, made on the infer thread
+        self._warm: float | None = None   # when the warm-up ended
         self.account = RunAccount(photos_unrelated=fresh_tracker is not None)
         self.last_with_people: FrameResult | None = None
 
@@ -116,6 +117,7 @@ class FrameLoop:
         try:
             if self.warm_up is not None:
                 self.warm_up()
+            self._warm = time.perf_counter()   # processing time starts here, not at start-up
             while not self.stop.is_set():
                 item = self._next_frame()
                 if item is _END:
@@ -176,8 +178,10 @@ class FrameLoop:
         if not request:
             return None
         if request.whole_frame and ahead is not None and ahead[0] == index:
-            return self.detector.search(image, False, request.tiles, request.known, seen=ahead[1].result())
-        return self.detector.search(image, request.whole_frame, request.tiles, request.known)
+            return self.detector.search(image, False, request.tiles, request.known, seen=ahead[1].result(),
+                                        settled=request.settled)
+        return self.detector.search(image, request.whole_frame, request.tiles, request.known,
+                                    settled=request.settled)
 
     def _start_detecting_next(self, index: int) -> None:
         """With overlap on: when the next file frame is already decoded and a detection is due
@@ -230,7 +234,7 @@ class FrameLoop:
                 if self.account.summary.first_frame_s is None:
                     self.account.summary.first_frame_s = seconds_since_launch()
         finally:
-            seconds = (ended or time.perf_counter()) - started
+            seconds = (ended or time.perf_counter()) - (self._warm or started)
             self.stop.set()
             self._drain()
             infer.join(timeout=2.0)

@@ -4,7 +4,8 @@ How the frame loop uses it (one Tracker per video/camera stream), with the detec
 (app/detection_plan.py), which decides when and where to detect from the tracks:
 
     request = plan.request(frame.index, frame.image, tracker.tracks)
-    detections = detector.search(frame.image, request.whole_frame, request.tiles, request.known) \
+    detections = detector.search(frame.image, request.whole_frame, request.tiles, request.known,
+                                 settled=request.settled) \
         if request else None
     boxes = tracker.boxes(detections)                                 # where to estimate
     people = tracker.update(backend.estimate(frame.image, boxes, camera), frame.time)

@@ -155,9 +155,9 @@ class _CountingDetector:
     def tiles(self, width, height):
         return self._detector.tiles(width, height)
 
-    def search(self, image, whole_frame, tiles=(), known=()):
+    def search(self, image, whole_frame, tiles=(), known=(), seen=(), settled=()):
         det_before, lmk_before = self._detector.detector_calls, self._detector.landmark_calls
-        boxes = self._detector.search(image, whole_frame, tiles, known)
+        boxes = self._detector.search(image, whole_frame, tiles, known, seen=seen, settled=settled)
         self._cost.detector_calls += self._detector.detector_calls - det_before
         self._cost.landmark_calls += self._detector.landmark_calls - lmk_before   # verification
         return boxes

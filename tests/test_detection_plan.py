@@ -16,9 +16,10 @@ from support import DATA, group_boxes
 
 @dataclass
 class Followed:
-    """A track as the plan reads it (app.tracker.Track's `track_id` and `crop`)."""
+    """A track as the plan reads it (app.tracker.Track's `track_id`, `crop` and `uncertain`)."""
     track_id: int
     crop: Box | None
+    uncertain: int = 0
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +69,14 @@ def test_whole_frame_first_while_nobody_is_followed_periodically_and_when_someon
         [False, False, False, False, True, False], "then every 5 frames"
     lost = [Followed(0, None)]
     assert plan.request(8, image, lost).whole_frame, "a followed person was lost"
+
+
+def test_only_people_followed_on_confident_poses_are_settled(tiles):
+    room = cv2.imread(str(DATA / "home.jpg"))
+    plan = DetectionPlan(tiles, PlanConfig())
+    sure, unsure = Box(50, 50, 60, 150), Box(300, 60, 60, 150)
+    request = plan.request(0, room, [Followed(0, sure), Followed(1, unsure, uncertain=2), Followed(2, None)])
+    assert request.known == (sure, unsure) and request.settled == (sure,)
 
 
 def test_a_still_image_is_searched_whole_every_time(tiles):
@@ -137,7 +146,8 @@ def test_a_person_walking_in_is_found_within_one_sweep_and_unchanged_tiles_are_n
             assert not request.tiles, f"frame {index}: nothing changed, yet tiles were searched"
         if index > 0:
             searched_later.update(request.tiles)
-        boxes = tracker.boxes(detector.search(image, request.whole_frame, request.tiles, request.known)
+        boxes = tracker.boxes(detector.search(image, request.whole_frame, request.tiles, request.known,
+                                              settled=request.settled)
                               if request else None)
         people = tracker.update(blazepose.estimate(image, boxes, camera) if boxes else [], index / 30)
         if people and found_at is None:

@@ -58,6 +58,19 @@ def test_basketball_player_found(detector):
     assert max(truth.iou(b) for b in boxes) > 0.5
 
 
+def test_a_whole_frame_find_on_a_settled_person_costs_no_verification(detector):
+    """The periodic whole-frame pass re-anchors people followed on uncertain poses: their finds
+    are verified and returned. A person followed on confident poses (settled) needs no anchor:
+    the find on them is dropped before the landmark model is asked."""
+    image = cv2.imread(str(DATA / "basketball1.jpg"))
+    player = detector.detect(image)[0]
+    calls = detector.landmark_calls
+    assert [b.iou(player) for b in detector.search(image, True, known=[player])] == [pytest.approx(1.0, abs=0.05)]
+    assert detector.landmark_calls == calls + 1
+    assert detector.search(image, True, known=[player], settled=[player]) == []
+    assert detector.landmark_calls == calls + 1
+
+
 def test_footballer_found_around_his_torso(detector):
     boxes = detector.detect(load("messi5.jpg"))
     assert len(boxes) == 1

@@ -191,7 +191,8 @@ def test_real_video_ids_stable_with_detector_and_fallback(blazepose):
             m = np.float32([[1, 0, 3 * frame], [0, 1, 0]])
             img = cv2.warpAffine(image, m, (w, h), borderMode=cv2.BORDER_REPLICATE)
             request = plan.request(frame, img, tracker.tracks)
-            boxes = tracker.boxes(detector.search(img, request.whole_frame, request.tiles, request.known)
+            boxes = tracker.boxes(detector.search(img, request.whole_frame, request.tiles, request.known,
+                                              settled=request.settled)
                                   if request else None)
             people = tracker.update(blazepose.estimate(img, boxes, camera), frame / FPS)
             left = [p for p in people if p.joints_2d[0, 0] < w / 2]
