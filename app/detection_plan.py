@@ -5,7 +5,8 @@ finds (`Tracker.boxes`).
 
 When the whole frame is searched (one detector call, plus verification):
 - while nobody is followed, when a followed person was lost, and every `redetect_every` frames
-  (re-anchors the followed people's crops on fresh boxes).
+  (re-anchors the crops of people followed on uncertain poses on fresh boxes; people followed on
+  confident poses, `settled`, keep the crops their joints give).
 
 Where the sweep looks (the detector's overlapping tiles at three scales, for the people too small
 for the whole-frame pass; docs/detection.md):
@@ -20,7 +21,9 @@ for the whole-frame pass; docs/detection.md):
   drift, measured by phase correlation on small grey thumbnails) and nobody followed in it was
   lost meanwhile (tiles at least 0.7x as large as the lost person is tall, the ones that could
   find them again): the detector, given the same pixels, would give the same answer. A static
-  camera (a webcam, a street camera) thus searches only where something moved.
+  camera (a webcam, a street camera) thus searches only where something moved. Picture the
+  drift brings in at the frame's edges counts once the strip is a tenth of the tile's side, wide
+  enough to hold the narrowest body the tile finds.
 """
 from __future__ import annotations
 
