@@ -121,3 +121,15 @@ def test_auto_without_the_calibration_photo_says_so_and_keeps_float32(caplog, tm
     auto = create_backend(str(DATA / "ConvNeXtPose_TINY.tar"), precision="auto")
     assert auto.compute_path == "fp32" and auto.model.precision_trials == []
     assert any(str(missing) in record.getMessage() and "float32" in record.getMessage() for record in caplog.records)
+
+
+def test_tf32_emulation_rounds_to_ten_mantissa_bits_ties_to_even():
+    """benchmarks/emulate_cuda_precision.py predicts CUDA's TF32 on the CPU; its rounding is
+    what tensor cores do to float32 operands."""
+    from benchmarks.emulate_cuda_precision import round_tf32
+    ulp = 2.0 ** -10
+    x = torch.tensor([1.0, 1 + ulp, 1 + ulp / 2, 1 + 3 * ulp / 2, 1 + ulp / 4, -(1 + 3 * ulp / 2), 3.0e38])
+    expected = torch.tensor([1.0, 1 + ulp, 1.0, 1 + 2 * ulp, 1.0, -(1 + 2 * ulp), 3.0e38])
+    rounded = round_tf32(x)
+    assert torch.equal(rounded[:6], expected[:6])
+    assert rounded[6] == pytest.approx(3.0e38, rel=2 ** -10)   # float32's range, unlike fp16's
