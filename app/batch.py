@@ -27,6 +27,7 @@ from .errors import UserError
 from .formats import READABLE_VIDEO_EXTENSIONS
 from .command_scope import command_scope
 from .settings import InputSettings, Settings, ViewSettings
+from models.cores import usable_cores
 
 log = logging.getLogger(__name__)
 
@@ -66,13 +67,6 @@ def build_parser() -> argparse.ArgumentParser:
     add_processing_options(p)
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     return p
-
-
-def usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:   # not on Linux
-        return os.cpu_count() or 1
 
 
 def resolve_model(model: str | None) -> str:

@@ -125,6 +125,8 @@ def test_litert_uses_the_cores_it_may(monkeypatch):
     from models.blazepose.runtime import default_threads
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     assert default_threads() == min(4, len(os.sched_getaffinity(0)))
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})   # a one-core share (taskset)
+    assert default_threads() == 1
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     assert default_threads() == 1
     monkeypatch.setenv("OMP_NUM_THREADS", "16")

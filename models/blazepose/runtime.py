@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..cores import usable_cores
+
 MODEL_DIR = Path(__file__).resolve().parent
 
 
@@ -21,11 +23,9 @@ def default_threads() -> int:
     its share), at most 4. LiteRT's own default is one thread: on 2 cores (Intel Xeon, AVX-512)
     the detector took 12.1 ms and the landmark model 22.0 ms per call on one, 6.5 and 11.9 ms on
     two. Beyond 4 threads these small models were not measured."""
-    try:
-        cores = int(os.environ.get("OMP_NUM_THREADS", "")) or len(os.sched_getaffinity(0))
-    except (ValueError, AttributeError):   # no such variable / no sched_getaffinity (macOS)
-        cores = os.cpu_count() or 1
-    return max(1, min(4, cores))
+    share = os.environ.get("OMP_NUM_THREADS", "")
+    cores = int(share) if share.isdigit() and int(share) > 0 else usable_cores()
+    return min(4, cores)
 
 
 class TfliteModel:
