@@ -207,11 +207,12 @@ class PersonDetector:
         cfg = self.config
         # copies: merging counts support on them, and `seen` may be judged only once
         candidates = [replace(c) for c in seen] + self._candidates(image_bgr, whole_frame, tiles)
+        # finds on followed people are not new: a tile's are dropped, and a whole-frame one too
+        # unless it re-anchors someone followed on uncertain poses (not settled)
+        known_whole = known if skip_known_whole else list(settled)
         sightings = []
         for cand in self._one_per_body(candidates):
-            if known and (skip_known_whole or not cand.whole) and _on_known(cand.detection, known):
-                continue
-            if cand.whole and settled and _on_known(cand.detection, settled):
+            if _on_known(cand.detection, known_whole if cand.whole else known):
                 continue
             if not cand.whole and (cand.inside < cfg.min_inside or (
                     cand.support < cfg.min_support and cand.detection.score < cfg.alone_min_score)):
@@ -308,7 +309,7 @@ class PersonDetector:
 
 def _check_image(image_bgr: np.ndarray) -> None:
     if image_bgr is None or image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
-        raise ValueError("detect() needs a BGR image of shape (H, W, 3)")
+        raise ValueError("the person detector needs a BGR image of shape (H, W, 3)")
 
 
 def _part_of(small: Sighting, large: Sighting, cfg: DetectorConfig) -> bool:
