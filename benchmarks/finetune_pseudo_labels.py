@@ -31,7 +31,6 @@ dict under "network" with DataParallel's "module." prefix).
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import tempfile
@@ -110,19 +109,26 @@ def pseudo_labels(depth_bins: int, min_confidence: float = 0.5) -> list[Sample]:
     return samples
 
 
+def mirrored(image: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The mirror image, joints swapped left for right."""
+    pixels = target[:, :2] / HEATMAP_SIZE * INPUT_SIZE
+    pixels[:, 0] = INPUT_SIZE - 1 - pixels[:, 0]
+    target = target.copy()
+    target[:, :2] = pixels / INPUT_SIZE * HEATMAP_SIZE
+    order = np.arange(len(target))
+    for right, left in FLIP_PAIRS:
+        order[right], order[left] = left, right
+    return np.ascontiguousarray(image[:, ::-1]), target[order]
+
+
 def augment(sample: Sample, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """A flipped (half the time), rotated, scaled and shifted copy, labels moved alike: about as
+    """A mirrored (half the time), rotated, scaled and shifted copy, labels moved alike: about as
     far as the app's crops of one person move from frame to frame (its tracker crops on the
     last frame's joints)."""
     image, target = sample.image, sample.target.copy()
-    pixels = target[:, :2] / HEATMAP_SIZE * INPUT_SIZE
     if rng.random() < 0.5:
-        image = image[:, ::-1]
-        pixels[:, 0] = INPUT_SIZE - 1 - pixels[:, 0]
-        order = np.arange(len(target))
-        for right, left in FLIP_PAIRS:
-            order[right], order[left] = left, right
-        pixels, target = pixels[order], target[order]
+        image, target = mirrored(image, target)
+    pixels = target[:, :2] / HEATMAP_SIZE * INPUT_SIZE
     angle, scale = rng.uniform(-8, 8), rng.uniform(0.9, 1.1)
     matrix = cv2.getRotationMatrix2D((INPUT_SIZE / 2, INPUT_SIZE / 2), angle, scale)
     matrix[:, 2] += rng.uniform(-12, 12, size=2)
@@ -131,18 +137,6 @@ def augment(sample: Sample, rng: np.random.Generator) -> tuple[np.ndarray, np.nd
     pixels = np.c_[pixels, np.ones(len(pixels))] @ matrix.T
     target[:, :2] = pixels / INPUT_SIZE * HEATMAP_SIZE
     return image, target
-
-
-def augment_flip_only(sample: Sample) -> tuple[np.ndarray, np.ndarray]:
-    """The mirror image, joints swapped left for right."""
-    pixels = sample.target[:, :2] / HEATMAP_SIZE * INPUT_SIZE
-    pixels[:, 0] = INPUT_SIZE - 1 - pixels[:, 0]
-    target = sample.target.copy()
-    target[:, :2] = pixels / INPUT_SIZE * HEATMAP_SIZE
-    order = np.arange(len(target))
-    for right, left in FLIP_PAIRS:
-        order[right], order[left] = left, right
-    return np.ascontiguousarray(sample.image[:, ::-1]), target[order]
 
 
 def heatmap_loss(logits: torch.Tensor, target: torch.Tensor, joints: int, depth_bins: int,
@@ -245,8 +239,8 @@ def main() -> None:
     random_concentration = concentration(model, images)
     print(f"before: error {localization_error(model, images, targets):.2f} units, {random_concentration}")
 
-    mirrored = [augment_flip_only(s) for s in samples]
-    mirror_images = upload([m[0] for m in mirrored]).contiguous()
+    mirrors = [mirrored(s.image, s.target) for s in samples]
+    mirror_images = upload([m[0] for m in mirrors]).contiguous()
     recalibrate_batchnorm(model, torch.cat([images, mirror_images]))
     print(f"BatchNorm re-estimated: error {localization_error(model, images, targets):.2f} units")
     trained = model.head if args.head_only else model
@@ -260,9 +254,9 @@ def main() -> None:
         with torch.no_grad():
             features = torch.cat([model.backbone(chunk) for chunk in torch.cat(
                 [images, mirror_images, upload([j[0] for j in jittered]).contiguous()]).split(32)])
-        feature_targets = torch.cat([targets, torch.from_numpy(np.stack([m[1] for m in mirrored])),
+        feature_targets = torch.cat([targets, torch.from_numpy(np.stack([m[1] for m in mirrors])),
                                      torch.from_numpy(np.stack([j[1] for j in jittered]))])
-    began, step, error = time.monotonic(), 0, math.inf
+    began, step = time.monotonic(), 0
     while step < args.steps:
         if args.head_only:
             chosen = torch.from_numpy(rng.integers(0, len(features), args.batch))
