@@ -43,8 +43,10 @@ import torch  # noqa: E402
 
 from app.estimator import normalize_crops  # noqa: E402
 from models import build_convnextpose, load_convnextpose  # noqa: E402
+from models.cuda_graphs import CudaGraphs  # noqa: E402
 from models.optimize import (MAX_CHANGE_MM, MEAN_CHANGE_MM, available_precisions,  # noqa: E402
-                             change_mm, optimize_for_inference, strict_fp32, timed_ms)
+                             change_mm, cuda_fp32_precision, optimize_for_inference, strict_fp32,
+                             timed_ms)
 from app.memory import keep_freed_memory  # noqa: E402
 
 SHARED = Path(os.environ.get("CONVNEXTPOSE_SHARED", ROOT.parent / "shared")) / "convnextpose"
@@ -55,6 +57,8 @@ def load(variant: str, checkpoint: str | None = None, device: str = "cpu"):
     expected = SHARED / f"expected_{variant}.npz"
     if not expected.exists():
         expected = SHARED / "expected_L.npz"
+    if not expected.exists():   # the crops of five real people that the TINY fixture comes with
+        expected = ROOT / "tests" / "data" / "expected_TINY.npz"
     if path.exists():
         model = load_convnextpose(path, device=device)
         source = str(path)
@@ -80,9 +84,31 @@ def eager(model):
 
 
 def inference(model):
+    # CUDA's TF32 switch is process-wide: each path runs under its own setting, so paths built
+    # one after another can take turns
+    tf32 = model.compute_path == "tf32-cuda"
+
     def run(x):
-        with torch.inference_mode():
+        with torch.inference_mode(), cuda_fp32_precision(tf32):
             return model(x)
+    return run
+
+
+def graphed(model, x):
+    """model's forward_with_confidence captured as a CUDA graph for x's shape, or None where
+    replaying it measured slower than launching its kernels."""
+    tf32 = model.compute_path == "tf32-cuda"
+    with cuda_fp32_precision(tf32):
+        graphs = CudaGraphs(model.forward_with_confidence)
+        trial = graphs.capture(x)
+    if not trial.kept:
+        print(f"  (CUDA graph of {model.compute_path} at batch {trial.batch}: {trial.graph_ms:.2f} ms "
+              f"against {trial.eager_ms:.2f} ms launched: not kept)")
+        return None
+
+    def run(y):   # in the layout it was captured in, as the other paths convert too
+        with cuda_fp32_precision(tf32):
+            return graphs(y.contiguous(memory_format=torch.channels_last))[0]
     return run
 
 
@@ -222,8 +248,10 @@ def measure(args, tuned: bool) -> None:
     print(f"\n== {device.type}; allocator: {'tuned (keep_freed_memory)' if tuned else 'glibc default'}; "
           f"{model.display_name} from {source}; {torch.get_num_threads()} CPU threads")
     paths = {"fp32 eager (as loaded)": eager(model)}
+    optimized_models = []
     for precision in available_precisions(device):
         optimized = optimize_for_inference(model, precision)
+        optimized_models.append(optimized)
         paths[f"optimized {optimized.compute_path}"] = inference(optimized)
     if args.alternatives and device.type == "cpu":
         paths.update(alternatives(model, images))
@@ -234,7 +262,17 @@ def measure(args, tuned: bool) -> None:
     millimetres = {name: change_mm(out, reference, model.config.depth_bins) for name, out in outputs.items()}
     for batch in (1, 4):
         x = images[:batch].clone()
-        result = time_interleaved(paths, x, args.runs)
+        batch_paths = dict(paths)
+        if device.type == "cuda":   # one graph per shape: captured for this batch size
+            for optimized in optimized_models:
+                run = graphed(optimized, x.contiguous(memory_format=torch.channels_last))
+                if run is not None:
+                    name = f"graph {optimized.compute_path}"
+                    batch_paths[name] = run
+                    out = run(images[:batch]).float()
+                    deviation[name] = float((out - reference[:batch]).abs().max())
+                    millimetres[name] = change_mm(out, reference[:batch], model.config.depth_bins)
+        result = time_interleaved(batch_paths, x, args.runs)
         base = result["fp32 eager (as loaded)"][0]
         print(f"batch {batch}: {'path':28s} {'median ms':>9s} {'ms/crop':>7s} {'min ms':>7s} {'speedup':>7s} "
               f"{'max dev':>8s} {'mean mm':>7s} {'max mm':>7s}")

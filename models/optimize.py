@@ -196,18 +196,26 @@ def set_cuda_fp32_precision(tf32: bool) -> None:
 
 
 @contextlib.contextmanager
-def strict_fp32():
-    """Strict float32 on CUDA for the duration (a reference to compare against must not run in
-    TF32 because the model being compared does); the settings come back after."""
+def cuda_fp32_precision(tf32: bool):
+    """CUDA's float32 convolutions and matrix products in TF32 or strict IEEE float32 for the
+    duration; the settings come back after. For comparing paths in one process (benchmarks, the
+    reference of a comparison); a run sets its precision once (set_cuda_fp32_precision)."""
     if not torch.cuda.is_available():
         yield
         return
     saved = torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision
-    torch.backends.cudnn.conv.fp32_precision = torch.backends.cuda.matmul.fp32_precision = "ieee"
+    value = "tf32" if tf32 else "ieee"
+    torch.backends.cudnn.conv.fp32_precision = torch.backends.cuda.matmul.fp32_precision = value
     try:
         yield
     finally:
         torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision = saved
+
+
+def strict_fp32():
+    """Strict float32 on CUDA for the duration (a reference to compare against must not run in
+    TF32 because the model being compared does)."""
+    return cuda_fp32_precision(tf32=False)
 
 
 def synchronize(device: torch.device | str) -> None:
@@ -460,6 +468,8 @@ def optimize_for_inference(model: ConvNeXtPose, precision: str = "auto", *,
     trials = [_trial(candidates[p], p, device, calibration, reference) for p in available if p != "fp32"]
     fp32_ms = float("nan")
     if any(t.passes for t in trials):   # a race only when there is something to race
+        if device.type == "cuda":
+            set_cuda_fp32_precision(tf32=False)
         with torch.inference_mode():
             fp32_ms = sorted(timed_ms(lambda: candidates["fp32"](calibration), device, repeats=3, warmup=0))[1]
     trials.insert(0, PrecisionTrial("fp32", 0.0, 0.0, fp32_ms))
