@@ -10,12 +10,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 
 from models.convnextpose import HEATMAP_SIZE
+from models.cuda_graphs import CudaGraphs, GraphTrial
 from models.optimize import strict_fp32, synchronize
 
 from . import geometry
@@ -100,8 +101,13 @@ class CropUploader:
         buffer.numpy()[...] = batch
         return buffer
 
-    def __call__(self, crops_bgr: list[np.ndarray]) -> torch.Tensor:
-        pixels = self._staged(crops_bgr).to(self.device, non_blocking=True).float()
+    def upload(self, crops_bgr: list[np.ndarray]) -> torch.Tensor:
+        """The crops' bytes on the device: (N, H, W, 3) uint8, BGR."""
+        return self._staged(crops_bgr).to(self.device, non_blocking=True)
+
+    def normalize(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(N, H, W, 3) uint8 BGR on the device -> the network's input."""
+        pixels = pixels.float()
         # Written channel by channel into (N, H, W, C), which viewed as (N, C, H, W) is
         # channels_last already; each BGR input channel lands in its RGB place (3-5x faster on
         # the CPU than a flip and a broadcast over the short channel axis).
@@ -110,6 +116,9 @@ class CropUploader:
             images[..., 2 - channel] = pixels[..., channel] * self._scale[channel] + self._shift[channel]
         return images.permute(0, 3, 1, 2)
 
+    def __call__(self, crops_bgr: list[np.ndarray]) -> torch.Tensor:
+        return self.normalize(self.upload(crops_bgr))
+
 
 def normalize_crops(crops_bgr: list[np.ndarray]) -> torch.Tensor:
     """BGR uint8 crops -> (N, 3, 256, 256) float32 on the CPU, contiguous: RGB, scaled to [0, 1],
@@ -117,19 +126,28 @@ def normalize_crops(crops_bgr: list[np.ndarray]) -> torch.Tensor:
     return CropUploader("cpu")(crops_bgr).contiguous()
 
 
+def _joint_table(model, images: torch.Tensor) -> torch.Tensor:
+    """(N, J, 4) on the model's device: x, y, z in heatmap units and the confidence, so that
+    everything comes back in one copy."""
+    if hasattr(model, "forward_with_confidence"):
+        coords, confidence = model.forward_with_confidence(images)
+    else:
+        coords = model(images)
+        confidence = torch.full(coords.shape[:2], float("nan"), device=coords.device)
+    return torch.cat((coords.float(), confidence.float().unsqueeze(2)), dim=2)
+
+
+def _split(table: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    both = table.cpu().numpy().astype(np.float64)   # the copy back waits for the device
+    return both[..., :3], both[..., 3]
+
+
 def run_network(model, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """(coords (N, J, 3), confidence (N, J)) as float64 numpy, on whatever device the model is.
     Both come back in one copy (one synchronization with the device)."""
     device = next(model.parameters()).device
     with torch.inference_mode():
-        if hasattr(model, "forward_with_confidence"):
-            coords, confidence = model.forward_with_confidence(images.to(device))
-        else:
-            coords = model(images.to(device))
-            confidence = torch.full(coords.shape[:2], float("nan"), device=coords.device)
-        both = torch.cat((coords.float(), confidence.float().unsqueeze(2)), dim=2).cpu().numpy()
-    both = both.astype(np.float64)
-    return both[..., :3], both[..., 3]
+        return _split(_joint_table(model, images.to(device)))
 
 
 def warm_up_batches(device: torch.device | str, max_batch: int = MAX_BATCH) -> list[int]:
@@ -141,24 +159,28 @@ def warm_up_batches(device: torch.device | str, max_batch: int = MAX_BATCH) -> l
 
 def estimate_poses(model, frame_bgr: np.ndarray, boxes, focal, principal_point,
                    root_depths=None, *, uploader: CropUploader | None = None,
-                   timing: dict | None = None) -> list[PoseEstimate | None]:
+                   timing: dict | None = None, infer=None) -> list[PoseEstimate | None]:
     """The authors' crop and back-projection for every box of a frame, in one batch.
 
     boxes: (x, y, w, h) pixels; focal: (fx, fy); principal_point: (cx, cy); root_depths: mm per
     box, or None for RootNet's distance prior. Returns one PoseEstimate per box, None where the
     box is empty after clipping, so the list stays aligned with `boxes`. uploader: reuse one
     (its staging buffers) across frames; timing: a dict that receives "network_ms", the time of
-    upload, network and copy back.
+    upload, network and copy back; infer: what runs the network on a batch of BGR crops instead
+    of `run_network(model, uploader(crops))` (the backend's, which replays CUDA graphs).
     """
     camera = Camera(float(focal[0]), float(focal[1]), float(principal_point[0]), float(principal_point[1]))
     results: list[PoseEstimate | None] = [None] * len(boxes)
     crops = crop_boxes(frame_bgr, boxes)
     if not crops:
         return results
-    upload = uploader or CropUploader(next(model.parameters()).device)
+    if infer is None:
+        upload = uploader or CropUploader(next(model.parameters()).device)
+
+        def infer(crops_bgr):
+            return run_network(model, upload(crops_bgr))
     start = time.perf_counter()
-    parts = [run_network(model, upload([c.image for c in crops[i:i + MAX_BATCH]]))
-             for i in range(0, len(crops), MAX_BATCH)]
+    parts = [infer([c.image for c in crops[i:i + MAX_BATCH]]) for i in range(0, len(crops), MAX_BATCH)]
     if timing is not None:   # synchronized: run_network's copy back waits for the device
         timing["network_ms"] = (time.perf_counter() - start) * 1000.0
     coords = np.concatenate([p[0] for p in parts])
@@ -193,6 +215,8 @@ class ConvNeXtPoseBackend(PoseBackend):
         self.compute_path = getattr(model, "compute_path", "fp32")
         self.uploader = CropUploader(self.device)
         self.last_model_ms: float | None = None
+        self.graphs: CudaGraphs | None = None   # CUDA only, from the warm-up on
+        self.graph_trials: list[GraphTrial] = []   # what the warm-up measured, per batch size
 
     def warm_up(self, max_batch: int = MAX_BATCH) -> list[int]:
         """Run the network once at every batch size `warm_up_batches` plans; call it on the
@@ -201,8 +225,26 @@ class ConvNeXtPoseBackend(PoseBackend):
         sizes = warm_up_batches(self.device, max_batch)
         blank = np.zeros((256, 256, 3), np.uint8)
         for size in sizes:
-            run_network(self.model, self.uploader([blank] * size))
+            self.infer([blank] * size)
+        if torch.device(self.device).type == "cuda":
+            graphs = CudaGraphs(self._on_device)
+            for size in sizes:
+                graphs.capture(self.uploader.upload([blank] * size))
+            self.graphs, self.graph_trials = graphs, graphs.trials
+            log.info("CUDA graphs: replayed for batch sizes %s (faster than launching each kernel)",
+                     ", ".join(map(str, graphs.batch_sizes)) or "none")
         return sizes
+
+    def _on_device(self, pixels: torch.Tensor) -> tuple[torch.Tensor]:
+        """Uploaded crops (uint8) -> the joint table, all on the device: what a CUDA graph holds."""
+        return (_joint_table(self.model, self.uploader.normalize(pixels)),)
+
+    def infer(self, crops_bgr: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """(coords, confidence) of a batch of BGR crops: one upload, the network (a CUDA graph's
+        replay where one was kept for this batch size), one copy back."""
+        with torch.inference_mode():
+            pixels = self.uploader.upload(crops_bgr)
+            return _split((self.graphs or self._on_device)(pixels)[0])
 
     def compare_with_reference(self, image_bgr: np.ndarray, boxes: list[Box], repeats: int = 20) -> dict:
         """Median milliseconds of the network alone on this frame's crops, plain float32 eager
@@ -211,29 +253,35 @@ class ConvNeXtPoseBackend(PoseBackend):
         crops = crop_boxes(image_bgr, [b.as_xywh() for b in boxes])
         if self.reference is None or not crops:
             return {}
-        images = normalize_crops([c.image for c in crops])
+        # both from the crops' bytes on the device, as a frame's are: the path that runs is the
+        # frame's own (a CUDA graph's replay where the warm-up kept one)
+        pixels = self.uploader.upload([c.image for c in crops[:MAX_BATCH]])
+        paths = {"fp32_eager": lambda: self.reference(self.uploader.normalize(pixels).contiguous()),
+                 "selected": lambda: (self.graphs or self._on_device)(pixels)[0][..., :3]}
         timings = {"fp32_eager": [], "selected": []}
         outputs = {}
         for _ in range(repeats + 2):   # the first two are warm-up
-            for key, network in (("fp32_eager", self.reference), ("selected", self.model)):
+            for key, call in paths.items():
                 # the reference is strict float32 even where the selected path runs TF32
                 context = strict_fp32() if key == "fp32_eager" else contextlib.nullcontext()
                 with context, torch.inference_mode():
-                    x = images.to(next(network.parameters()).device)
-                    synchronize(x.device)
+                    synchronize(pixels.device)
                     start = time.perf_counter()
-                    outputs[key] = network(x).float().cpu()   # the copy back waits for the device
+                    outputs[key] = call().float().cpu()   # the copy back waits for the device
                 timings[key].append((time.perf_counter() - start) * 1000.0)
         eager, selected = (float(np.median(timings[k][2:])) for k in ("fp32_eager", "selected"))
-        return {"batch": len(crops), "fp32_eager_ms": round(eager, 2), "selected_ms": round(selected, 2),
-                "speedup": round(eager / selected, 2), "compute_path": self.compute_path,
-                "max_deviation": float((outputs["fp32_eager"] - outputs["selected"]).abs().max())}
+        result = {"batch": len(pixels), "fp32_eager_ms": round(eager, 2), "selected_ms": round(selected, 2),
+                  "speedup": round(eager / selected, 2), "compute_path": self.compute_path,
+                  "max_deviation": float((outputs["fp32_eager"] - outputs["selected"]).abs().max())}
+        if self.graph_trials:
+            result["cuda_graphs"] = [asdict(t) | {"kept": t.kept} for t in self.graph_trials]
+        return result
 
     def estimate(self, image_bgr: np.ndarray, boxes: list[Box], camera: Camera) -> list[Person | None]:
         timing: dict = {}
         estimates = estimate_poses(self.model, image_bgr, [b.as_xywh() for b in boxes],
                                    (camera.fx, camera.fy), (camera.cx, camera.cy),
-                                   uploader=self.uploader, timing=timing)
+                                   timing=timing, infer=self.infer)
         self.last_model_ms = timing.get("network_ms", 0.0)
         height, width = image_bgr.shape[:2]
         people: list[Person | None] = []
