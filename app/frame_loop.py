@@ -116,7 +116,10 @@ class FrameLoop:
     def _infer(self) -> None:
         try:
             if self.warm_up is not None:
+                summary = self.account.summary
+                summary.warm_up_start_s = seconds_since_launch()
                 self.warm_up()
+                summary.warm_up_s = seconds_since_launch() - summary.warm_up_start_s
             self._warm = time.perf_counter()   # processing time starts here, not at start-up
             while not self.stop.is_set():
                 item = self._next_frame()

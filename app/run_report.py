@@ -23,6 +23,8 @@ class RunSummary:
     person_frames: int = 0                # people summed over frames
     seconds: float = 0.0
     first_frame_s: float | None = None    # from process launch to the first frame processed
+    warm_up_start_s: float | None = None  # from launch to the warm-up: imports, model load, precision race
+    warm_up_s: float | None = None        # the warm-up itself (every batch size; CUDA graphs)
     files: list[str] = field(default_factory=list)
     stages_ms: dict[str, float] = field(default_factory=dict)   # mean per frame
     rss_mb: dict[str, float] = field(default_factory=dict)      # after warm-up, at the end
@@ -143,6 +145,9 @@ def benchmark_report(summary: RunSummary, backend, source) -> dict:
               "device": backend.device, "model": backend.name}
     if summary.first_frame_s is not None:
         report["startup_s"] = {"to_first_frame": round(summary.first_frame_s, 3)}
+        if summary.warm_up_s is not None:
+            report["startup_s"] |= {"to_warm_up": round(summary.warm_up_start_s, 3),
+                                    "warm_up": round(summary.warm_up_s, 3)}
     if summary.rss_mb:
         report["rss_mb"] = dict(summary.rss_mb, samples=summary.rss_samples_mb)
     if source.is_live and summary.latency_ms:
