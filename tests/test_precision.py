@@ -107,8 +107,9 @@ def test_fp32_forces_strict_float32_and_auto_reports_what_it_measured(caplog):
     assert strict.compute_path == "fp32" and strict.model.precision_trials == []
     auto = create_backend(tiny, precision="auto")
     lines = [record.getMessage() for record in caplog.records]
-    assert [t.precision for t in auto.model.precision_trials] == available_precisions("cpu")
-    if len(available_precisions("cpu")) > 1:
+    device = next(auto.model.parameters()).device   # CUDA where the machine has a GPU
+    assert [t.precision for t in auto.model.precision_trials] == available_precisions(device)
+    if len(available_precisions(device)) > 1:
         assert any(line.startswith("--precision auto: fp32") for line in lines)
     assert np.isfinite([t.mean_mm for t in auto.model.precision_trials if t.precision == "fp32"]).all()
 
