@@ -44,9 +44,8 @@ import torch  # noqa: E402
 from app.estimator import normalize_crops  # noqa: E402
 from models import build_convnextpose, load_convnextpose  # noqa: E402
 from models.cuda_graphs import CudaGraphs  # noqa: E402
-from models.optimize import (MAX_CHANGE_MM, MEAN_CHANGE_MM, available_precisions,  # noqa: E402
-                             change_mm, cuda_fp32_precision, optimize_for_inference, strict_fp32,
-                             timed_ms)
+from models.optimize import (available_precisions, change_mm, cuda_fp32_precision,  # noqa: E402
+                             optimize_for_inference, strict_fp32, timed_ms, within_limits)
 from app.memory import keep_freed_memory  # noqa: E402
 
 SHARED = Path(os.environ.get("CONVNEXTPOSE_SHARED", ROOT.parent / "shared")) / "convnextpose"
@@ -278,7 +277,7 @@ def measure(args, tuned: bool) -> None:
               f"{'max dev':>8s} {'mean mm':>7s} {'max mm':>7s}")
         for name, (median, best) in result.items():
             mean_mm, max_mm = millimetres[name]
-            flag = "" if (mean_mm <= MEAN_CHANGE_MM and max_mm <= MAX_CHANGE_MM) else "  over 1 mm mean / 5 mm max"
+            flag = "" if within_limits(mean_mm, max_mm) else "  over 1 mm mean / 5 mm max"
             print(f"         {name:28s} {median:9.2f} {median / batch:7.2f} {best:7.2f} {base / median:6.2f}x "
                   f"{deviation[name]:8.5f} {mean_mm:7.3f} {max_mm:7.3f}{flag}")
         if batch == 1 and tuned and device.type == "cpu":

@@ -28,7 +28,7 @@ import torch  # noqa: E402
 
 from app.backends import calibration_crops  # noqa: E402
 from models import load_convnextpose  # noqa: E402
-from models.optimize import MAX_CHANGE_MM, MEAN_CHANGE_MM, change_mm  # noqa: E402
+from models.optimize import change_mm, within_limits  # noqa: E402
 
 SHARED = Path(os.environ.get("CONVNEXTPOSE_SHARED", ROOT.parent / "shared")) / "convnextpose"
 
@@ -80,7 +80,7 @@ def main() -> None:
         print(f"{Path(path).name} ({model.display_name}), {len(crops)} calibration crops, emulated on the CPU:")
         for precision in ROUNDING:
             mean_mm, max_mm = change_mm(emulated(model, crops, precision), strict, model.config.depth_bins)
-            verdict = "within" if mean_mm <= MEAN_CHANGE_MM and max_mm <= MAX_CHANGE_MM else "over"
+            verdict = "within" if within_limits(mean_mm, max_mm) else "over"
             print(f"  {precision}: mean {mean_mm:.2f} mm, max {max_mm:.2f} mm ({verdict} auto's limits)")
 
 
