@@ -165,7 +165,7 @@ class DetectionPlan:
         for box in lost:   # someone who was followed there may still be there, unchanged
             for tile in self._tiles:
                 # only tiles that could take them: in a smaller one their body is cut by its edges
-                if _overlap(tile.view, box) > 0 and tile.view[3] >= cfg.min_inside * box.h:
+                if Box(*tile.view).intersection(box) > 0 and tile.view[3] >= cfg.min_inside * box.h:
                     tile.searched_at = None
         whole = self.whole_frame_due(frame_index, tracks)
         if whole:
@@ -292,13 +292,6 @@ def _z_order(x: int, y: int) -> int:
     for bit in range(16):
         code |= ((x >> bit) & 1) << (2 * bit) | ((y >> bit) & 1) << (2 * bit + 1)
     return code
-
-
-def _overlap(view: View, box: Box) -> float:
-    x, y, w, h = view
-    iw = min(x + w, box.x + box.w) - max(x, box.x)
-    ih = min(y + h, box.y + box.h) - max(y, box.y)
-    return max(0.0, iw) * max(0.0, ih)
 
 
 def _covered(view: View, boxes: Sequence[Box], cell: int = 4) -> float:
