@@ -180,11 +180,10 @@ class FrameLoop:
         ahead, self._ahead = self._ahead, None
         if not request:
             return None
-        if request.whole_frame and ahead is not None and ahead[0] == index:
-            return self.detector.search(image, False, request.tiles, request.known, seen=ahead[1].result(),
-                                        settled=request.settled)
-        return self.detector.search(image, request.whole_frame, request.tiles, request.known,
-                                    settled=request.settled)
+        taken_ahead = request.whole_frame and ahead is not None and ahead[0] == index
+        seen = ahead[1].result() if taken_ahead else ()
+        return self.detector.search(image, request.whole_frame and not taken_ahead, request.tiles,
+                                    request.known, seen=seen, settled=request.settled)
 
     def _start_detecting_next(self, index: int) -> None:
         """With overlap on: when the next file frame is already decoded and a detection is due
