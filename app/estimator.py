@@ -158,16 +158,16 @@ def warm_up_batches(device: torch.device | str, max_batch: int = MAX_BATCH) -> l
 
 
 def estimate_poses(model, frame_bgr: np.ndarray, boxes, focal, principal_point,
-                   root_depths=None, *, uploader: CropUploader | None = None,
-                   timing: dict | None = None, infer=None) -> list[PoseEstimate | None]:
+                   root_depths=None, *, timing: dict | None = None,
+                   infer=None) -> list[PoseEstimate | None]:
     """The authors' crop and back-projection for every box of a frame, in one batch.
 
     boxes: (x, y, w, h) pixels; focal: (fx, fy); principal_point: (cx, cy); root_depths: mm per
     box, or None for RootNet's distance prior. Returns one PoseEstimate per box, None where the
-    box is empty after clipping, so the list stays aligned with `boxes`. uploader: reuse one
-    (its staging buffers) across frames; timing: a dict that receives "network_ms", the time of
-    upload, network and copy back; infer: what runs the network on a batch of BGR crops instead
-    of `run_network(model, uploader(crops))` (the backend's, which replays CUDA graphs).
+    box is empty after clipping, so the list stays aligned with `boxes`. timing: a dict that
+    receives "network_ms", the time of upload, network and copy back; infer: what runs the
+    network on a batch of BGR crops instead of `run_network(model, CropUploader(...)(crops))`
+    (the backend's, which keeps its staging buffers across frames and replays CUDA graphs).
     """
     camera = Camera(float(focal[0]), float(focal[1]), float(principal_point[0]), float(principal_point[1]))
     results: list[PoseEstimate | None] = [None] * len(boxes)
@@ -175,7 +175,7 @@ def estimate_poses(model, frame_bgr: np.ndarray, boxes, focal, principal_point,
     if not crops:
         return results
     if infer is None:
-        upload = uploader or CropUploader(next(model.parameters()).device)
+        upload = CropUploader(next(model.parameters()).device)
 
         def infer(crops_bgr):
             return run_network(model, upload(crops_bgr))
@@ -239,12 +239,15 @@ class ConvNeXtPoseBackend(PoseBackend):
         """Uploaded crops (uint8) -> the joint table, all on the device: what a CUDA graph holds."""
         return (_joint_table(self.model, self.uploader.normalize(pixels)),)
 
+    def _table(self, pixels: torch.Tensor) -> torch.Tensor:
+        """The joint table of uploaded crops by the path that runs: a CUDA graph's replay where
+        the warm-up kept one for this batch size, else the network launched as usual."""
+        return (self.graphs or self._on_device)(pixels)[0]
+
     def infer(self, crops_bgr: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """(coords, confidence) of a batch of BGR crops: one upload, the network (a CUDA graph's
-        replay where one was kept for this batch size), one copy back."""
+        """(coords, confidence) of a batch of BGR crops: one upload, the network, one copy back."""
         with torch.inference_mode():
-            pixels = self.uploader.upload(crops_bgr)
-            return _split((self.graphs or self._on_device)(pixels)[0])
+            return _split(self._table(self.uploader.upload(crops_bgr)))
 
     def compare_with_reference(self, image_bgr: np.ndarray, boxes: list[Box], repeats: int = 20) -> dict:
         """Median milliseconds of the network alone on this frame's crops, plain float32 eager
@@ -253,11 +256,11 @@ class ConvNeXtPoseBackend(PoseBackend):
         crops = crop_boxes(image_bgr, [b.as_xywh() for b in boxes])
         if self.reference is None or not crops:
             return {}
-        # both from the crops' bytes on the device, as a frame's are: the path that runs is the
-        # frame's own (a CUDA graph's replay where the warm-up kept one)
+        # both from the crops' bytes on the device, as a frame's are; the selected path is the
+        # frame's own
         pixels = self.uploader.upload([c.image for c in crops[:MAX_BATCH]])
         paths = {"fp32_eager": lambda: self.reference(self.uploader.normalize(pixels).contiguous()),
-                 "selected": lambda: (self.graphs or self._on_device)(pixels)[0][..., :3]}
+                 "selected": lambda: self._table(pixels)[..., :3]}
         timings = {"fp32_eager": [], "selected": []}
         outputs = {}
         for _ in range(repeats + 2):   # the first two are warm-up
