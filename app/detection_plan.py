@@ -6,28 +6,32 @@ finds (`Tracker.boxes`).
 When the whole frame is searched (one detector call, plus verification):
 - while nobody is followed, when a followed person was lost, and every `redetect_every` frames
   (re-anchors the crops of people followed on uncertain poses on fresh boxes; people followed on
-  confident poses, `settled`, keep the crops their joints give).
+  confident poses, `settled`, keep the crops their joints give). The periodic pass is skipped
+  while everyone followed is settled and the picture outside them has not changed since the last
+  pass (the same test as the tiles'): it could only find those same people again.
 
 Where the sweep looks (the detector's overlapping tiles at three scales, for the people too small
 for the whole-frame pass; docs/detection.md):
 - a video's first frame and every still image: every tile at once (nothing follows a still);
-- later frames: the next slice of tiles, so every tile is visited once every `sweep_interval`
-  frames and no frame pays a whole sweep (0.74 s on 768x576 on the Xeon, docs/detection.md).
+- later frames: every `visit_every` frames, the next slices of tiles, so every tile is visited
+  once every `sweep_interval` frames and no frame pays a whole sweep (0.74 s on 768x576 on the
+  Xeon, docs/detection.md).
   Tiles are ordered along a Z curve so that the overlapping views of one place, whose agreement
   the detector asks for, mostly fall in the same slice;
 - a visited tile is skipped when followed people cover it (`covered_share` of its area): a new
   person there would be hidden behind them;
 - and when its picture has not changed since it was last searched (after following the camera's
   drift, measured by phase correlation on small grey thumbnails) and nobody followed in it was
-  lost meanwhile (tiles at least 0.7x as large as the lost person is tall, the ones that could
-  find them again): the detector, given the same pixels, would give the same answer. A static
+  lost meanwhile and is still lost (tiles at least 0.7x as large as the lost person is tall, the
+  ones that could find them again; once the whole-frame pass has found them again, their tiles
+  need no new search): the detector, given the same pixels, would give the same answer. A static
   camera (a webcam, a street camera) thus searches only where something moved. Picture the
   drift brings in at the frame's edges counts once the strip is a tenth of the tile's side, wide
   enough to hold the narrowest body the tile finds.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import cv2
@@ -46,6 +50,10 @@ class PlanConfig:
     # (docs/detection.md): a sweep every 8 frames found 89 % / 74 % of the people > 100 px /
     # 40-100 px tall, every 15 frames 79 % / 67 %.
     sweep_interval: int = 10
+    # Frames between visits of the sweep: each visit takes as many frames' slices, so the
+    # thumbnail and the change maps that judge the tiles are made only on visits (at 2, half as
+    # often), while every tile is still visited once every `sweep_interval` frames.
+    visit_every: int = 2
     stills: bool = False          # unrelated pictures: every frame is searched whole
     covered_share: float = 0.9    # a tile this much inside followed people's crops is skipped
     min_inside: float = 0.7       # the detector's DetectorConfig.min_inside: a tile less than this
@@ -64,8 +72,8 @@ class PlanConfig:
     min_new_strip: float = 0.1
 
     def __post_init__(self):
-        if self.redetect_every < 1 or self.sweep_interval < 1:
-            raise ValueError("redetect_every and sweep_interval must be >= 1")
+        if min(self.redetect_every, self.sweep_interval, self.visit_every) < 1:
+            raise ValueError("redetect_every, sweep_interval and visit_every must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -88,6 +96,7 @@ class PlanStats:
     """Counts over a run, for the benchmarks."""
     frames: int = 0
     whole_frame: int = 0          # frames with a whole-frame pass
+    whole_frame_unchanged: int = 0   # periodic passes skipped: nothing new outside followed people
     tiles_visited: int = 0
     tiles_searched: int = 0
     skipped_covered: int = 0
@@ -98,8 +107,9 @@ class PlanStats:
 class _Changes:
     """Where a frame's thumbnail changed since a reference frame's, after the camera's drift: one
     map for the whole picture, so that each tile is answered by four sums of integral images."""
-    # integral images (cv2.integral) of the changed pixels in: old picture; new columns only
-    # (brought in at the left or right edge); new rows only; both
+    # the changed pixels (0/1) in: old picture; new columns only (brought in at the left or right
+    # edge); new rows only; both; and their integral images (cv2.integral)
+    parts: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
     sums: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
     new_cols: np.ndarray          # cumulative count of new columns (length width + 1)
     new_rows: np.ndarray          # cumulative count of new rows (length height + 1)
@@ -116,6 +126,8 @@ class _Thumb:
 class _TileState:
     view: View
     searched_at: int | None = None   # frame index of its last search (its reference thumbnail)
+    # ids of followed people lost in it since that search: searched again while any is still lost
+    lost_here: set[int] = field(default_factory=set)
 
 
 class DetectionPlan:
@@ -128,8 +140,11 @@ class DetectionPlan:
         self._tiles_for = tiles
         self._size: tuple[int, int] | None = None
         self._tiles: list[_TileState] = []
-        self._step = 0
-        self._last_whole: int | None = None
+        self._step = 0                           # the sweep's next slice
+        self._clock = 0                          # frames since the first, for the visits
+        self._last_whole: int | None = None      # frame of the last whole-frame pass
+        self._whole_followed: tuple[Box, ...] = ()   # the crops followed then
+        self._whole_asked: int | None = None     # frame the periodic pass was last due (done or not)
         self._followed: dict[int, Box] = {}      # last frame's live crops, by track id
         self._thumbs: dict[int, _Thumb] = {}     # frame index -> thumbnail, while referenced
         self._window: np.ndarray | None = None
@@ -144,40 +159,49 @@ class DetectionPlan:
         cfg = self.config
         self.stats.frames += 1
         live = {t.track_id: t.crop for t in tracks if t.crop is not None}
-        lost = [box for tid, box in self._followed.items() if tid not in live]
+        lost = {tid: box for tid, box in self._followed.items() if tid not in live}
         self._followed = dict(live)
         known = tuple(live.values())
         settled = tuple(t.crop for t in tracks if t.crop is not None and t.uncertain == 0)
         first = self._size != (width, height)
         if first:
             self._start(width, height)
-        thumb = self._thumbnail(image, frame_index) if cfg.skip_unchanged and not cfg.stills else None
+        judge = cfg.skip_unchanged and not cfg.stills   # whether tiles are judged by change
         if cfg.stills or first:
+            thumb = self._thumbnail(image, frame_index) if judge else None
             # Nothing is followed yet: every tile, now.
-            self._last_whole = frame_index
-            self.stats.whole_frame += 1
+            self._whole_pass(frame_index, known)
             for tile in self._tiles:
                 self._searched(tile, frame_index, thumb)
             self.stats.tiles_visited += len(self._tiles)
             self.stats.tiles_searched += len(self._tiles)
             self._prune()
             return DetectionRequest(True, tuple(t.view for t in self._tiles), known, settled)
-        for box in lost:   # someone who was followed there may still be there, unchanged
+        for track_id, box in lost.items():   # they may still be there, unchanged
             for tile in self._tiles:
                 # only tiles that could take them: in a smaller one their body is cut by its edges
                 if Box(*tile.view).intersection(box) > 0 and tile.view[3] >= cfg.min_inside * box.h:
-                    tile.searched_at = None
+                    tile.lost_here.add(track_id)
         whole = self.whole_frame_due(frame_index, tracks)
+        self._clock += 1
+        visiting = self._clock % cfg.visit_every == 0
+        # the thumbnail judges the tiles visited, the periodic pass, and is the reference of a pass
+        thumb = self._thumbnail(image, frame_index) if judge and (visiting or whole) else None
+        if whole and self._periodic(tracks):
+            self._whole_asked = frame_index
+            whole = len(settled) < len(known) or self._changed_outside(known, thumb)
+            if not whole:
+                self.stats.whole_frame_unchanged += 1
         if whole:
-            self._last_whole = frame_index
-            self.stats.whole_frame += 1
+            self._whole_pass(frame_index, known)
         chosen = []
-        for tile in self._next_slice():
+        for tile in self._next_slices() if visiting else ():
             self.stats.tiles_visited += 1
             if known and _covered(tile.view, known) >= cfg.covered_share:
                 self.stats.skipped_covered += 1
                 continue
-            if thumb is not None and not self._changed(tile, thumb):
+            tile.lost_here.difference_update(live)   # found again meanwhile
+            if thumb is not None and not tile.lost_here and not self._changed(tile, thumb):
                 self.stats.skipped_unchanged += 1
                 continue
             self._searched(tile, frame_index, thumb)
@@ -187,15 +211,42 @@ class DetectionPlan:
         return DetectionRequest(whole, tuple(chosen), known, settled)
 
     def whole_frame_due(self, frame_index: int, tracks: Sequence) -> bool:
-        """Whether this frame gets the whole-frame pass (no state changes: the frame loop asks
-        it ahead of time to start that pass early)."""
+        """Whether this frame gets the whole-frame pass, or, when it is only the periodic one,
+        may get it (request() then skips it where nothing changed). No state changes: the frame
+        loop asks it ahead of time to start that pass early."""
         if self.config.stills or self._last_whole is None:
             return True
-        if not tracks or any(t.crop is None for t in tracks):
+        if not self._periodic(tracks):
             return True
-        return frame_index - self._last_whole >= self.config.redetect_every
+        return frame_index - self._whole_asked >= self.config.redetect_every
 
     # ---- internals ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _periodic(tracks: Sequence) -> bool:
+        """Whether a whole-frame pass would only be the periodic one (people followed, none lost)."""
+        return bool(tracks) and all(t.crop is not None for t in tracks)
+
+    def _whole_pass(self, frame_index: int, known: tuple[Box, ...]) -> None:
+        self._last_whole = self._whole_asked = frame_index
+        self._whole_followed = known
+        self.stats.whole_frame += 1
+
+    def _changed_outside(self, known: tuple[Box, ...], now: _Thumb | None) -> bool:
+        """Whether the picture outside the followed people (where they are, and where they were
+        at the last whole-frame pass) changed since that pass, by the tiles' rule."""
+        if now is None or self._last_whole not in self._thumbs:
+            return True
+        height, width = now.image.shape
+        hidden = np.zeros((height, width), bool)
+        for box in known + self._whole_followed:
+            x0, y0 = (max(0, int(np.floor(v * self._scale))) for v in (box.x, box.y))
+            x1, y1 = (int(np.ceil(v * self._scale)) for v in (box.x + box.w, box.y + box.h))
+            hidden[y0:y1, x0:x1] = True
+        changes = self._changes(self._last_whole, now)
+        counted = self._counted_parts(changes, 0, width, 0, height)
+        total = sum(int(np.count_nonzero(part[~hidden])) for part, count in zip(changes.parts, counted) if count)
+        return total >= self.config.min_changed
 
     def _start(self, width: int, height: int) -> None:
         self._size = (width, height)
@@ -204,15 +255,20 @@ class DetectionPlan:
         views.sort(key=lambda v: (_z_order(int((v[0] + v[2] / 2) / cell), int((v[1] + v[3] / 2) / cell)), -v[2]))
         self._tiles = [_TileState(v) for v in views]
         self._step = 0
+        self._clock = 0
         self._thumbs.clear()
         self._window = None
         self._scale = self.config.thumb_short_side / max(1, min(width, height))
 
-    def _next_slice(self) -> list[_TileState]:
-        """The next of the sweep's `sweep_interval` slices (as even as the count allows)."""
+    def _next_slices(self) -> list[_TileState]:
+        """The next `visit_every` of the sweep's `sweep_interval` slices (each as even as the
+        count allows)."""
         count, parts = len(self._tiles), self.config.sweep_interval
-        step, self._step = self._step, (self._step + 1) % parts
-        return self._tiles[step * count // parts:(step + 1) * count // parts]
+        tiles = []
+        for _ in range(self.config.visit_every):
+            step, self._step = self._step, (self._step + 1) % parts
+            tiles += self._tiles[step * count // parts:(step + 1) * count // parts]
+        return tiles
 
     def _thumbnail(self, image: np.ndarray, frame_index: int) -> _Thumb:
         height, width = image.shape[:2]
@@ -247,7 +303,8 @@ class DetectionPlan:
         in_cols, in_rows = new_cols[None, :], new_rows[:, None]
         parts = (moved * (~in_cols & ~in_rows), moved * (in_cols & ~in_rows),
                  moved * (~in_cols & in_rows), moved * (in_cols & in_rows))
-        changes = _Changes(tuple(cv2.integral(part.astype(np.uint8)) for part in parts),
+        parts = tuple(part.astype(np.uint8) for part in parts)
+        changes = _Changes(parts, tuple(cv2.integral(part) for part in parts),
                            np.concatenate([[0], np.cumsum(new_cols)]),
                            np.concatenate([[0], np.cumsum(new_rows)]))
         now.changes[then_index] = changes
@@ -266,22 +323,28 @@ class DetectionPlan:
         if x1 <= x0 or y1 <= y0:
             return True
         changes = self._changes(tile.searched_at, now)
-        limit = self.config.min_new_strip * min(x1 - x0, y1 - y0)
-        new_cols = changes.new_cols[x1] - changes.new_cols[x0]
-        new_rows = changes.new_rows[y1] - changes.new_rows[y0]
-        cols_count, rows_count = new_cols == 0 or new_cols >= limit, new_rows == 0 or new_rows >= limit
-        counted = (True, cols_count, rows_count, cols_count and rows_count)
         total = 0
-        for sums, count in zip(changes.sums, counted):
+        for sums, count in zip(changes.sums, self._counted_parts(changes, x0, x1, y0, y1)):
             if count:
                 total += int(sums[y1, x1] - sums[y0, x1] - sums[y1, x0] + sums[y0, x0])
         return total >= self.config.min_changed
 
+    def _counted_parts(self, changes: _Changes, x0: int, x1: int, y0: int, y1: int) -> tuple[bool, ...]:
+        """Which of the change map's four parts count in this region of the thumbnail: the old
+        picture always; new columns / rows only where the strip is at least `min_new_strip` of
+        the region's side (a narrower one cannot hold a body the region's detector call finds)."""
+        limit = self.config.min_new_strip * min(x1 - x0, y1 - y0)
+        new_cols = changes.new_cols[x1] - changes.new_cols[x0]
+        new_rows = changes.new_rows[y1] - changes.new_rows[y0]
+        cols_count, rows_count = new_cols == 0 or new_cols >= limit, new_rows == 0 or new_rows >= limit
+        return True, cols_count, rows_count, cols_count and rows_count
+
     def _searched(self, tile: _TileState, frame_index: int, thumb: _Thumb | None) -> None:
         tile.searched_at = frame_index if thumb is not None else None
+        tile.lost_here.clear()
 
     def _prune(self) -> None:
-        referenced = {t.searched_at for t in self._tiles}
+        referenced = {t.searched_at for t in self._tiles} | {self._last_whole}
         for index in [i for i in self._thumbs if i not in referenced]:
             del self._thumbs[index]
 

@@ -61,14 +61,34 @@ def drifted(image: np.ndarray, index: int, amplitude: float) -> np.ndarray:
 def test_whole_frame_first_while_nobody_is_followed_periodically_and_when_someone_is_lost(tiles):
     image = cv2.imread(str(DATA / "group.jpg"))
     plan = DetectionPlan(tiles, PlanConfig(redetect_every=5))
-    somebody = [Followed(0, Box(100, 100, 80, 200))]
+    unsure = [Followed(0, Box(100, 100, 80, 200), uncertain=1)]
     first = plan.request(0, image, [])
     assert first.whole_frame and len(first.tiles) == len(tiles(640, 392)), "the first frame: a whole sweep"
     assert plan.request(1, image, []).whole_frame, "nobody followed: look at the whole frame"
-    assert [plan.request(i, image, somebody).whole_frame for i in range(2, 8)] == \
-        [False, False, False, False, True, False], "then every 5 frames"
+    assert [plan.request(i, image, unsure).whole_frame for i in range(2, 8)] == \
+        [False, False, False, False, True, False], "then every 5 frames, to re-anchor the unsure"
     lost = [Followed(0, None)]
     assert plan.request(8, image, lost).whole_frame, "a followed person was lost"
+
+
+def test_the_periodic_pass_is_skipped_while_nothing_changed_outside_the_people_followed_surely(tiles):
+    """A man followed on sure poses in a room: while the room around him stays as it was, the
+    whole frame could only find him again, and is not searched; he may move within his own box;
+    once someone else appears, it is searched at the next periodic turn."""
+    room, with_person, where = scene_with_person(at=(300, 200))
+    _, two_people, _ = scene_with_person(at=(100, 150))
+    two_people[200:200 + where.h, 300:300 + where.w] = with_person[200:200 + where.h, 300:300 + where.w]
+    moved_within = room.copy()   # the man 3 px lower, still inside the box he is followed in
+    moved_within[203:203 + where.h, 300:300 + where.w] = with_person[200:200 + where.h, 300:300 + where.w]
+    followed = Box(where.x - 20, where.y - 20, where.w + 40, where.h + 40)
+    sure = [Followed(0, followed)]
+    plan = DetectionPlan(tiles, PlanConfig(redetect_every=5))
+    plan.request(0, with_person, [])
+    wholes = [plan.request(i, with_person if i < 8 else moved_within, sure).whole_frame for i in range(1, 16)]
+    assert wholes == [False] * 15
+    assert plan.stats.whole_frame_unchanged == 3
+    wholes = [plan.request(i, two_people, sure).whole_frame for i in range(16, 21)]
+    assert wholes == [False, False, False, False, True], "the next periodic turn: frame 20"
 
 
 def test_only_people_followed_on_confident_poses_are_settled(tiles):
@@ -92,16 +112,17 @@ def test_a_still_image_is_searched_whole_every_time(tiles):
 def test_every_tile_is_visited_once_per_sweep_and_no_frame_pays_a_whole_sweep(tiles):
     """pedestrians.mp4 (a street, people walking everywhere), change detection off: after the
     first frame's whole sweep, each run of `sweep_interval` frames searches every tile exactly
-    once, a tenth of them per frame."""
+    once, a fifth of them every second frame (`visit_every`)."""
     frames = video_frames(DATA / "pedestrians.mp4", 21)
     all_tiles = sorted(tiles(384, 288))
-    plan = DetectionPlan(tiles, PlanConfig(sweep_interval=10, skip_unchanged=False))
+    plan = DetectionPlan(tiles, PlanConfig(sweep_interval=10, visit_every=2, skip_unchanged=False))
     assert sorted(plan.request(0, frames[0], []).tiles) == all_tiles
     for start in (1, 11):
         searched = []
         for index in range(start, start + 10):
             request = plan.request(index, frames[index], [])
-            assert len(request.tiles) <= -(-len(all_tiles) // 10)
+            assert len(request.tiles) <= 2 * -(-len(all_tiles) // 10)
+            assert bool(request.tiles) == (index % 2 == 0)
             searched += request.tiles
         assert sorted(searched) == all_tiles
 
@@ -195,6 +216,23 @@ def test_tiles_where_a_followed_person_was_lost_are_searched_again_unchanged(til
     overlapping = [t for t in tiles(512, 384) if t[0] < 350 and t[0] + t[2] > 300
                    and t[1] < 310 and t[1] + t[3] > 200]
     assert sorted(searched) == sorted(overlapping)
+
+
+def test_tiles_where_a_lost_person_was_found_again_are_not_searched_again(tiles):
+    """Lost for one frame, then found again by the whole-frame pass under the same id: the
+    tiles around him need no new search (only the slice visited while he was lost is searched)."""
+    room = cv2.imread(str(DATA / "home.jpg"))
+    plan = DetectionPlan(tiles, PlanConfig(sweep_interval=10))
+    plan.request(0, room, [])
+    someone = Box(300, 200, 50, 110)
+    for i in range(1, 11):
+        plan.request(i, room, [Followed(0, someone)])
+    while_lost = plan.request(11, room, [Followed(0, None)])
+    assert while_lost.whole_frame
+    assert not [t for i in range(12, 21) for t in plan.request(i, room, [Followed(0, someone)]).tiles]
+    overlapping = [t for t in tiles(512, 384) if t[0] < 350 and t[0] + t[2] > 300
+                   and t[1] < 310 and t[1] + t[3] > 200]
+    assert set(while_lost.tiles) <= set(overlapping)
 
 
 def test_a_lost_person_too_large_for_the_small_tiles_reopens_only_the_large_ones(tiles):
