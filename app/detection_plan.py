@@ -31,6 +31,7 @@ for the whole-frame pass; docs/detection.md):
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -106,13 +107,61 @@ class PlanStats:
 @dataclass
 class _Changes:
     """Where a frame's thumbnail changed since a reference frame's, after the camera's drift: one
-    map for the whole picture, so that each tile is answered by four sums of integral images."""
-    # the changed pixels (0/1) in: old picture; new columns only (brought in at the left or right
-    # edge); new rows only; both; and their integral images (cv2.integral)
-    parts: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
-    sums: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
-    new_cols: np.ndarray          # cumulative count of new columns (length width + 1)
-    new_rows: np.ndarray          # cumulative count of new rows (length height + 1)
+    map for the whole picture and its integral image, so that each tile is answered by a few
+    rectangle sums."""
+    moved: np.ndarray             # uint8, 1 where the picture changed
+    sums: np.ndarray              # its integral image (cv2.integral)
+    # the picture the drift brought in: columns [0, left) and [right, width), rows likewise
+    left: int
+    right: int
+    top: int
+    bottom: int
+
+    def strips_count(self, x0: int, x1: int, y0: int, y1: int, min_new_strip: float) -> tuple[bool, bool]:
+        """Whether changes in the new columns / rows count in this region: only where the strip
+        is at least `min_new_strip` of the region's side (a narrower one cannot hold a body the
+        region's detector call finds)."""
+        limit = min_new_strip * min(x1 - x0, y1 - y0)
+        new_cols = sum(b - a for a, b in _within(x0, x1, self.left, self.right))
+        new_rows = sum(b - a for a, b in _within(y0, y1, self.top, self.bottom))
+        return new_cols == 0 or new_cols >= limit, new_rows == 0 or new_rows >= limit
+
+    def count(self, x0: int, x1: int, y0: int, y1: int, min_new_strip: float) -> int:
+        """Changed pixels in the region [x0, x1) x [y0, y1) that count (strips_count)."""
+        cols_count, rows_count = self.strips_count(x0, x1, y0, y1, min_new_strip)
+        cols, rows = _within(x0, x1, self.left, self.right), _within(y0, y1, self.top, self.bottom)
+        total = self._sum(x0, x1, y0, y1)
+        if not cols_count:
+            total -= sum(self._sum(a, b, y0, y1) for a, b in cols)
+        if not rows_count:
+            total -= sum(self._sum(x0, x1, a, b) for a, b in rows)
+        if not cols_count and not rows_count:   # the corners were taken away twice
+            total += sum(self._sum(a, b, c, d) for a, b in cols for c, d in rows)
+        return total
+
+    def counted_map(self, min_new_strip: float) -> np.ndarray:
+        """The changed pixels that count in the whole picture, as a boolean map."""
+        height, width = self.moved.shape
+        cols_count, rows_count = self.strips_count(0, width, 0, height, min_new_strip)
+        counted = self.moved.astype(bool)
+        if not cols_count:
+            counted[:, :self.left] = counted[:, self.right:] = False
+        if not rows_count:
+            counted[:self.top] = counted[self.bottom:] = False
+        return counted
+
+    def _sum(self, x0: int, x1: int, y0: int, y1: int) -> int:
+        s = self.sums
+        return int(s[y1, x1] - s[y0, x1] - s[y1, x0] + s[y0, x0])
+
+
+def _clip(value: int, size: int) -> int:
+    return min(max(value, 0), size)
+
+
+def _within(start: int, stop: int, low: int, high: int) -> list[tuple[int, int]]:
+    """The parts of [start, stop) in [0, low) and in [high, ...)."""
+    return [(a, b) for a, b in ((start, min(stop, low)), (max(start, high), stop)) if b > a]
 
 
 @dataclass
@@ -243,10 +292,8 @@ class DetectionPlan:
             x0, y0 = (max(0, int(np.floor(v * self._scale))) for v in (box.x, box.y))
             x1, y1 = (int(np.ceil(v * self._scale)) for v in (box.x + box.w, box.y + box.h))
             hidden[y0:y1, x0:x1] = True
-        changes = self._changes(self._last_whole, now)
-        counted = self._counted_parts(changes, 0, width, 0, height)
-        total = sum(int(np.count_nonzero(part[~hidden])) for part, count in zip(changes.parts, counted) if count)
-        return total >= self.config.min_changed
+        counted = self._changes(self._last_whole, now).counted_map(self.config.min_new_strip)
+        return int(np.count_nonzero(counted & ~hidden)) >= self.config.min_changed
 
     def _start(self, width: int, height: int) -> None:
         self._size = (width, height)
@@ -297,16 +344,10 @@ class DetectionPlan:
                                 flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         moved = cv2.erode((np.abs(now.image - before) > self.config.change_level).astype(np.uint8), _BLOCK)
         # a pixel whose source then lay within a pixel of the edge: picture the drift brought in
-        x_then, y_then = np.arange(width) - dx, np.arange(height) - dy
-        new_cols = (x_then < 1) | (x_then > width - 2)
-        new_rows = (y_then < 1) | (y_then > height - 2)
-        in_cols, in_rows = new_cols[None, :], new_rows[:, None]
-        parts = (moved * (~in_cols & ~in_rows), moved * (in_cols & ~in_rows),
-                 moved * (~in_cols & in_rows), moved * (in_cols & in_rows))
-        parts = tuple(part.astype(np.uint8) for part in parts)
-        changes = _Changes(parts, tuple(cv2.integral(part) for part in parts),
-                           np.concatenate([[0], np.cumsum(new_cols)]),
-                           np.concatenate([[0], np.cumsum(new_rows)]))
+        # (columns x with x - dx < 1, or x - dx > width - 2; rows likewise)
+        left, right = _clip(math.ceil(1 + dx), width), _clip(math.floor(width - 2 + dx) + 1, width)
+        top, bottom = _clip(math.ceil(1 + dy), height), _clip(math.floor(height - 2 + dy) + 1, height)
+        changes = _Changes(moved, cv2.integral(moved), left, max(left, right), top, max(top, bottom))
         now.changes[then_index] = changes
         return changes
 
@@ -323,21 +364,7 @@ class DetectionPlan:
         if x1 <= x0 or y1 <= y0:
             return True
         changes = self._changes(tile.searched_at, now)
-        total = 0
-        for sums, count in zip(changes.sums, self._counted_parts(changes, x0, x1, y0, y1)):
-            if count:
-                total += int(sums[y1, x1] - sums[y0, x1] - sums[y1, x0] + sums[y0, x0])
-        return total >= self.config.min_changed
-
-    def _counted_parts(self, changes: _Changes, x0: int, x1: int, y0: int, y1: int) -> tuple[bool, ...]:
-        """Which of the change map's four parts count in this region of the thumbnail: the old
-        picture always; new columns / rows only where the strip is at least `min_new_strip` of
-        the region's side (a narrower one cannot hold a body the region's detector call finds)."""
-        limit = self.config.min_new_strip * min(x1 - x0, y1 - y0)
-        new_cols = changes.new_cols[x1] - changes.new_cols[x0]
-        new_rows = changes.new_rows[y1] - changes.new_rows[y0]
-        cols_count, rows_count = new_cols == 0 or new_cols >= limit, new_rows == 0 or new_rows >= limit
-        return True, cols_count, rows_count, cols_count and rows_count
+        return changes.count(x0, x1, y0, y1, self.config.min_new_strip) >= self.config.min_changed
 
     def _searched(self, tile: _TileState, frame_index: int, thumb: _Thumb | None) -> None:
         tile.searched_at = frame_index if thumb is not None else None
@@ -360,11 +387,12 @@ def _z_order(x: int, y: int) -> int:
 def _covered(view: View, boxes: Sequence[Box], cell: int = 4) -> float:
     """The share of the tile inside the union of the boxes (cells of `cell` px wholly inside)."""
     x, y, w, h = view
-    mask = np.zeros((max(1, h // cell), max(1, w // cell)), bool)
-    for box in boxes:
-        x0 = int(np.clip(np.ceil((box.x - x) / cell), 0, mask.shape[1]))
-        x1 = int(np.clip(np.floor((box.x + box.w - x) / cell), 0, mask.shape[1]))
-        y0 = int(np.clip(np.ceil((box.y - y) / cell), 0, mask.shape[0]))
-        y1 = int(np.clip(np.floor((box.y + box.h - y) / cell), 0, mask.shape[0]))
+    rows, cols = max(1, h // cell), max(1, w // cell)
+    mask = np.zeros((rows, cols), bool)
+    for box in boxes:   # scalar arithmetic: numpy's is slow on single numbers, and this runs per tile
+        x0 = _clip(math.ceil((box.x - x) / cell), cols)
+        x1 = _clip(math.floor((box.x + box.w - x) / cell), cols)
+        y0 = _clip(math.ceil((box.y - y) / cell), rows)
+        y1 = _clip(math.floor((box.y + box.h - y) / cell), rows)
         mask[y0:y1, x0:x1] = True
-    return float(mask.mean())
+    return np.count_nonzero(mask) / mask.size
