@@ -113,19 +113,26 @@ def _refine_from_heatmap(xy: np.ndarray, heatmap: np.ndarray) -> np.ndarray:
     """x, y (in [0, 1] of the tensor) replaced by the confidence-weighted mean cell of a
     window of the landmark's heatmap about it (9x9), where that window's peak confidence is >= 0.5.
     Cells count from 0 at the heatmap's left/top edge (no half-cell shift), as MediaPipe does."""
-    rows, cols = heatmap.shape[:2]
+    rows, cols, count = heatmap.shape
     half = (_HEATMAP_KERNEL - 1) // 2
     out = xy.copy()
-    for k in range(xy.shape[0]):
-        col, row = int(xy[k, 0] * cols), int(xy[k, 1] * rows)   # truncation, as in C++
-        if not (0 <= col < cols and 0 <= row < rows):
-            continue
-        r0, r1 = max(0, row - half), min(rows, row + half + 1)
-        c0, c1 = max(0, col - half), min(cols, col + half + 1)
-        confidence = _sigmoid(heatmap[r0:r1, c0:c1, k].astype(np.float64))
-        total = confidence.sum()
-        if confidence.max() >= _HEATMAP_MIN_CONFIDENCE and total > 0:
-            grid_r, grid_c = np.mgrid[r0:r1, c0:c1]
-            out[k, 0] = (grid_c * confidence).sum() / total / cols
-            out[k, 1] = (grid_r * confidence).sum() / total / rows
+    col, row = (xy[:, 0] * cols).astype(np.int64), (xy[:, 1] * rows).astype(np.int64)  # truncation, as in C++
+    inside = np.flatnonzero((col >= 0) & (col < cols) & (row >= 0) & (row < rows))
+    if inside.size == 0:
+        return out
+    # All windows at once: cells beyond the heatmap's edge read confidence 0, which adds nothing
+    # to a window's sums and cannot be its peak.
+    offsets = np.arange(-half, half + 1)
+    grid_r = row[inside, None] + offsets                       # (n, 9)
+    grid_c = col[inside, None] + offsets
+    valid = ((grid_r >= 0) & (grid_r < rows))[:, :, None] & ((grid_c >= 0) & (grid_c < cols))[:, None, :]
+    logits = heatmap[np.clip(grid_r, 0, rows - 1)[:, :, None], np.clip(grid_c, 0, cols - 1)[:, None, :],
+                     inside[:, None, None]].astype(np.float64)
+    confidence = np.where(valid, _sigmoid(logits), 0.0)        # (n, 9, 9)
+    total = confidence.sum(axis=(1, 2))
+    refine = (confidence.max(axis=(1, 2)) >= _HEATMAP_MIN_CONFIDENCE) & (total > 0)
+    mean_c = (confidence.sum(axis=1) * grid_c).sum(axis=1) / np.where(refine, total, 1.0)
+    mean_r = (confidence.sum(axis=2) * grid_r).sum(axis=1) / np.where(refine, total, 1.0)
+    out[inside[refine], 0] = mean_c[refine] / cols
+    out[inside[refine], 1] = mean_r[refine] / rows
     return out
