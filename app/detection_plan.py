@@ -21,13 +21,14 @@ for the whole-frame pass; docs/detection.md):
 - a visited tile is skipped when followed people cover it (`covered_share` of its area): a new
   person there would be hidden behind them;
 - and when its picture has not changed since it was last searched (after following the camera's
-  drift, measured by phase correlation on small grey thumbnails) and nobody followed in it was
-  lost meanwhile and is still lost (tiles at least 0.7x as large as the lost person is tall, the
-  ones that could find them again; once the whole-frame pass has found them again, their tiles
-  need no new search): the detector, given the same pixels, would give the same answer. A static
-  camera (a webcam, a street camera) thus searches only where something moved. Picture the
-  drift brings in at the frame's edges counts once the strip is a tenth of the tile's side, wide
-  enough to hold the narrowest body the tile finds.
+  drift, measured by phase correlation on small grey thumbnails): the detector, given the same
+  pixels, would give the same answer. A static camera (a webcam, a street camera) thus searches
+  only where something moved. Picture the drift brings in at the frame's edges counts once the
+  strip is a tenth of the tile's side, wide enough to hold the narrowest body the tile finds.
+- where a followed person was lost and the whole-frame pass of that frame did not find them
+  again, they may still stand there unchanged, too small for the whole frame: the tiles that
+  could find them (at least 0.7x as large as they were tall) are searched at the next visit,
+  whatever their slice.
 """
 from __future__ import annotations
 
@@ -175,8 +176,10 @@ class _Thumb:
 class _TileState:
     view: View
     searched_at: int | None = None   # frame index of its last search (its reference thumbnail)
-    # ids of followed people lost in it since that search: searched again while any is still lost
-    lost_here: set[int] = field(default_factory=set)
+    # followed people lost in it since that search (track id -> frame they were lost): searched
+    # again, at the next visit whatever its slice, while any of them is still lost after the
+    # whole-frame pass of the frame they were lost in
+    lost_here: dict[int, int] = field(default_factory=dict)
 
 
 class DetectionPlan:
@@ -230,7 +233,7 @@ class DetectionPlan:
             for tile in self._tiles:
                 # only tiles that could take them: in a smaller one their body is cut by its edges
                 if Box(*tile.view).intersection(box) > 0 and tile.view[3] >= cfg.min_inside * box.h:
-                    tile.lost_here.add(track_id)
+                    tile.lost_here[track_id] = frame_index
         whole = self.whole_frame_due(frame_index, tracks)
         self._clock += 1
         visiting = self._clock % cfg.visit_every == 0
@@ -244,13 +247,20 @@ class DetectionPlan:
         if whole:
             self._whole_pass(frame_index, known)
         chosen = []
-        for tile in self._next_slices() if visiting else ():
+        sliced = self._next_slices() if visiting else []
+        in_slice = {id(tile) for tile in sliced}
+        lost_tiles = [t for t in self._tiles if t.lost_here and id(t) not in in_slice] if visiting else []
+        for tile in sliced + lost_tiles:
+            for track_id in [i for i in tile.lost_here if i in live]:   # found again meanwhile
+                del tile.lost_here[track_id]
+            still_lost = any(at < frame_index for at in tile.lost_here.values())
+            if id(tile) not in in_slice and not still_lost:
+                continue   # lost in this very frame: its whole-frame pass may find them again
             self.stats.tiles_visited += 1
             if known and _covered(tile.view, known) >= cfg.covered_share:
                 self.stats.skipped_covered += 1
                 continue
-            tile.lost_here.difference_update(live)   # found again meanwhile
-            if thumb is not None and not tile.lost_here and not self._changed(tile, thumb):
+            if thumb is not None and not still_lost and not self._changed(tile, thumb):
                 self.stats.skipped_unchanged += 1
                 continue
             self._searched(tile, frame_index, thumb)

@@ -206,33 +206,34 @@ def test_picture_the_camera_brings_in_is_searched_once_wide_enough_to_hold_someo
 
 def test_tiles_where_a_followed_person_was_lost_are_searched_again_unchanged(tiles):
     """Unchanged pixels normally mean nothing new; but where a followed person was lost, they may
-    still stand there, and only the tiles can find a small one again."""
+    still stand there, and only the tiles can find a small one again: once the whole-frame pass
+    of the frame he was lost in has not found him, every tile around him is searched at the next
+    visit (the next frame but one), whatever its slice, and then no more."""
     room = cv2.imread(str(DATA / "home.jpg"))
-    plan = DetectionPlan(tiles, PlanConfig(sweep_interval=10))
+    plan = DetectionPlan(tiles, PlanConfig(sweep_interval=10, visit_every=2))
     plan.request(0, room, [])
     someone = Box(300, 200, 50, 110)
     assert not [t for i in range(1, 11) for t in plan.request(i, room, [Followed(0, someone)]).tiles]
-    searched = [t for i in range(11, 21) for t in plan.request(i, room, []).tiles]
+    requests = [plan.request(i, room, []) for i in range(11, 21)]
+    assert requests[0].whole_frame and not requests[0].tiles, "frame 11: the whole frame first"
     overlapping = [t for t in tiles(512, 384) if t[0] < 350 and t[0] + t[2] > 300
                    and t[1] < 310 and t[1] + t[3] > 200]
-    assert sorted(searched) == sorted(overlapping)
+    assert sorted(requests[1].tiles) == sorted(overlapping), "frame 12: every tile around him"
+    assert not [t for r in requests[2:] for t in r.tiles]
 
 
 def test_tiles_where_a_lost_person_was_found_again_are_not_searched_again(tiles):
     """Lost for one frame, then found again by the whole-frame pass under the same id: the
-    tiles around him need no new search (only the slice visited while he was lost is searched)."""
+    tiles around him need no new search."""
     room = cv2.imread(str(DATA / "home.jpg"))
-    plan = DetectionPlan(tiles, PlanConfig(sweep_interval=10))
+    plan = DetectionPlan(tiles, PlanConfig(sweep_interval=10, visit_every=1))   # frame 11 visits
     plan.request(0, room, [])
     someone = Box(300, 200, 50, 110)
     for i in range(1, 11):
         plan.request(i, room, [Followed(0, someone)])
     while_lost = plan.request(11, room, [Followed(0, None)])
-    assert while_lost.whole_frame
-    assert not [t for i in range(12, 21) for t in plan.request(i, room, [Followed(0, someone)]).tiles]
-    overlapping = [t for t in tiles(512, 384) if t[0] < 350 and t[0] + t[2] > 300
-                   and t[1] < 310 and t[1] + t[3] > 200]
-    assert set(while_lost.tiles) <= set(overlapping)
+    assert while_lost.whole_frame and not while_lost.tiles
+    assert not [t for i in range(12, 31) for t in plan.request(i, room, [Followed(0, someone)]).tiles]
 
 
 def test_a_lost_person_too_large_for_the_small_tiles_reopens_only_the_large_ones(tiles):
