@@ -294,8 +294,11 @@ def load_convnextpose(path: str | os.PathLike, device: str | torch.device = "cpu
                 f"checkpoint '{name}' has inconsistent shapes: {key} is {tuple(state[key].shape)} "
                 f"where the inferred architecture needs {tuple(tensor.shape)}")
     _check_values(state, name)
-    model = ConvNeXtPose(config)
-    model.load_state_dict(state, strict=True)
+    with torch.device("meta"):   # no random initialization of weights about to be replaced
+        model = ConvNeXtPose(config)
+    # in the architecture's own dtypes, as copying into its parameters would have cast them
+    model.load_state_dict({key: state[key].to(tensor.dtype) for key, tensor in expected.items()},
+                          strict=True, assign=True)
     return model.to(resolve_device(device)).eval()
 
 

@@ -283,9 +283,11 @@ class OptimizedConvNeXtPose(ConvNeXtPose):
     "bf16-amx", "bf16-cuda", "fp16-cuda", "tf32-cuda"). Build it with `optimize_for_inference`."""
 
     def __init__(self, model: ConvNeXtPose, compute_path: str = "fp32"):
-        super().__init__(model.config)
+        with torch.device("meta"):   # the architecture only: its weights are the model's, copied
+            super().__init__(model.config)
         parameter = next(model.parameters())
-        self.load_state_dict(model.state_dict())
+        # copies: folding the BatchNorms below must leave `model` untouched
+        self.load_state_dict({k: v.detach().clone() for k, v in model.state_dict().items()}, assign=True)
         self._source_parameters = sum(p.numel() for p in model.parameters())
         self.to(device=parameter.device, dtype=parameter.dtype)
         self.eval()
