@@ -69,7 +69,9 @@ def create_backend(model: str | None, device: str = "auto", precision: str = "au
     # Imported here: torch loads only when ConvNeXtPose is actually used.
     passive_openmp_waits()
     from models import CheckpointError, load_convnextpose, optimize_for_inference, resolve_device
+    from models.optimize import pick_precision
 
+    from . import precision_memory
     from .estimator import ConvNeXtPoseBackend
 
     try:
@@ -81,14 +83,26 @@ def create_backend(model: str | None, device: str = "auto", precision: str = "au
     except CheckpointError as error:   # the network's own words, as the user's error
         raise UserError(str(error)) from None
     log.info("Loaded %s: %s", path.name, network.describe())
+    key = remembered = None
+    if precision == "auto" and CALIBRATION_PHOTO.is_file():
+        key = precision_memory.key_for(path, torch_device, CALIBRATION_PHOTO)
+        remembered = precision_memory.recall(key)
     try:
-        runner = optimize_for_inference(network, precision=precision,
-                                        calibration=calibration_crops() if precision == "auto" else None)
+        if remembered is not None:   # measured on this machine before: run what was chosen then
+            runner = optimize_for_inference(network, precision=remembered[0])
+            runner.precision_trials = remembered[1]
+        else:
+            runner = optimize_for_inference(network, precision=precision,
+                                            calibration=calibration_crops() if precision == "auto" else None)
+            if key is not None and runner.precision_trials:
+                precision_memory.remember(key, pick_precision(runner.precision_trials), runner.precision_trials)
     except ValueError as error:   # e.g. bf16 asked for on hardware without it
         raise UserError(f"--precision {precision}: {error}") from None
     if runner.precision_trials:
-        log.info("--precision auto: %s: running %s",
-                 ", ".join(_describe_trial(t) for t in runner.precision_trials), runner.compute_path)
+        log.info("--precision auto: %s: running %s%s",
+                 ", ".join(_describe_trial(t) for t in runner.precision_trials), runner.compute_path,
+                 f" (measured on this machine before; {precision_memory.cache_file()} holds it)"
+                 if remembered is not None else "")
     return ConvNeXtPoseBackend(runner, name=network.display_name, reference=network if keep_reference else None,
                                checkpoint=str(path))
 

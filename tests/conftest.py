@@ -1,3 +1,4 @@
+import os
 import sys
 from pathlib import Path
 
@@ -6,6 +7,20 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # the project, for `app` and `models`
 
 from support import DATA, group_boxes as load_group_boxes  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def own_cache(tmp_path_factory):
+    """The app's cache (--precision auto's remembered measurements, app/precision_memory.py) in a
+    folder of this session's own, inherited by the commands tests run: tests never read what an
+    earlier run left in the user's cache, nor write there."""
+    previous = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if previous is None:
+        del os.environ["XDG_CACHE_HOME"]
+    else:
+        os.environ["XDG_CACHE_HOME"] = previous
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@ and 5 mm max of strict float32 in the 3D joints), and the rule applied to a trai
 (tests/data/ConvNeXtPose_TINY_trained_like.tar, from benchmarks/finetune_pseudo_labels.py:
 concentrated heatmaps, unlike the random conformance checkpoints')."""
 import math
+import os
 
 import numpy as np
 import pytest
@@ -117,6 +118,7 @@ def test_fp32_forces_strict_float32_and_auto_reports_what_it_measured(caplog):
 def test_auto_without_the_calibration_photo_says_so_and_keeps_float32(caplog, tmp_path, monkeypatch):
     from app import backends
     missing = tmp_path / "group.jpg"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))   # nothing measured before
     caplog.set_level("WARNING", logger="app")
     monkeypatch.setattr(backends, "calibration_crops", lambda: calibration_crops(missing))
     auto = create_backend(str(DATA / "ConvNeXtPose_TINY.tar"), precision="auto")
@@ -134,3 +136,55 @@ def test_tf32_emulation_rounds_to_ten_mantissa_bits_ties_to_even():
     rounded = round_tf32(x)
     assert torch.equal(rounded[:6], expected[:6])
     assert rounded[6] == pytest.approx(3.0e38, rel=2 ** -10)   # float32's range, unlike fp16's
+
+
+# ---- auto's measurement remembered (app/precision_memory.py) ------------------------------------
+
+def _described(trials):
+    return [(t.precision, t.mean_mm, t.max_mm, None if math.isnan(t.ms) else t.ms) for t in trials]
+
+
+def test_a_remembered_measurement_is_read_back_under_its_key_only(tmp_path, monkeypatch):
+    from app import precision_memory
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    checkpoint, photo = tmp_path / "net.tar", DATA / "group.jpg"
+    checkpoint.write_bytes(b"weights")
+    key = precision_memory.key_for(checkpoint, "cpu", photo)
+    assert precision_memory.recall(key) is None
+    trials = [PrecisionTrial("fp32", 0.0, 0.0, 30.0), PrecisionTrial("bf16", 5.7, 16.5, math.nan)]
+    precision_memory.remember(key, "fp32", trials)
+    precision, recalled = precision_memory.recall(key)
+    assert precision == "fp32" and _described(recalled) == _described(trials)
+    # the same file rewritten (a new download under the same name) is another key
+    stat = checkpoint.stat()
+    os.utime(checkpoint, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    assert precision_memory.key_for(checkpoint, "cpu", photo) != key
+    # a cache that cannot be written is no error: nothing is remembered
+    blocked = tmp_path / "a_file"
+    blocked.write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))
+    precision_memory.remember(key, "fp32", trials)
+    assert precision_memory.recall(key) is None
+
+
+def test_auto_runs_what_it_measured_before_without_measuring_again(tmp_path, monkeypatch, caplog):
+    from app import backends
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    checkpoint = tmp_path / "ConvNeXtPose_TINY.tar"
+    checkpoint.write_bytes(TRAINED_LIKE.read_bytes())
+    measured = []
+    monkeypatch.setattr(backends, "calibration_crops", lambda: measured.append(1) or calibration_crops())
+    first = create_backend(str(checkpoint), precision="auto")
+    if len(available_precisions(next(first.model.parameters()).device)) == 1:
+        pytest.skip("this device has float32 only: auto has nothing to measure or remember")
+    assert measured == [1]
+    caplog.set_level("INFO", logger="app")
+    again = create_backend(str(checkpoint), precision="auto")
+    assert measured == [1], "measured again"
+    assert again.compute_path == first.compute_path
+    assert _described(again.model.precision_trials) == _described(first.model.precision_trials)
+    assert any("measured on this machine before" in r.getMessage() for r in caplog.records)
+    stat = checkpoint.stat()
+    os.utime(checkpoint, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))   # a new file
+    create_backend(str(checkpoint), precision="auto")
+    assert measured == [1, 1]
