@@ -279,8 +279,9 @@ def load_convnextpose(path: str | os.PathLike, device: str | torch.device = "cpu
     state = read_state_dict(path)
     _check_storage(state, path, name)
     config = infer_config(state, name)
-    with torch.device("meta"):   # the architecture's names and shapes, no memory
-        expected = ConvNeXtPose(config).state_dict()
+    with torch.device("meta"):   # names and shapes only: its initialization touches no memory
+        model = ConvNeXtPose(config)
+    expected = model.state_dict()
     missing = [key for key in expected if key not in state]
     unexpected = [key for key in state if key not in expected]
     if missing or unexpected:
@@ -294,8 +295,6 @@ def load_convnextpose(path: str | os.PathLike, device: str | torch.device = "cpu
                 f"checkpoint '{name}' has inconsistent shapes: {key} is {tuple(state[key].shape)} "
                 f"where the inferred architecture needs {tuple(tensor.shape)}")
     _check_values(state, name)
-    with torch.device("meta"):   # no random initialization of weights about to be replaced
-        model = ConvNeXtPose(config)
     # in the architecture's own dtypes, as copying into its parameters would have cast them
     model.load_state_dict({key: state[key].to(tensor.dtype) for key, tensor in expected.items()},
                           strict=True, assign=True)
