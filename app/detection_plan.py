@@ -234,7 +234,7 @@ class DetectionPlan:
                 # only tiles that could take them: in a smaller one their body is cut by its edges
                 if Box(*tile.view).intersection(box) > 0 and tile.view[3] >= cfg.min_inside * box.h:
                     tile.lost_here[track_id] = frame_index
-        whole = self.whole_frame_due(frame_index, tracks)
+        whole = self._whole_frame_due(frame_index, tracks)
         self._clock += 1
         visiting = self._clock % cfg.visit_every == 0
         # the thumbnail judges the tiles visited, the periodic pass, and is the reference of a pass
@@ -269,10 +269,18 @@ class DetectionPlan:
         self._prune()
         return DetectionRequest(whole, tuple(chosen), known, settled)
 
-    def whole_frame_due(self, frame_index: int, tracks: Sequence) -> bool:
-        """Whether this frame gets the whole-frame pass, or, when it is only the periodic one,
-        may get it (request() then skips it where nothing changed). No state changes: the frame
-        loop asks it ahead of time to start that pass early."""
+    def whole_frame_certain(self, frame_index: int, tracks: Sequence) -> bool:
+        """Whether this frame will get the whole-frame pass whatever its picture shows (no state
+        changes: the frame loop asks it ahead of time to start that pass early). A periodic pass
+        with everyone followed on sure poses is not certain: request() skips it where nothing
+        changed outside them, and runs it in line where something did."""
+        if not self._whole_frame_due(frame_index, tracks):
+            return False
+        return not self._periodic(tracks) or any(t.uncertain for t in tracks)
+
+    def _whole_frame_due(self, frame_index: int, tracks: Sequence) -> bool:
+        """Whether this frame is due a whole-frame pass: always while nothing or somebody lost is
+        followed, else every `redetect_every` frames (the periodic pass, which request() may skip)."""
         if self.config.stills or self._last_whole is None:
             return True
         if not self._periodic(tracks):

@@ -200,7 +200,7 @@ class FrameLoop:
         frame = item[0]
         # only the whole frame's candidates: the tiles depend on whom the tracker follows after
         # this frame
-        if self.plan.whole_frame_due(frame.index, self.tracker.tracks):
+        if self.plan.whole_frame_certain(frame.index, self.tracker.tracks):
             self._ahead = (frame.index, self._detect_ahead.submit(self.detector.candidates, frame.image, True))
 
     # ---- composition, window, sinks (the main thread) ----

@@ -99,6 +99,20 @@ def test_only_people_followed_on_confident_poses_are_settled(tiles):
     assert request.known == (sure, unsure) and request.settled == (sure,)
 
 
+def test_a_whole_frame_pass_is_started_ahead_only_where_it_is_certain(tiles):
+    """The frame loop may start the next frame's whole-frame pass beside this frame's poses
+    (on an accelerator): only when that pass will run whatever the picture shows."""
+    image = cv2.imread(str(DATA / "group.jpg"))
+    plan = DetectionPlan(tiles, PlanConfig(redetect_every=5))
+    plan.request(0, image, [])
+    sure, unsure = [Followed(0, Box(100, 100, 80, 200))], [Followed(0, Box(100, 100, 80, 200), uncertain=2)]
+    assert plan.whole_frame_certain(1, []), "nobody followed"
+    assert plan.whole_frame_certain(1, [Followed(0, None)]), "somebody lost"
+    assert not plan.whole_frame_certain(3, unsure), "not yet due"
+    assert plan.whole_frame_certain(5, unsure), "due, to re-anchor the unsure"
+    assert not plan.whole_frame_certain(5, sure), "due, but skipped where nothing changed"
+
+
 def test_a_still_image_is_searched_whole_every_time(tiles):
     image = cv2.imread(str(DATA / "group.jpg"))
     plan = DetectionPlan(tiles, PlanConfig(stills=True))
