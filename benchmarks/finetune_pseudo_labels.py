@@ -2,6 +2,11 @@
 
     python benchmarks/finetune_pseudo_labels.py --variant L --head-only --steps 600 --out out/ConvNeXtPose_L_trained_like.tar
     python benchmarks/finetune_pseudo_labels.py --variant TINY --steps 2500 --lr 3e-3 --out tests/data/ConvNeXtPose_TINY_trained_like.tar
+    python benchmarks/finetune_pseudo_labels.py --variant L --steps 800 --out out/ConvNeXtPose_L_tracking.tar
+
+The last trains every layer of L (18 min on 2 cores): unlike the head-only one, it holds its track
+on the benchmark clip, which is what measuring the time around the network needs
+(docs/benchmarks.md, "Seventh session").
 
 A yardstick for reduced precisions, not a model to ship. The random conformance checkpoints have soft,
 many-peaked heatmaps, which reduced precision moves far more than it moves a trained network's
