@@ -62,12 +62,9 @@ def measure(checkpoint: str, precision: str, autotune: bool) -> dict:
     per_call = {}
     for batch in (1, 4):
         crops = [blank] * batch
-        times = []
-        for _ in range(30):
-            begin = time.perf_counter()
-            backend.infer(crops)   # upload, network, copy back (synchronized), as a frame's
-            times.append((time.perf_counter() - begin) * 1e3)
-        per_call[batch] = statistics.median(times)
+        # upload, network, copy back, as a frame's
+        per_call[batch] = statistics.median(optimize.timed_ms(lambda: backend.infer(crops), "cuda",
+                                                              repeats=30, warmup=0))
     return {"steps": steps, "ms": per_call, "graphs": [t.batch for t in backend.graph_trials if t.kept]}
 
 

@@ -15,11 +15,12 @@ keep them across calls.
 from __future__ import annotations
 
 import statistics
-import time
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
+
+from .optimize import timed_ms
 
 Outputs = tuple[torch.Tensor, ...]
 
@@ -39,17 +40,6 @@ class GraphTrial:
 class _Captured:
     def __init__(self, graph: torch.cuda.CUDAGraph, inputs: torch.Tensor, outputs: Outputs):
         self.graph, self.inputs, self.outputs = graph, inputs, outputs
-
-
-def _median_ms(call: Callable[[], object], device: torch.device, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        call()
-        torch.cuda.synchronize(device)
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
 
 
 class CudaGraphs:
@@ -79,8 +69,9 @@ class CudaGraphs:
             outputs = tuple(self.function(inputs))
         captured = _Captured(graph, inputs, outputs)
         with torch.inference_mode():
-            eager_ms = _median_ms(lambda: self.function(example), device, repeats)
-            graph_ms = _median_ms(lambda: self._replay(captured, example), device, repeats)
+            eager_ms = statistics.median(timed_ms(lambda: self.function(example), device, repeats, warmup=0))
+            graph_ms = statistics.median(timed_ms(lambda: self._replay(captured, example), device, repeats,
+                                                  warmup=0))
         trial = GraphTrial(int(example.shape[0]), eager_ms, graph_ms)
         self.trials.append(trial)
         if trial.kept or always:
