@@ -84,6 +84,8 @@ def warp_to_tensor(image: np.ndarray, roi: Roi, width: int, height: int, border:
         borderMode=cv2.BORDER_CONSTANT if border == "zero" else cv2.BORDER_REPLICATE,
         borderValue=(0, 0, 0))
     if bgr:
-        warped = warped[:, :, ::-1]
+        warped = cv2.cvtColor(warped, cv2.COLOR_BGR2RGB)
     low, high = value_range
-    return warped.astype(np.float32) * np.float32((high - low) / 255.0) + np.float32(low)
+    tensor = np.multiply(warped, np.float32((high - low) / 255.0), dtype=np.float32)
+    tensor += np.float32(low)
+    return tensor
