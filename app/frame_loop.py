@@ -236,13 +236,14 @@ class FrameLoop:
                 if self.account.summary.first_frame_s is None:
                     self.account.summary.first_frame_s = seconds_since_launch()
         finally:
-            seconds = (ended or time.perf_counter()) - (self._warm or started)
+            end = ended or time.perf_counter()
+            seconds = end - (self._warm or started)
             self.stop.set()
             self._drain()
             infer.join(timeout=2.0)
             if self._detect_ahead is not None:
                 self._detect_ahead.shutdown(wait=True, cancel_futures=True)
-            self.account.finish(seconds)
+            self.account.finish(seconds, end)
             self._close_all()
         return self.summary
 

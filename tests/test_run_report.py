@@ -1,7 +1,13 @@
-"""The run's one-line summary (the progress bar itself is tqdm's)."""
+"""The run's one-line summary (the progress bar itself is tqdm's), and its efficiency figures."""
 from __future__ import annotations
 
-from app.run_report import format_summary
+import time
+
+import numpy as np
+import pytest
+
+from app.run_report import RunAccount, format_summary, pipeline_efficiency
+from app.types import Frame, FrameResult
 
 
 def test_summary_line():
@@ -9,3 +15,33 @@ def test_summary_line():
         "Processed 300 frames in 24.4 s (12.3 fps), 7 people found; wrote out.mp4, out.json."
     assert format_summary(1, 0.5, 1, [], interrupted=True) == \
         "Stopped after 1 frame in 0.5 s (2.0 fps), 1 person found; no files written."
+
+
+def test_efficiency_over_the_whole_run_and_after_its_first_frame():
+    """A first frame that took 100 ms of model time, then nine of 10 ms each, shown 10 ms apart
+    (nothing lost around the model after the first frame)."""
+    account = RunAccount()
+    image = np.zeros((4, 4, 3), np.uint8)
+    start = time.perf_counter()
+    for index, model_ms in enumerate([100.0] + [10.0] * 9):
+        if index == 1:
+            first_done = time.perf_counter()
+        account.add(FrameResult(Frame(index, index / 30, image), stages_ms={"pose": model_ms},
+                                model_ms=model_ms))
+    end = first_done + 9 * 0.010
+    summary = account.finish(end - start + 0.100, end)
+    report = pipeline_efficiency(summary, None)
+    assert report["model_ms"] == pytest.approx(19.0)
+    assert report["ratio"] == pytest.approx(summary.fps * 19.0 / 1000, abs=1e-3)
+    after = report["after_first_frame"]
+    assert after["model_ms"] == pytest.approx(10.0)
+    assert after["fps"] == pytest.approx(100.0, rel=0.05)
+    assert after["ratio"] == pytest.approx(1.0, rel=0.05)
+
+
+def test_a_single_frame_has_no_figures_after_it():
+    account = RunAccount()
+    account.add(FrameResult(Frame(0, 0.0, np.zeros((4, 4, 3), np.uint8)), stages_ms={"pose": 5.0},
+                            model_ms=5.0))
+    summary = account.finish(0.01, time.perf_counter())
+    assert "after_first_frame" not in pipeline_efficiency(summary, None)
