@@ -58,7 +58,7 @@ class RunAccount:
         self._photos_unrelated = photos_unrelated
         self._track_ids: set[int] = set()
         self._stage_totals: dict[str, float] = {}
-        self._first_shown: float | None = None   # time.perf_counter() when frame 1 was done
+        self._first_shown: float | None = None   # time.perf_counter() when the first frame was done
         self._first_model_ms = 0.0
 
     def add(self, result: FrameResult) -> None:
