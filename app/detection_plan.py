@@ -1,7 +1,9 @@
 """When and where to look for people, frame by frame: `DetectionPlan.request` is asked once per
 frame and answers with a DetectionRequest (the whole frame or not, which sweep tiles, whom not to
 report again). The detector carries it out (`PersonDetector.search`); the tracker matches what it
-finds (`Tracker.boxes`).
+finds (`Tracker.boxes`). Where the pose network runs on an accelerator, the frame loop has
+`prepare` make the next frame's thumbnail and change maps on a helper thread meanwhile, and
+hands them to that frame's request: the same answer, off the critical path.
 
 When the whole frame is searched (one detector call, plus verification):
 - while nobody is followed, when a followed person was lost, and every `redetect_every` frames
@@ -200,14 +202,17 @@ class DetectionPlan:
         self._whole_asked: int | None = None     # frame the periodic pass was last due (done or not)
         self._followed: dict[int, Box] = {}      # last frame's live crops, by track id
         self._thumbs: dict[int, _Thumb] = {}     # frame index -> thumbnail, while referenced
-        self._window: np.ndarray | None = None
+        self._window: np.ndarray | None = None     # for phase correlation, thumbnail-sized
         self._scale = 1.0
+        self._thumb_size = (8, 8)
 
     # ---- the one call per frame ---------------------------------------------------------------
 
-    def request(self, frame_index: int, image: np.ndarray, tracks: Sequence) -> DetectionRequest:
+    def request(self, frame_index: int, image: np.ndarray, tracks: Sequence,
+                prepared: _Thumb | None = None) -> DetectionRequest:
         """What to detect in this frame. `tracks`: the tracker's tracks (`crop` None while lost,
-        `track_id`, `uncertain`: low-confidence poses in a row), as they stand before this frame."""
+        `track_id`, `uncertain`: low-confidence poses in a row), as they stand before this frame.
+        `prepared`: what prepare() made of this frame since the last request, if anything."""
         height, width = image.shape[:2]
         cfg = self.config
         self.stats.frames += 1
@@ -239,7 +244,7 @@ class DetectionPlan:
         self._clock += 1
         visiting = self._clock % cfg.visit_every == 0
         # the thumbnail judges the tiles visited, the periodic pass, and is the reference of a pass
-        thumb = self._thumbnail(image, frame_index) if judge and (visiting or whole) else None
+        thumb = self._thumbnail(image, frame_index, prepared) if judge and (visiting or whole) else None
         if whole and self._periodic(tracks):
             self._whole_asked = frame_index
             whole = len(settled) < len(known) or self._changed_outside(known, thumb)
@@ -269,6 +274,26 @@ class DetectionPlan:
         self.stats.tiles_searched += len(chosen)
         self._prune()
         return DetectionRequest(whole, tuple(chosen), known, settled)
+
+    def prepare(self, frame_index: int, image: np.ndarray) -> _Thumb | None:
+        """The next frame's thumbnail and what changed in it since the frames its visit will
+        compare it with, made ahead of its request(): the frame loop calls this on a helper thread
+        while the current frame's poses are computed on an accelerator, and hands the result to
+        request(). None when that request will not judge tiles. Reads the plan and changes
+        nothing in it, so it may run between two request() calls on another thread."""
+        cfg = self.config
+        if self._size is None or image.shape[1::-1] != self._size or cfg.stills or not cfg.skip_unchanged:
+            return None
+        if (self._clock + 1) % cfg.visit_every != 0:   # no visit: a pass, if any, makes its own
+            return None
+        thumb = self._make_thumbnail(image)
+        count, parts = len(self._tiles), cfg.sweep_interval
+        slices = [(self._step + k) % parts for k in range(cfg.visit_every)]
+        visited = [t for k in slices for t in self._tiles[k * count // parts:(k + 1) * count // parts]]
+        for reference in {t.searched_at for t in visited} - {None}:
+            if reference in self._thumbs:
+                self._changes(reference, thumb)
+        return thumb
 
     def whole_frame_certain(self, frame_index: int, tracks: Sequence) -> bool:
         """Whether this frame will get the whole-frame pass whatever its picture shows (no state
@@ -323,8 +348,9 @@ class DetectionPlan:
         self._step = 0
         self._clock = 0
         self._thumbs.clear()
-        self._window = None
         self._scale = self.config.thumb_short_side / max(1, min(width, height))
+        self._thumb_size = (max(8, int(round(width * self._scale))), max(8, int(round(height * self._scale))))
+        self._window = cv2.createHanningWindow(self._thumb_size, cv2.CV_32F)
 
     def _next_slices(self) -> list[_TileState]:
         """The next `visit_every` of the sweep's `sweep_interval` slices (each as even as the
@@ -336,17 +362,16 @@ class DetectionPlan:
             tiles += self._tiles[step * count // parts:(step + 1) * count // parts]
         return tiles
 
-    def _thumbnail(self, image: np.ndarray, frame_index: int) -> _Thumb:
-        height, width = image.shape[:2]
-        size = (max(8, int(round(width * self._scale))), max(8, int(round(height * self._scale))))
-        # grey first: a third of the pixels to average
-        grey = cv2.resize(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), size, interpolation=cv2.INTER_AREA)
-        grey = cv2.GaussianBlur(grey.astype(np.float32), (3, 3), 0)
-        if self._window is None:
-            self._window = cv2.createHanningWindow((grey.shape[1], grey.shape[0]), cv2.CV_32F)
-        thumb = _Thumb(grey, {})
+    def _thumbnail(self, image: np.ndarray, frame_index: int, prepared: _Thumb | None = None) -> _Thumb:
+        """This frame's thumbnail (the one prepare() made, when given), kept as a reference."""
+        thumb = prepared if prepared is not None else self._make_thumbnail(image)
         self._thumbs[frame_index] = thumb
         return thumb
+
+    def _make_thumbnail(self, image: np.ndarray) -> _Thumb:
+        # grey first: a third of the pixels to average
+        grey = cv2.resize(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), self._thumb_size, interpolation=cv2.INTER_AREA)
+        return _Thumb(cv2.GaussianBlur(grey.astype(np.float32), (3, 3), 0), {})
 
     def _changes(self, then_index: int, now: _Thumb) -> _Changes:
         """What changed since frame `then_index`. The camera's drift is measured by phase

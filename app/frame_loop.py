@@ -17,6 +17,7 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -50,6 +51,14 @@ def _put(q: queue.Queue, item, stop: threading.Event) -> bool:
     return False
 
 
+@dataclass
+class _Ahead:
+    """What the helper thread makes of the next frame while this frame's poses are computed."""
+    index: int
+    candidates: Future | None    # the whole frame's detector candidates, when a pass is certain
+    prepared: Future             # the detection plan's thumbnail and change maps (plan.prepare)
+
+
 def overlaps_detection(backend) -> bool:
     """Whether detection of the next frame runs beside this frame's poses: only when the pose
     network runs on an accelerator, so the CPU is free to detect meanwhile."""
@@ -73,7 +82,7 @@ class FrameLoop:
         if overlap_detection is None:
             overlap_detection = overlaps_detection(backend)
         self._detect_ahead = ThreadPoolExecutor(1, thread_name_prefix="detect") if overlap_detection else None
-        self._ahead: tuple[int, Future] | None = None   # (frame index, its whole-frame candidates)
+        self._ahead: _Ahead | None = None   # what the helper thread is making of the next frame
         if plan is None and detector is not None:
             from .detection_plan import DetectionPlan, PlanConfig
             plan = DetectionPlan(detector.tiles, PlanConfig(stills=source.is_still or fresh_tracker is not None))
@@ -173,23 +182,28 @@ class FrameLoop:
         return FrameResult(frame, people, stages, floor, model_ms)
 
     def _detections(self, index: int, image: np.ndarray) -> list[Box] | None:
-        """What the plan asks to detect in this frame (None: nothing, follow the tracks). The
-        whole frame's candidates, when they were taken beside the last frame's poses
-        (_start_detecting_next), are judged with the tiles': the same answer as in line."""
-        request = self.plan.request(index, image, self.tracker.tracks)
+        """What the plan asks to detect in this frame (None: nothing, follow the tracks). What
+        was made of this frame beside the last frame's poses (_start_detecting_next) is used: the
+        plan's thumbnail, and the whole frame's candidates, judged with the tiles'. The same
+        answer as in line."""
         ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead.index != index:
+            ahead = None
+        request = self.plan.request(index, image, self.tracker.tracks,
+                                    prepared=ahead.prepared.result() if ahead else None)
         if not request:
             return None
-        taken_ahead = request.whole_frame and ahead is not None and ahead[0] == index
-        seen = ahead[1].result() if taken_ahead else ()
+        taken_ahead = request.whole_frame and ahead is not None and ahead.candidates is not None
+        seen = ahead.candidates.result() if taken_ahead else ()
         return self.detector.search(image, request.whole_frame and not taken_ahead, request.tiles,
                                     request.known, seen=seen, settled=request.settled)
 
     def _start_detecting_next(self, index: int) -> None:
-        """With overlap on: when the next file frame is already decoded and a detection is due
-        there (as far as can be told before this frame's poses), start it now on the helper
-        thread. If the poses then make it unnecessary, its result is dropped; if they make one
-        necessary that was not started, it runs in line as usual."""
+        """With overlap on: when the next file frame is already decoded, start on the helper
+        thread what can be made of it before this frame's poses are known: the detection plan's
+        thumbnail and change maps, and the whole frame's candidates when a pass is certain
+        there. If the poses then make a pass unnecessary, its candidates are dropped; if they
+        make one necessary that was not started, it runs in line as usual."""
         if (self._detect_ahead is None or self.source.is_live or self._lookahead is not None
                 or self.fresh_tracker is not None   # stills: each frame starts a new tracker
                 or not self.source.frame_ready()):
@@ -198,10 +212,14 @@ class FrameLoop:
         if item is _END:
             return
         frame = item[0]
+        # the plan's part first: the next request waits for it, the search only for candidates
+        prepared = self._detect_ahead.submit(self.plan.prepare, frame.index, frame.image)
         # only the whole frame's candidates: the tiles depend on whom the tracker follows after
         # this frame
+        candidates = None
         if self.plan.whole_frame_certain(frame.index, self.tracker.tracks):
-            self._ahead = (frame.index, self._detect_ahead.submit(self.detector.candidates, frame.image, True))
+            candidates = self._detect_ahead.submit(self.detector.candidates, frame.image, True)
+        self._ahead = _Ahead(frame.index, candidates, prepared)
 
     # ---- composition, window, sinks (the main thread) ----
     def run(self) -> RunSummary:

@@ -218,6 +218,28 @@ def test_picture_the_camera_brings_in_is_searched_once_wide_enough_to_hold_someo
     assert turned and all(x + w > 640 - 80 for x, y, w, h in turned), turned
 
 
+def test_what_is_prepared_ahead_gives_the_same_requests(tiles):
+    """prepare() makes a frame's thumbnail and change maps ahead (on a helper thread, beside the
+    last frame's poses): with them every request is the one made in line, and prepare() itself
+    changes nothing in the plan (calling it twice, or not using it, gives the same requests)."""
+    room, with_person, person = scene_with_person()
+    frames = [drifted(with_person if i >= 7 else room, i, 12.0) for i in range(40)]
+    followed = [Followed(0, Box(20, 40, 200, 400))]
+    in_line, ahead, unused = (DetectionPlan(tiles, PlanConfig()) for _ in range(3))
+    requests, prepared_count = [], 0
+    for index, image in enumerate(frames):
+        requests.append(in_line.request(index, image, followed))
+        ahead.prepare(index, image)   # made twice: the first must have changed nothing
+        prepared = ahead.prepare(index, image)
+        prepared_count += prepared is not None
+        unused.prepare(index, image)
+        assert ahead.request(index, image, followed, prepared=prepared) == requests[-1], index
+        assert unused.request(index, image, followed) == requests[-1], index
+    assert prepared_count >= 15   # every other frame is a visit
+    # tiles were judged: searched where the man walked in, skipped elsewhere
+    assert 0 < sum(len(r.tiles) for r in requests[1:]) < len(tiles(*room.shape[1::-1]))
+
+
 def test_tiles_where_a_followed_person_was_lost_are_searched_again_unchanged(tiles):
     """Unchanged pixels normally mean nothing new; but where a followed person was lost, they may
     still stand there, and only the tiles can find a small one again: once the whole-frame pass

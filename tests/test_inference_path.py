@@ -97,17 +97,25 @@ def test_detecting_the_next_frame_beside_this_frames_poses_changes_no_answer(tmp
     from support import drifting_clip
     clip_path = drifting_clip(tmp_path / "clip.mp4", frames=20)
     serial = _export(tmp_path, clip_path, "serial.json")
-    detections = []
-    real_detect = frame_loop.FrameLoop._start_detecting_next
+    from app.detection_plan import DetectionPlan
+    from app.detector import PersonDetector
+    ahead = {"candidates": 0, "prepared": 0}   # made on the helper thread
+    real_candidates, real_prepare = PersonDetector.candidates, DetectionPlan.prepare
 
-    def counting(self, index):
-        real_detect(self, index)
-        if self._ahead is not None:
-            detections.append(self._ahead[0])
+    def candidates(self, *args, **kwargs):
+        ahead["candidates"] += threading.current_thread().name.startswith("detect")
+        return real_candidates(self, *args, **kwargs)
+
+    def prepare(self, *args, **kwargs):
+        made = real_prepare(self, *args, **kwargs)
+        ahead["prepared"] += made is not None and threading.current_thread().name.startswith("detect")
+        return made
     monkeypatch.setattr(frame_loop, "overlaps_detection", lambda backend: True)
-    monkeypatch.setattr(frame_loop.FrameLoop, "_start_detecting_next", counting)
+    monkeypatch.setattr(PersonDetector, "candidates", candidates)
+    monkeypatch.setattr(DetectionPlan, "prepare", prepare)
     overlapped = _export(tmp_path, clip_path, "overlapped.json")
-    assert len(detections) >= 5, "detections were started ahead"
+    assert ahead["candidates"] >= 5, "whole-frame passes were started ahead"
+    assert ahead["prepared"] >= 5, "the plan's thumbnails were made ahead"
     assert [f["index"] for f in overlapped] == [f["index"] for f in serial] == list(range(20))
     for a, b in zip(serial, overlapped):
         assert [p["id"] for p in a["people"]] == [p["id"] for p in b["people"]]
