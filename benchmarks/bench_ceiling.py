@@ -17,7 +17,9 @@ frame spent outside the network: 1000 / fps - model_ms, over the frames after th
 whole sweep is a one-off), and `fps_at_network_ms`, the frame rate that leaves for each network
 time asked (1000 / (outside + network)): the ceiling of a GPU run whose host CPU is like this one.
 The default 0.77 ms is ConvNeXtPose-L at batch 1 replayed from a CUDA graph in TF32 on an H200
-(docs/benchmarks.md, GPU).
+(docs/benchmarks.md, GPU). `--overlap` runs the replay as on a GPU, where the frame loop detects
+in the next frame on a helper thread while this frame's poses are computed (on the CPU it does
+not: the network wants every core).
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app import run  # noqa: E402
+from app import frame_loop, run  # noqa: E402
 from app.cli import parse_settings  # noqa: E402
 from app.estimator import ConvNeXtPoseBackend  # noqa: E402
 
@@ -77,6 +79,8 @@ def main() -> int:
     parser.add_argument("--max-frames", type=int, default=None)
     parser.add_argument("--network-ms", type=float, nargs="+", default=[0.77],
                         help="network times to project to; the replay waits the first")
+    parser.add_argument("--overlap", action="store_true",
+                        help="the replay detects ahead on a helper thread, as on a GPU")
     args = parser.parse_args()
     argv = ["--input", args.input, "--model", args.model, "--benchmark", "--no-progress"]
     if args.max_frames:
@@ -86,6 +90,8 @@ def main() -> int:
         if real.exit_code or not real.benchmark:
             return real.exit_code or 1
         network.replaying = True
+        if args.overlap:
+            frame_loop.overlaps_detection = lambda backend: True
         replay = run.run(parse_settings(argv))
         if replay.exit_code:
             return replay.exit_code
