@@ -67,7 +67,8 @@ class TfliteModel:
                 raise RuntimeError(f"{self.path.name} used after close()")
             self._interpreter.set_tensor(self._input["index"], tensor)
             self._interpreter.invoke()
-            return [self._interpreter.get_tensor(o["index"]).copy() for o in self._outputs]
+            # get_tensor already copies (the arrays own their data; the next call leaves them)
+            return [self._interpreter.get_tensor(o["index"]) for o in self._outputs]
 
     def close(self) -> None:
         with self._lock:
