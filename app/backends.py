@@ -69,7 +69,6 @@ def create_backend(model: str | None, device: str = "auto", precision: str = "au
     # Imported here: torch loads only when ConvNeXtPose is actually used.
     passive_openmp_waits()
     from models import CheckpointError, load_convnextpose, optimize_for_inference, resolve_device
-    from models.optimize import pick_precision
 
     from . import precision_memory
     from .estimator import ConvNeXtPoseBackend
@@ -95,7 +94,7 @@ def create_backend(model: str | None, device: str = "auto", precision: str = "au
             runner = optimize_for_inference(network, precision=precision,
                                             calibration=calibration_crops() if precision == "auto" else None)
             if key is not None and runner.precision_trials:
-                precision_memory.remember(key, pick_precision(runner.precision_trials), runner.precision_trials)
+                precision_memory.remember(key, runner.precision, runner.precision_trials)
     except ValueError as error:   # e.g. bf16 asked for on hardware without it
         raise UserError(f"--precision {precision}: {error}") from None
     if runner.precision_trials:

@@ -85,7 +85,7 @@ def eager(model):
 def inference(model):
     # CUDA's TF32 switch is process-wide: each path runs under its own setting, so paths built
     # one after another can take turns
-    tf32 = model.compute_path == "tf32-cuda"
+    tf32 = model.precision == "tf32"
 
     def run(x):
         with torch.inference_mode(), cuda_fp32_precision(tf32):
@@ -96,7 +96,7 @@ def inference(model):
 def graphed(model, x):
     """model's forward_with_confidence captured as a CUDA graph for x's shape, or None where
     replaying it measured slower than launching its kernels."""
-    tf32 = model.compute_path == "tf32-cuda"
+    tf32 = model.precision == "tf32"
     with cuda_fp32_precision(tf32):
         graphs = CudaGraphs(model.forward_with_confidence)
         trial = graphs.capture(x)

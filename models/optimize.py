@@ -364,6 +364,11 @@ class OptimizedConvNeXtPose(ConvNeXtPose):
         """The source network's: folding BatchNorms removes parameters, not capacity."""
         return self._source_parameters
 
+    @property
+    def precision(self) -> str:
+        """The precision it runs, one of PRECISIONS (compute_path without what runs it)."""
+        return self.compute_path.split("-")[0]
+
     def describe(self) -> str:
         """The source network's line, then what this one runs."""
         return (f"{super().describe()}; inference: BatchNorm folded, channels_last, {self.compute_path}"

@@ -57,7 +57,7 @@ def test_batchnorm_folding_alone_is_exact(case):
 def test_fp32_matches_the_float32_network_and_the_authors(case):
     model, images, coords, confidence, expected = case
     optimized = optimize_for_inference(model, "fp32")
-    assert optimized.compute_path == "fp32"
+    assert optimized.compute_path == "fp32" and optimized.precision == "fp32"
     with torch.inference_mode():
         c, conf = optimized.forward_with_confidence(images)
     np.testing.assert_allclose(c.numpy(), coords.numpy(), atol=FP32_TOL)
@@ -83,7 +83,7 @@ def test_bf16_is_not_chosen_when_it_moves_the_answers():
     if "bf16" not in available_precisions("cpu"):
         pytest.skip("this CPU has no native bfloat16")
     bf16 = optimize_for_inference(model, "bf16")
-    assert bf16.compute_path in ("bf16-avx512", "bf16-amx")
+    assert bf16.compute_path in ("bf16-avx512", "bf16-amx") and bf16.precision == "bf16"
     with torch.inference_mode():
         c, conf = bf16.forward_with_confidence(images)
     assert torch.isfinite(c).all() and torch.all((conf >= 0) & (conf <= 1))

@@ -83,6 +83,7 @@ def test_auto_follows_the_rule_on_the_trained_like_network(trained_like, precisi
     assert trials[precision].max_mm == pytest.approx(max_mm, abs=1e-3)
     within = mean_mm <= MEAN_CHANGE_MM and max_mm <= MAX_CHANGE_MM
     taken = chosen.compute_path != "fp32"
+    assert chosen.precision == (precision if taken else "fp32")
     if taken:
         assert within and chosen.compute_path.startswith(precision)
         assert trials[precision].ms <= trials["fp32"].ms
