@@ -10,14 +10,14 @@ cannot be read or written is ignored.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import platform
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
+
+from models.cores import cpu_name
 
 log = logging.getLogger(__name__)
 
@@ -32,17 +32,6 @@ def _file_identity(path: Path) -> list:
     return [str(path.resolve()), stat.st_size, stat.st_mtime_ns]
 
 
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as file:
-            for line in file:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def key_for(checkpoint: Path, device, calibration_photo: Path) -> str:
     """What auto's answer depends on: the checkpoint file, the calibration photo, the device
     and what it runs natively, torch's version and the rule's limits."""
@@ -54,7 +43,7 @@ def key_for(checkpoint: Path, device, calibration_photo: Path) -> str:
         hardware = [torch.cuda.get_device_name(device), list(torch.cuda.get_device_capability(device)),
                     torch.version.cuda]
     else:
-        hardware = [_cpu_name(), platform.machine()]
+        hardware = [cpu_name(), platform.machine()]
     return json.dumps({"checkpoint": _file_identity(checkpoint), "photo": _file_identity(calibration_photo),
                        "device": device.type, "hardware": hardware,
                        "precisions": available_precisions(device), "torch": torch.__version__,
@@ -83,21 +72,13 @@ def recall(key: str):
 
 
 def remember(key: str, precision: str, trials) -> None:
-    """Keep auto's answer; written whole or not at all (a temporary file renamed over the old)."""
+    """Keep auto's answer; written whole or not at all (app/outputs/atomic.py)."""
+    from .outputs.atomic import write_bytes_atomically
     path = cache_file()
     entries = _read()
     entries[key] = {"precision": precision, "trials": [asdict(t) for t in trials]}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".precision-", suffix=".json")
+        write_bytes_atomically(path, json.dumps(entries, indent=1).encode())
     except OSError as error:
         log.debug("cannot remember --precision auto's measurement in %s: %s", path, error)
-        return
-    try:
-        with os.fdopen(handle, "w") as file:
-            json.dump(entries, file, indent=1)
-        os.replace(temporary, path)
-    except OSError as error:
-        log.debug("cannot remember --precision auto's measurement in %s: %s", path, error)
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)

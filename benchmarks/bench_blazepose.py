@@ -19,7 +19,7 @@ import cv2
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.machine import cpu_name  # noqa: E402
+from models.cores import cpu_name  # noqa: E402
 from models.blazepose import PoseDetector, PoseLandmarker  # noqa: E402
 
 PHOTO = ROOT / "tests" / "data" / "basketball1.jpg"

@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from app.settings import Settings  # noqa: E402
-from benchmarks.machine import cpu_name  # noqa: E402
+from models.cores import cpu_name  # noqa: E402
 from app.types import Box, Person  # noqa: E402
 
 DATA = ROOT / "tests" / "data"
