@@ -287,10 +287,7 @@ class DetectionPlan:
         if (self._clock + 1) % cfg.visit_every != 0:   # no visit: a pass, if any, makes its own
             return None
         thumb = self._make_thumbnail(image)
-        count, parts = len(self._tiles), cfg.sweep_interval
-        slices = [(self._step + k) % parts for k in range(cfg.visit_every)]
-        visited = [t for k in slices for t in self._tiles[k * count // parts:(k + 1) * count // parts]]
-        for reference in {t.searched_at for t in visited} - {None}:
+        for reference in {t.searched_at for t in self._slices(self._step)} - {None}:
             if reference in self._thumbs:
                 self._changes(reference, thumb)
         return thumb
@@ -353,14 +350,17 @@ class DetectionPlan:
         self._window = cv2.createHanningWindow(self._thumb_size, cv2.CV_32F)
 
     def _next_slices(self) -> list[_TileState]:
-        """The next `visit_every` of the sweep's `sweep_interval` slices (each as even as the
-        count allows)."""
-        count, parts = len(self._tiles), self.config.sweep_interval
-        tiles = []
-        for _ in range(self.config.visit_every):
-            step, self._step = self._step, (self._step + 1) % parts
-            tiles += self._tiles[step * count // parts:(step + 1) * count // parts]
+        """The next visit's slices, and the sweep moved on past them."""
+        tiles = self._slices(self._step)
+        self._step = (self._step + self.config.visit_every) % self.config.sweep_interval
         return tiles
+
+    def _slices(self, first: int) -> list[_TileState]:
+        """`visit_every` of the sweep's `sweep_interval` slices from slice `first` on (each as
+        even as the count allows)."""
+        count, parts = len(self._tiles), self.config.sweep_interval
+        steps = [(first + k) % parts for k in range(self.config.visit_every)]
+        return [t for step in steps for t in self._tiles[step * count // parts:(step + 1) * count // parts]]
 
     def _thumbnail(self, image: np.ndarray, frame_index: int, prepared: _Thumb | None = None) -> _Thumb:
         """This frame's thumbnail (the one prepare() made, when given), kept as a reference."""
