@@ -158,11 +158,12 @@ def run(settings: Settings, source=None) -> RunResult:
         check_plot_path(outputs.plot)
     check_outputs_distinct(settings.input.source, {"--output": outputs.video, "--export": outputs.export,
                                                    "--plot": outputs.plot})
-    window = _window_wanted(settings)
 
-    # 2. The input, then the model (a bad --model is reported before any frame), then the rest.
+    # 2. The input (a mistyped name is the first thing to say, before the screen), then the
+    # model (a bad --model is reported before any frame), then the rest.
     opened = [source or sources.open_source(settings.input.source)]   # closed here if setting up fails, else by the loop
     try:
+        window = _window_wanted(settings)
         # the output must suit the input: known only once the input is open (first frame read)
         if outputs.video:
             check_output_path(outputs.video, output_kind_for(outputs.video, input_kind(opened[0])))

@@ -130,6 +130,15 @@ def test_refused_before_processing(case, tmp_path):
     assert not (tmp_path / "joints.json").exists() and temporaries(tmp_path) == []
 
 
+def test_missing_input_is_named_before_the_missing_screen(tmp_path):
+    """A mistyped input on a machine without a screen: the message is about the input (fixing
+    the screen first would only lead to this message)."""
+    result = run_demo(["-i", "clipp.mp4", "--model", "blazepose"], tmp_path, timeout=60)
+    lines = error_lines(result.stderr)
+    assert result.returncode == 2, result.stderr
+    assert lines == ["error: input 'clipp.mp4' does not exist."], result.stderr
+
+
 # --------------------------------------------------------------------------------------------
 # Stop signals: every output opened ends complete and in place, the summary says so, and the
 # exit code is 128 + the signal
