@@ -17,6 +17,8 @@ from models.optimize import (MAX_CHANGE_MM, MEAN_CHANGE_MM, PrecisionTrial, avai
                              change_mm, pick_precision, precisions_for, timed_ms)
 
 TRAINED_LIKE = DATA / "ConvNeXtPose_TINY_trained_like.tar"
+# the device whose reduced paths are measured: tf32 and fp16 exist only on CUDA
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def test_precisions_per_device_capability():
@@ -62,23 +64,24 @@ def test_timing_waits_for_the_device(monkeypatch):
 def trained_like():
     if not TRAINED_LIKE.exists():
         pytest.skip(f"{TRAINED_LIKE.name} is missing (make it with benchmarks/finetune_pseudo_labels.py)")
-    return load_convnextpose(TRAINED_LIKE)
+    return load_convnextpose(TRAINED_LIKE, DEVICE)
 
 
 @pytest.mark.parametrize("precision", ["bf16", "tf32", "fp16"])
 def test_auto_follows_the_rule_on_the_trained_like_network(trained_like, precision):
-    """Each reduced path this device runs natively is measured on real people against strict
-    float32; auto takes it only within the limits (and only when it is the fastest)."""
-    if precision not in available_precisions("cpu"):
-        pytest.skip(f"this machine has no native {precision} path")
-    crops = calibration_crops()
+    """Each reduced path this machine's device runs natively (CUDA where there is one, else the
+    CPU) is measured on real people against strict float32; auto takes it only within the
+    limits (and only when it is the fastest)."""
+    if precision not in available_precisions(DEVICE):
+        pytest.skip(f"this machine's {DEVICE} has no native {precision} path")
+    crops = calibration_crops().to(DEVICE)
     with torch.inference_mode():
         strict = optimize_for_inference(trained_like, "fp32")(crops)
         reduced = optimize_for_inference(trained_like, precision)(crops)
     mean_mm, max_mm = change_mm(reduced, strict, trained_like.config.depth_bins)
     chosen = optimize_for_inference(trained_like, "auto", calibration=crops)
     trials = {t.precision: t for t in chosen.precision_trials}
-    assert set(trials) == set(available_precisions("cpu"))
+    assert set(trials) == set(available_precisions(DEVICE))
     assert trials[precision].mean_mm == pytest.approx(mean_mm, abs=1e-3)
     assert trials[precision].max_mm == pytest.approx(max_mm, abs=1e-3)
     within = mean_mm <= MEAN_CHANGE_MM and max_mm <= MAX_CHANGE_MM
@@ -94,8 +97,8 @@ def test_auto_follows_the_rule_on_the_trained_like_network(trained_like, precisi
 
 def test_trained_like_network_has_concentrated_heatmaps(trained_like):
     """The yardstick is only worth having if its heatmaps are peaked like a trained network's."""
-    crops = calibration_crops()
-    random_network = load_convnextpose(DATA / "ConvNeXtPose_TINY.tar")
+    crops = calibration_crops().to(DEVICE)
+    random_network = load_convnextpose(DATA / "ConvNeXtPose_TINY.tar", DEVICE)
     with torch.inference_mode():
         _, trained_confidence = trained_like.forward_with_confidence(crops)
         _, random_confidence = random_network.forward_with_confidence(crops)
