@@ -40,16 +40,19 @@ def test_warm_up_plan_covers_every_batch_a_run_can_meet():
 
 
 class _Recording(torch.nn.Module):
-    """Wraps a network and records the batch sizes and threads it was run with."""
+    """Wraps a network and records the batch sizes and threads it was run with, and whether
+    its input was blank (one value per colour channel: a warm-up's picture, not a person)."""
 
     def __init__(self, network):
         super().__init__()
         self.network = network
         self.config = network.config
         self.calls = []
+        self.blank = []
 
     def forward_with_confidence(self, images):
         self.calls.append((images.shape[0], threading.current_thread().name))
+        self.blank.append(bool((images.amax(dim=(2, 3)) == images.amin(dim=(2, 3))).all()))
         return self.network.forward_with_confidence(images)
 
 
@@ -81,8 +84,10 @@ def test_warm_up_runs_on_the_thread_that_infers(tmp_path, monkeypatch):
     monkeypatch.setattr(estimator, "ConvNeXtPoseBackend", recording_backend)
     assert main(["--input", str(DATA / "basketball1.jpg"), "--model", TINY, "--no-display",
                  "--output", str(tmp_path / "out.jpg")]) == 0
-    threads = {name for _, name in recordings[0].calls}
-    assert threads == {"infer"}
+    calls = recordings[0]
+    assert {name for _, name in calls.calls} == {"infer"}
+    # warmed up before the photo: blank pictures first, the person after
+    assert calls.blank[0] and not calls.blank[-1], calls.blank
 
 
 def _export(tmp_path, clip_path, name):
