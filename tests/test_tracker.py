@@ -238,22 +238,31 @@ def test_next_crop_carries_the_body_region_from_the_joints():
     fallback's crop stays on them where people overlap (BlazePose's own convention: clockwise
     angle from upright)."""
     from app.skeleton import JOINT_INDEX, NUM_JOINTS
-    from app.tracker import _region_from_joints
+    trusted = ("Pelvis", "Neck", "Head", "R_Ankle", "L_Ankle")
 
-    joints = np.zeros((NUM_JOINTS, 2))
+    def next_region(joints: np.ndarray, pelvis_trusted: bool = True):
+        """The region of the crop the tracker hands out for the frame after this pose."""
+        confidence = np.full(NUM_JOINTS, 0.29, np.float32)   # not trusted (< 0.3), yet a sure pose on average
+        confidence[[JOINT_INDEX[n] for n in trusted]] = 0.9
+        if not pelvis_trusted:
+            confidence[JOINT_INDEX["Pelvis"]] = 0.29
+        tracker = Tracker(smoothing=False)
+        box = Box(200, 100, 200, 400)
+        tracker.boxes([box])
+        tracker.update([Person(box, joints.astype(np.float32), np.zeros((NUM_JOINTS, 3), np.float32), confidence)], 0.0)
+        return tracker.boxes(None)[0].region
+
+    joints = np.full((NUM_JOINTS, 2), 300.0)
     for name, (x, y) in {"Pelvis": (300, 300), "Neck": (300, 200), "Head": (300, 160),
                          "R_Ankle": (290, 460), "L_Ankle": (310, 460)}.items():
         joints[JOINT_INDEX[name]] = (x, y)
-    good = np.zeros(NUM_JOINTS, bool)
-    good[[JOINT_INDEX[n] for n in ("Pelvis", "Neck", "Head", "R_Ankle", "L_Ankle")]] = True
-    region = _region_from_joints(joints, good)
+    region = next_region(joints)
     assert (region.cx, region.cy) == (300, 300)
     assert region.radius == pytest.approx(1.05 * np.hypot(10, 160))
-    assert region.rotation == pytest.approx(0.0, abs=1e-9)
+    assert region.rotation == pytest.approx(0.0, abs=1e-6)
     # lying down, head to the image's right: up is turned a quarter clockwise
     turned = joints.copy()
     turned[:, 0], turned[:, 1] = 300 + (300 - joints[:, 1]), 300 + (joints[:, 0] - 300)
-    assert _region_from_joints(turned, good).rotation == pytest.approx(np.pi / 2)
+    assert next_region(turned).rotation == pytest.approx(np.pi / 2)
     # without a trusted pelvis there is no region (the crop is then a plain box)
-    good[JOINT_INDEX["Pelvis"]] = False
-    assert _region_from_joints(joints, good) is None
+    assert next_region(joints, pelvis_trusted=False) is None
