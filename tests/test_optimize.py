@@ -134,9 +134,10 @@ def test_onednn_fused_network_gives_the_modules_logits(case):
     if not torch.backends.mkldnn.is_available():
         pytest.skip("this PyTorch has no oneDNN")
     assert optimized.fused is not None and "oneDNN fused" in optimized.describe()
+    plain = copy.deepcopy(optimized)
+    plain.fused = None   # the folded modules run, as where oneDNN is absent
     with torch.inference_mode():
-        x = images.contiguous(memory_format=torch.channels_last)
-        fused, modules = optimized.fused(x), optimized._modules_network(x)
+        fused, modules = optimized.logits(images), plain.logits(images)
         np.testing.assert_allclose(fused.numpy(), modules.numpy(), rtol=1e-5, atol=1e-5 * float(modules.abs().max()))
         np.testing.assert_allclose(optimized(images).numpy(), expected, atol=FP32_TOL)
 
@@ -147,7 +148,7 @@ def test_onednn_fused_network_refuses_what_it_cannot_run_exactly():
     assert FusedCpuNetwork.build(model, model.logits) is None
     optimized = optimize_for_inference(model, "fp32")
     # a probe disagreement (here: a reference that is off by 1%) also declines
-    assert FusedCpuNetwork.build(optimized, lambda x: optimized._modules_network(x) * 1.01) is None
+    assert FusedCpuNetwork.build(optimized, lambda x: optimized.head(optimized.backbone(x)) * 1.01) is None
     bf16 = ["bf16"] if "bf16" in available_precisions("cpu") else []
     for precision in bf16:
         assert optimize_for_inference(model, precision).fused is None   # float32 only
@@ -189,9 +190,10 @@ def test_fused_network_follows_the_modules_when_they_move_or_load():
     state = {k: v * 0.5 if k.endswith("weight") else v for k, v in optimized.state_dict().items()}
     optimized.load_state_dict(state)
     assert optimized.fused is not None
+    plain = copy.deepcopy(optimized)
+    plain.fused = None   # the halved weights through the modules
     with torch.inference_mode():
-        x = images.contiguous(memory_format=torch.channels_last)
-        np.testing.assert_allclose(optimized.fused(x).numpy(), optimized._modules_network(x).numpy(),
+        np.testing.assert_allclose(optimized.logits(images).numpy(), plain.logits(images).numpy(),
                                    rtol=1e-5, atol=1e-6)
         optimized.double()
         assert optimized.fused is None   # float64 has no fused kernels: the modules run
