@@ -831,6 +831,7 @@ MISSING_JOINTS = [
 
 
 @pytest.mark.parametrize("make", [m for _, m in MISSING_JOINTS], ids=[c for c, _ in MISSING_JOINTS])
+@pytest.mark.filterwarnings("error::RuntimeWarning")   # never "All-NaN slice encountered" and the like
 def test_plot_draws_what_is_known(make, tmp_path):
     from app.plot import plot_frame, plot_trajectory
     people = make()
