@@ -13,6 +13,8 @@ from app.render3d import Panel3D, floor_ring, place_people, project
 from app.skeleton import JOINT_INDEX, NUM_JOINTS
 from app.types import Box, Camera, Floor, Person
 from support import STANDING
+# the 3D panel's pixel checks (rings, grid, drawing order), kept with the drawing tests
+from test_render import assert_nearer_drawn_over_farther, eye_depths, grid_shown, ring_shown
 
 DATA_CAMERA = Camera.from_fov(640, 480, 60.0)
 FEET = [JOINT_INDEX["R_Ankle"], JOINT_INDEX["L_Ankle"]]
@@ -105,11 +107,16 @@ def test_one_persons_feet_leave_the_camera_about_level_unless_that_is_impossible
 
 # --- on real pictures ---------------------------------------------------------------------------
 
-def assert_feet_on_the_drawn_floor(people: list[Person], floor: Floor, panel: Panel3D) -> None:
-    """In the drawn panel: each person's lower foot projects inside their ring, which lies on the
-    grid (floor) plane; no foot pokes through the floor."""
+def assert_feet_on_the_drawn_floor(people: list[Person], floor: Floor, panel: Panel3D, img: np.ndarray) -> int:
+    """In the drawn panel `img`: the grid lies on the fitted floor and no foot pokes through it;
+    each person's lower foot projects inside their ring and, for everyone whose ring is on the
+    panel, the picture shows that ring (in their colour) and the grid on the floor around it.
+    Returns how many people's pixels were checked."""
+    assert panel.last_floor_y == pytest.approx(floor.height_mm)
     placed = place_people(people, centred=False, floor=floor)
     view = panel.last_view
+    h, w = img.shape[:2]
+    checked = 0
     for pp in placed:
         feet_y = pp.joints_world[FEET, 1]
         # the lower ankle is one sole above the floor, never below it
@@ -117,7 +124,12 @@ def assert_feet_on_the_drawn_floor(people: list[Person], floor: Floor, panel: Pa
         ring = project(floor_ring(pp.feet_world, panel.last_floor_y), view).astype(np.float32)
         foot = project(pp.feet_world[None], view)[0]
         assert cv2.pointPolygonTest(ring.reshape(-1, 1, 2), (float(foot[0]), float(foot[1])), False) > 0
-    assert panel.last_floor_y == pytest.approx(floor.height_mm)
+        if (ring >= 0).all() and (ring[:, 0] < w).all() and (ring[:, 1] < h).all():
+            # people standing across a ring may hide part of it, never most of it
+            assert ring_shown(img, panel, pp.feet_world, pp.colour) > 0.5, pp.label
+            assert grid_shown(img, panel, pp.feet_world) > 0.5, pp.label
+            checked += 1
+    return checked
 
 
 def test_group_photo_everyone_stands_on_one_floor_nearest_drawn_nearest(blazepose, detector, group_photo_path):
@@ -131,13 +143,17 @@ def test_group_photo_everyone_stands_on_one_floor_nearest_drawn_nearest(blazepos
         p.track_id = i
     placed, floor = FloorFitter(steady=False).update(people, (w, h))
     panel = Panel3D(640, 392)
-    panel.render(placed, floor=floor)
-    assert_feet_on_the_drawn_floor(placed, floor, panel)
-    # The skier in front (lowest feet in the photo) is the nearest, and the view draws him last.
+    img = panel.render(placed, floor=floor)
+    assert assert_feet_on_the_drawn_floor(placed, floor, panel, img) == len(placed)   # all on the panel
+    # The skier in front (lowest feet in the photo) is the nearest to the camera, and to the
+    # panel's eye as well.
     front = max(range(len(placed)), key=lambda i: placed[i].joints_2d[FEET, 1].max())
     assert min(range(len(placed)), key=lambda i: placed[i].root_cam[2]) == front
-    eye_depth = [float((placed[i].root_cam @ np.eye(3))[2]) for i in range(len(placed))]
-    assert np.argmin(eye_depth) == front
+    in_view = place_people(placed, centred=False, floor=floor)
+    assert np.argmin(eye_depths(panel, in_view)) == front
+    # The view draws nearer people over farther ones: in this photo at least two heads are close
+    # enough on the panel for their rings to cross.
+    assert assert_nearer_drawn_over_farther(img, panel, in_view) >= 1
 
 
 def hog_boxes(image: np.ndarray) -> list[Box]:
@@ -155,7 +171,7 @@ def test_street_clip_floor_is_steady_and_seen_from_above(blazepose):
     capture = cv2.VideoCapture("tests/data/pedestrians.mp4")
     fitter = FloorFitter(steady=True)
     panel = Panel3D(384, 288)
-    pitches, multi = [], 0
+    pitches, multi, seen, drawn = [], 0, 0, 0
     for index in range(30):
         ok, image = capture.read()
         assert ok
@@ -166,8 +182,9 @@ def test_street_clip_floor_is_steady_and_seen_from_above(blazepose):
         if not placed:
             continue
         multi += len(placed) >= 2
-        panel.render(placed, floor=floor)
-        assert_feet_on_the_drawn_floor(placed, floor, panel)
+        img = panel.render(placed, floor=floor)
+        seen += len(placed)
+        drawn += assert_feet_on_the_drawn_floor(placed, floor, panel, img)
         pitches.append(math.degrees(floor.pitch_rad))
         # on a floor seen from above, feet clearly lower in the picture are nearer
         rows = [float(p.joints_2d[FEET, 1].max()) for p in placed]
@@ -178,6 +195,9 @@ def test_street_clip_floor_is_steady_and_seen_from_above(blazepose):
                     assert ahead[i] < ahead[j]
     capture.release()
     assert multi >= 5
+    # the view glides after people rather than jumping, so someone who turns up much nearer
+    # stands beyond the panel's edge for a few frames; most rings are on it
+    assert drawn >= 0.75 * seen, (drawn, seen)
     # the camera looks down on the square from a first floor (about 20 degrees by the horizon;
     # the fit, from small people's uncertain depths, says 7-12); the floor barely moves
     assert 5.0 < np.median(pitches) < 45.0
