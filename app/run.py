@@ -157,7 +157,7 @@ def run(settings: Settings, source=None) -> RunResult:
     if outputs.plot:
         check_plot_path(outputs.plot)
     check_outputs_distinct(settings.input.source, {"--output": outputs.video, "--export": outputs.export,
-                                                   "--plot": outputs.plot})
+                                                   "--plot": outputs.plot}, sources.input_path(settings.input.source))
 
     # 2. The input (a mistyped name is the first thing to say, before the screen), then the
     # model (a bad --model is reported before any frame), then the rest.

@@ -71,7 +71,7 @@ def error_lines(stderr: str) -> list[str]:
 @dataclass
 class Refusal:
     case: str
-    args: list[str]                  # {photo} and {clip} are the user's files in the work folder
+    args: list[str]                  # run in the work folder (photo.jpg, clip.mp4); {folder} is its absolute path
     message: str                     # a substring of the one error line
     setup: Callable[[Path], None] = lambda folder: None
     intact: list[str] = field(default_factory=lambda: ["photo.jpg", "clip.mp4"])
@@ -101,6 +101,7 @@ REFUSALS = [
             setup=_links, intact=["clip.mp4", "hard.mp4"]),
     Refusal("a symlink to the input", ["-i", "photo.jpg", "-o", "soft.jpg"], "is the input file",
             setup=_links, intact=["photo.jpg"]),
+    Refusal("the input as a file:// URL", ["-i", "file://{folder}/clip.mp4", "-o", "clip.mp4"], "is the input file"),
     Refusal("--plot at the input image", ["-i", "photo.jpg", "--plot", "photo.jpg"], "is the input file"),
     Refusal("--output and --plot are one file", ["-i", "photo.jpg", "-o", "out.png", "--plot", "./out.png"],
             "name the same file"),
@@ -121,8 +122,8 @@ def test_refused_before_processing(case, tmp_path):
     shutil.copy(CLIP, tmp_path / "clip.mp4")
     case.setup(tmp_path)
     before = {name: digest(tmp_path / name) for name in case.intact}
-    result = run_demo([*case.args, "--no-display", "--model", "blazepose", "-e", "joints.json"],
-                      tmp_path, timeout=60)
+    args = [arg.replace("{folder}", str(tmp_path)) for arg in case.args]
+    result = run_demo([*args, "--no-display", "--model", "blazepose", "-e", "joints.json"], tmp_path, timeout=60)
     lines = error_lines(result.stderr)
     assert result.returncode == 2, result.stderr
     assert len(lines) == 1 and lines[0].startswith("error: ") and case.message in lines[0], result.stderr

@@ -130,13 +130,16 @@ def _cannot_create_in(folder: Path) -> OSError | None:
     return None
 
 
-def check_outputs_distinct(input_spec: str, outputs: dict[str, str | None]) -> None:
+def check_outputs_distinct(input_spec: str, outputs: dict[str, str | None],
+                           input_path: Path | None = None) -> None:
     """Refuse, before anything is processed, an output that is the input itself (however it is
-    spelled: another relative path, a symlink, a hard link; an image-folder output that is the
-    input folder) and two outputs that are one file. outputs: option name -> path or None."""
+    spelled: another relative path, a symlink, a hard link, a file:// URL; an image-folder output
+    that is the input folder) and two outputs that are one file. outputs: option name -> path or
+    None; input_path: the local file the input names (app.sources.input_path), None for a camera
+    or stream."""
     named = {option: Path(str(path).strip()).expanduser() for option, path in outputs.items() if path}
-    source = Path(str(input_spec).strip()).expanduser()
-    if source.exists():
+    source = input_path
+    if source is not None and source.exists():
         for option, target in named.items():
             if _same_file(source, target):
                 what = "folder" if source.is_dir() else "file"

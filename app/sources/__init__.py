@@ -38,8 +38,19 @@ from .probe import not_a_regular_file, redact_url, sniff  # noqa: E402
 from .wrappers import FrameLimit, LoopingSource  # noqa: E402
 
 __all__ = ["Capture", "FrameLimit", "ImageFilesSource", "LiveSource", "LoopingSource", "READ_AHEAD_FRAMES",
-           "ReadAhead", "STILL_FPS", "Source", "VideoFileSource", "folder_mode", "open_source", "read_image",
+           "ReadAhead", "input_path", "STILL_FPS", "Source", "VideoFileSource", "folder_mode", "open_source", "read_image",
            "redact_url", "sniff"]
+
+
+def input_path(spec: str) -> Path | None:
+    """The local file or folder an input names (a file:// URL's path, ~ expanded), or None for a
+    camera index or a stream URL."""
+    spec = str(spec).strip()
+    if spec.isdigit():
+        return None
+    if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", spec) and not spec.lower().startswith("file://"):
+        return None
+    return Path(spec[len("file://"):] if spec.lower().startswith("file://") else spec).expanduser()
 
 
 def open_source(spec: str, *, still_fps: float = STILL_FPS) -> Source:
@@ -51,9 +62,9 @@ def open_source(spec: str, *, still_fps: float = STILL_FPS) -> Source:
         raise UserError("no input given: pass a camera index, a video, an image or a folder.")
     if spec.isdigit():
         return open_camera(int(spec), f"camera {int(spec)}")
-    if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", spec) and not spec.lower().startswith("file://"):
+    path = input_path(spec)
+    if path is None:
         return open_stream(spec)
-    path = Path(spec[len("file://"):] if spec.lower().startswith("file://") else spec).expanduser()
     if not path.exists():
         raise UserError(f"input '{spec}' does not exist.")
     if path.is_dir():
