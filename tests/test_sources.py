@@ -1,6 +1,8 @@
 """Input sources: every kind opens, yields the right frames, and bad input fails at open time."""
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import time
 
@@ -134,16 +136,24 @@ def test_video_damaged_in_the_middle_ends_cleanly(tmp_path, group):
         assert source.frames_unreadable > 0
 
 
-def test_video_close_mid_iteration_does_not_hang():
+def _thread_named(name: str) -> threading.Thread:
+    threads = [t for t in threading.enumerate() if t.name == name]
+    assert len(threads) == 1, [t.name for t in threading.enumerate()]
+    return threads[0]
+
+
+def test_video_close_mid_iteration_ends_the_decoder():
+    """Closed while its read-ahead thread waits on a full queue: the thread ends, a second
+    close is harmless, and the iteration is over."""
     source = open_source(str(PEDESTRIANS))
     iterator = iter(source)
     for _ in range(3):
         next(iterator)
-    started = time.monotonic()
+    decoder = _thread_named(f"decode {source.description}")
     source.close()
     source.close()
-    assert time.monotonic() - started < 2.5
-    assert f"decode {source.description}" not in [t.name for t in threading.enumerate()]
+    decoder.join(timeout=30)   # only so that a decoder left blocked fails the test, not hangs it
+    assert not decoder.is_alive()
     assert list(iterator) == []
 
 
@@ -205,11 +215,13 @@ def test_empty_folder_and_folder_without_images(tmp_path):
         open_source(str(tmp_path))
 
 
-def test_missing_camera_is_fast():
-    started = time.monotonic()
-    with pytest.raises(UserError, match="camera"):
+@pytest.mark.skipif(not sys.platform.startswith("linux") or os.path.exists("/dev/video7"),
+                    reason="a Linux machine without a camera 7")
+def test_missing_camera_is_refused_before_opencv_tries_it():
+    """On Linux a missing camera N is refused because /dev/videoN does not exist, without asking
+    OpenCV (which tries for seconds, and prints its own warnings)."""
+    with pytest.raises(UserError, match=r"^no camera with index 7 \(there is no /dev/video7\)\.$"):
         open_source("7")
-    assert time.monotonic() - started < 3.0
 
 
 def test_stream_url_password_is_hidden():
@@ -223,36 +235,116 @@ def test_stream_url_password_is_hidden():
 # --------------------------------------------------------------------------------------------
 # Live sources with an injected capture
 
+class SteppedCamera:
+    """A camera that sends a frame only when the test lets it: `send(n)` lets n more frames
+    through and returns once the source's reader has taken them all (it is back, waiting for the
+    next). Frame k (from 1) has k painted in, as FakeCamera's (`frame_number`). The first frame
+    is let through from the start, for the source's open."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._allowed, self._sent, self._waiting, self._ended = 1, 0, False, False
+        self.released = threading.Event()
+
+    def read(self):
+        with self._cond:
+            self._waiting = True
+            self._cond.notify_all()
+            self._cond.wait_for(lambda: self._sent < self._allowed or self._ended)
+            self._waiting = False
+            if self._sent >= self._allowed:
+                return False, None
+            self._sent += 1
+            image = np.zeros((48, 64, 3), np.uint8)
+            image[0, 0] = (self._sent % 256, self._sent // 256, 0)
+            return True, image
+
+    def send(self, count: int) -> None:
+        with self._cond:
+            self._allowed += count
+            self._cond.notify_all()
+            # taken when the reader has come back for one more: a generous wait against hanging
+            assert self._cond.wait_for(lambda: self._sent == self._allowed and self._waiting, 30)
+
+    def unplug(self) -> None:
+        with self._cond:
+            self._ended = True
+            self._cond.notify_all()
+
+    def get(self, prop):
+        return 25.0 if prop == cv2.CAP_PROP_FPS else 0.0
+
+    def release(self):
+        self.released.set()
+
+
 def test_camera_yields_newest_frame_and_drops_older_ones():
-    camera = FakeCamera(count=60, period=0.005)
+    """Frames that arrive while the consumer is busy are dropped: the next frame it gets is the
+    newest (a queue of every frame would give the next one instead)."""
+    camera = SteppedCamera()
     source = LiveSource(camera, "camera 0")
     assert source.is_live and source.frame_count is None and source.size == (64, 48)
     assert source.fps == 25.0
-    seen, lags = [], []
+    frames = iter(source)
+    first = next(frames)                # frame 1, read for the open
+    assert (frame_number(first.image), first.index) == (1, 0)
+    camera.send(5)                      # frames 2 to 6 while the consumer is busy
+    newest = next(frames)
+    assert (frame_number(newest.image), newest.index) == (6, 1)
+    assert source.frames_dropped == 4
+    camera.send(1)                      # a consumer in step with the camera misses nothing
+    assert frame_number(next(frames).image) == 7
+    camera.send(3)
+    assert frame_number(next(frames).image) == 10
+    assert source.frames_dropped == 4 + 2
+    camera.unplug()
+    assert list(frames) == [], "nothing is yielded twice"
+    source.close()
+    assert camera.released.is_set()
+
+
+def test_camera_read_in_real_time_by_a_slow_consumer():
+    """The same with a camera that sends in real time: frames in order, none twice, the last
+    one never lost, and every frame the camera sent either yielded or counted as dropped."""
+    camera = FakeCamera(count=60, period=0.005)
+    source = LiveSource(camera, "camera 0")
+    seen = []
     for frame in source:
         seen.append(frame_number(frame.image))
-        lags.append(camera.delivered - seen[-1])
         time.sleep(0.03)   # a slow consumer: about six camera frames per yielded one
     source.close()
     assert seen == sorted(set(seen)), "frames must be new and in order, never repeated"
-    assert len(seen) < 30, "a slow consumer must skip frames"
     assert seen[-1] == 60
-    # The yielded frame is (about) the newest one and lag does not grow; loose bounds because
-    # a busy CI machine may pause either thread for a few milliseconds.
-    assert np.median(lags[:-1]) <= 2 and max(lags[:-1]) <= 6, lags
     assert source.frames_dropped == 60 - len(seen)
-    assert camera.released.wait(2.0)
+    assert camera.released.wait(30)
+
+
+class StampedCamera(FakeCamera):
+    """FakeCamera noting the time.monotonic() at which each read() returned, failed ones too."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.returned = []
+
+    def read(self):
+        answer = super().read()
+        self.returned.append(time.monotonic())
+        return answer
 
 
 def test_camera_fast_consumer_gets_each_frame_once():
-    camera = FakeCamera(count=12, period=0.03)
+    camera = StampedCamera(count=12, period=0.03)
     with LiveSource(camera, "camera 0") as source:
         frames = list(source)
     assert [frame_number(f.image) for f in frames] == list(range(1, 13))
     assert [f.index for f in frames] == list(range(12))
     assert frames[0].time == 0.0
-    assert all(b.time > a.time for a, b in zip(frames, frames[1:]))   # wall time since start
-    assert frames[-1].time == pytest.approx(11 * 0.03, abs=0.15)
+    assert all(b.time > a.time for a, b in zip(frames, frames[1:]))
+    # time is wall time since the first frame arrived, whatever the camera claims (25 fps):
+    # frame i arrived after the camera's read i returned and before its read i + 1 did
+    r = camera.returned
+    for i, frame in enumerate(frames[1:], 1):
+        assert r[i] - r[1] <= frame.time <= r[i + 1] - r[0]
 
 
 def test_camera_reported_fps_falls_back_to_30():
@@ -381,11 +473,9 @@ def test_mjpeg_stream_reconnects_after_a_drop(group, caplog, fast_reconnect):
     caplog.set_level("INFO", logger="app.sources")
     try:
         url = server.url("admin:secret@")
-        started = time.monotonic()
         with open_source(url) as source:
             assert source.is_live and source.size == (320, 240)
             frames = list(source)   # ends once the second connection drops and retries fail
-        assert time.monotonic() - started < 15
     finally:
         server.close()
     assert server.connections == 2 + 3      # two served, three refused attempts
@@ -410,10 +500,8 @@ def test_mjpeg_stream_reconnects_after_a_drop(group, caplog, fast_reconnect):
 def test_mjpeg_stream_gives_up_when_the_camera_stays_away(group, caplog, fast_reconnect):
     server = MjpegServer(pan_crops(group, 5), plan=[5])
     try:
-        started = time.monotonic()
         with open_source(server.url()) as source:
             frames = list(source)
-        assert time.monotonic() - started < 15
     finally:
         server.close()
     assert 1 <= len(frames) <= 5
@@ -449,14 +537,14 @@ def test_reconnect_releases_the_dead_capture_first_and_accepts_a_new_size(monkey
 
 def test_close_interrupts_the_reconnection_backoff(monkeypatch):
     from app.sources import live
-    monkeypatch.setattr(live, "STREAM_RECONNECT_DELAYS_S", (60.0,))
+    monkeypatch.setattr(live, "STREAM_RECONNECT_DELAYS_S", (600.0,))
     dead = FakeCamera(count=2, period=0.005)
     reopen_calls = []
     source = LiveSource(dead, "rtsp://cam/live", reopen=lambda: reopen_calls.append(1))
     # The reader releases the dead capture right before it waits to reopen.
-    assert dead.released.wait(10)
-    started = time.monotonic()
+    assert dead.released.wait(30)
+    reader = _thread_named("reader rtsp://cam/live")
     source.close()
-    assert time.monotonic() - started < 2.5
-    assert "reader rtsp://cam/live" not in [t.name for t in threading.enumerate()]
+    reader.join(timeout=30)   # far less than the wait for reopening: ended by close(), not by it
+    assert not reader.is_alive()
     assert len(list(source)) <= 2 and reopen_calls == []
