@@ -51,7 +51,9 @@ def _equal_aspect(ax, points: np.ndarray) -> None:
 def _label_axes(ax) -> None:
     ax.set_xlabel("x (mm, right)")
     ax.set_ylabel("z (mm, depth)")
-    ax.set_zlabel("height (mm, -y)")
+    ax.set_zlabel("height (mm, -y)", labelpad=12)
+    # mplot3d draws the height labels onto their tick marks, where a minus sign reads as a tick
+    ax.tick_params(axis="z", pad=8)
 
 
 def _new_axes(title: str):
@@ -65,8 +67,14 @@ def _new_axes(title: str):
 
 
 def plot_frame(people: Sequence[Person], path: str | Path, title: str | None = None) -> Path:
-    """Save a 3D figure of one frame's skeletons (bones by side colour, joints and id by track)."""
+    """Save a 3D figure of one frame's skeletons (frame_figure) at `path`."""
     path = Path(path)
+    frame_figure(people, title).savefig(path)
+    return path
+
+
+def frame_figure(people: Sequence[Person], title: str | None = None) -> Figure:
+    """A 3D figure of one frame's skeletons (bones by side colour, joints and id by track)."""
     # Missing joints are NaN; a person without one known joint has nothing to draw.
     drawn = [(person, joints) for person, joints in zip(people, world_joints(people))
              if np.isfinite(joints).all(axis=1).any()]
@@ -86,15 +94,21 @@ def plot_frame(people: Sequence[Person], path: str | Path, title: str | None = N
     if all_points:
         _equal_aspect(ax, np.concatenate(all_points))
     _label_axes(ax)
-    fig.savefig(path)
-    return path
+    return fig
 
 
 def plot_trajectory(frames_people: Sequence[Sequence[Person]], joint_index: int, path: str | Path,
                     title: str | None = None) -> Path:
-    """Save the 3D path of one joint over a file, one line per track id, from a circle at the
-    start to a triangle at the end."""
+    """Save the 3D path of one joint over a file (trajectory_figure) at `path`."""
     path = Path(path)
+    trajectory_figure(frames_people, joint_index, title).savefig(path)
+    return path
+
+
+def trajectory_figure(frames_people: Sequence[Sequence[Person]], joint_index: int,
+                      title: str | None = None) -> Figure:
+    """The 3D path of one joint over a file, one line per track id, from a circle at the start
+    to a triangle at the end."""
     name = JOINT_NAMES[joint_index] if 0 <= joint_index < len(JOINT_NAMES) else str(joint_index)
     fig, ax = _new_axes(title or f"{name} trajectory over {len(frames_people)} frames")
     tracks: dict[int, list[np.ndarray]] = defaultdict(list)
@@ -121,5 +135,4 @@ def plot_trajectory(frames_people: Sequence[Sequence[Person]], joint_index: int,
         ax.legend(loc="upper left")
         fig.colorbar(dots, ax=ax, shrink=0.6, pad=0.1, label="frame")
     _label_axes(ax)
-    fig.savefig(path)
-    return path
+    return fig

@@ -197,7 +197,11 @@ def run(settings: Settings, source=None) -> RunResult:
     # 4. What was done.
     files = list(loop.sinks.files)
     if loop.plot_recorder is not None:
-        plotted = loop.plot_recorder.save()
+        try:
+            plotted = loop.plot_recorder.save()
+        except UserError as error:   # a full disk: the outputs already finished are said
+            done = format_summary(summary.frames, summary.seconds, summary.people, files, interrupted is not None)
+            raise UserError(f"{error} {done}") from None
         if plotted:
             files.append(plotted)
         else:   # asked for, so its absence is said

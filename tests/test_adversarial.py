@@ -266,7 +266,7 @@ def full_disk(tmp_path):
         (mount / "earlier.json").write_text('{"earlier run": true}')
         (mount / "earlier").mkdir()
         (mount / "earlier" / "000000.jpg").write_bytes(b"earlier run")
-        for name in ("earlier.csv", "earlier.npz", "earlier.jpg", "earlier.mp4"):
+        for name in ("earlier.csv", "earlier.npz", "earlier.jpg", "earlier.mp4", "earlier.png"):
             (mount / name).write_bytes(b"earlier run")
         with open(mount / "filler", "wb", buffering=0) as filler:
             try:
@@ -286,6 +286,7 @@ def full_disk(tmp_path):
     ("-o", "earlier.jpg", "-e", "other.json"),
     ("-o", "earlier", "-e", "other.json"),      # a folder of images
     ("-o", "earlier.mp4", "-e", "other.json"),
+    ("--plot", "earlier.png", "-e", "other.json"),   # written whole at the end of the run
 ])
 def test_full_disk_is_one_line_and_keeps_the_earlier_files(full_disk, tmp_path, option, name,
                                                            other_option, other_name):

@@ -634,8 +634,8 @@ def test_check_output_path_rejects(path, kind, message, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("path, kind, message", [
-    ("out.gif", "plot", "unknown plot format '.gif': use .png, .pdf, .svg or .jpg"),
-    ("./plot", "plot", "unknown plot format './plot': use .png, .pdf, .svg or .jpg"),
+    ("out.gif", "plot", "unknown plot format '.gif': use .png, .pdf, .svg or .jpg."),
+    ("./plot", "plot", "unknown plot format './plot': use .png, .pdf, .svg or .jpg."),
     ("out.mkv", "video", "unknown video format '.mkv': use .mp4, .mov, .m4v or .avi."),
     ("out", "export", "unknown export format 'out': use .json, .csv or .npz."),
     ("out.ppm", "image", "unknown image format '.ppm': use .jpg, .png, .bmp, .webp or .tif, or a "
@@ -653,8 +653,11 @@ def test_plot_path(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []   # the write test left nothing behind
     for path in ("no/such/folder/p.png", "p.png/x.png"):
         with pytest.raises(UserError, match=f"^cannot write the plot '{path}': its folder does "
-                                            "not exist or is not writable$"):
+                                            r"not exist or is not writable\.$"):
             check_plot_path(path)
+    (tmp_path / "shots.png").mkdir()
+    with pytest.raises(UserError, match="^--plot 'shots.png' is a folder: give a file name inside it.$"):
+        check_plot_path("shots.png")
     with pytest.raises(UserError, match="^unknown plot format '.gif'"):
         check_plot_path("p.gif")
 

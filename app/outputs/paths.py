@@ -68,7 +68,7 @@ def check_extension(path: str | os.PathLike, kind: OutputKind) -> str:
                             "name without an extension.")
     elif kind == "plot":
         if ext not in PLOT_EXTENSIONS:
-            raise UserError(f"unknown plot format '{ext or path}': use .png, .pdf, .svg or .jpg")
+            raise UserError(f"unknown plot format '{ext or path}': use .png, .pdf, .svg or .jpg.")
     else:
         raise ValueError(f"unknown output kind {kind!r}")
     return ext
@@ -103,9 +103,11 @@ def check_plot_path(path: str) -> Path:
     """Validate the --plot path (a figure matplotlib writes at the end of the run): its
     extension, and a folder that takes a new file. Raises UserError with one sentence."""
     check_extension(path, "plot")
+    if Path(path).expanduser().is_dir():
+        raise UserError(f"--plot '{path}' is a folder: give a file name inside it.")
     folder = Path(os.path.abspath(path)).parent
     if not folder.is_dir() or _cannot_create_in(folder) is not None:
-        raise UserError(f"cannot write the plot '{path}': its folder does not exist or is not writable")
+        raise UserError(f"cannot write the plot '{path}': its folder does not exist or is not writable.")
     return Path(path)
 
 
