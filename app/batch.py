@@ -22,7 +22,7 @@ from pathlib import Path
 from .batch_manifest import VideoResult, is_finished, read_manifest, write_manifest
 from .batch_plan import VideoJob, find_videos, plan_jobs
 from .batch_worker import WorkerConfig
-from .cli import add_processing_options, processing_settings
+from .cli import OneLineParser, add_processing_options, processing_settings
 from .errors import UserError
 from .formats import READABLE_VIDEO_EXTENSIONS
 from .command_scope import command_scope
@@ -39,7 +39,7 @@ CORES_PER_WORKER = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="run_demo.py batch",
         description="Process many videos: per video, the joints export and the annotated video, "
                     "under --out-dir with the inputs' relative paths. Finished videos are skipped "
@@ -152,9 +152,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _check_counts(args) -> None:
     if args.workers is not None and args.workers < 1:
-        raise UserError("--workers must be at least 1")
+        raise UserError("--workers must be at least 1.")
     if args.cpus_per_worker is not None and args.cpus_per_worker < 1:
-        raise UserError("--cpus-per-worker must be at least 1")
+        raise UserError("--cpus-per-worker must be at least 1.")
 
 
 def _prepare_out_dir(text: str) -> Path:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import sys
 
 from . import signals
 from .command_scope import command_scope
@@ -14,6 +16,14 @@ from .settings import (DEFAULT_FOV_DEG, DEVICES, PRECISIONS, CameraSettings, Inp
                        OutputSettings, PoseSettings, Settings, TrackingSettings, ViewSettings)
 
 log = logging.getLogger(__name__)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose mistakes are the command's: one line starting "error:", exit 2
+    (argparse's own prints its whole usage first, and a line headed by the program's name)."""
+
+    def error(self, message: str):
+        raise UserError(f"{message} ({self.prog} --help lists the options).")
 
 
 def add_processing_options(p: argparse.ArgumentParser) -> None:
@@ -55,7 +65,7 @@ def processing_settings(args: argparse.Namespace) -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="run_demo.py",
         description="Real-time 3D human pose: people found in each frame, ConvNeXtPose root-relative "
                     "3D joints, shown beside the video and saved on request.")
@@ -102,7 +112,7 @@ def main(argv: list[str] | None = None, *, process_exits_after: bool = False) ->
             from .run import run
             result = run(settings)
             if result.benchmark is not None:   # the report is the program's output: stdout, last line
-                print(json.dumps(result.benchmark, allow_nan=False))
+                print_report(json.dumps(result.benchmark, allow_nan=False))
             return result.exit_code
         except KeyboardInterrupt as error:   # signals.Interrupted, or a Ctrl-C outside handled()
             log.info("interrupted")
@@ -110,3 +120,16 @@ def main(argv: list[str] | None = None, *, process_exits_after: bool = False) ->
         except UserError as error:
             log.error("%s", error)
             return 2
+
+
+def print_report(line: str) -> None:
+    """The report on standard output, or a UserError saying why it could not be written there
+    (a full disk, a reader that went away: `... --benchmark | head -c 10`)."""
+    try:
+        print(line, flush=True)
+    except OSError as error:
+        # what is still buffered would fail again when Python flushes stdout at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        reason = "its reader has closed it" if isinstance(error, BrokenPipeError) else \
+            (error.strerror or str(error)).lower()
+        raise UserError(f"cannot write the report to standard output: {reason}.") from None

@@ -601,6 +601,54 @@ def test_settings_are_checked_before_anything_opens(tmp_path, capsys, args, expe
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("args, expect", [
+    (["--focal", "abc"], "argument --focal: invalid float value: 'abc' (run_demo.py --help lists the options)."),
+    (["--max-frames", "1.5"], "argument --max-frames: invalid int value: '1.5'"),
+    (["--bogus"], "unrecognized arguments: --bogus"),
+    (["--device", "tpu"], "argument --device: invalid choice: 'tpu'"),
+])
+def test_options_the_parser_refuses_are_one_line_too(tmp_path, capsys, args, expect):
+    """Not argparse's usage block and "run_demo.py: error:" line: the command's one line."""
+    assert main(["--input", str(tmp_path / "missing.mp4"), "--no-display", *args]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expect in lines[0], lines
+
+
+def test_batch_options_the_parser_refuses_are_one_line(capsys):
+    from app.batch import main as batch_main
+    assert batch_main([]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == ["error: the following arguments are required: INPUT, --out-dir/-o "
+                     "(run_demo.py batch --help lists the options)."]
+
+
+@pytest.mark.parametrize("reader, expect", [
+    ("closed", "cannot write the report to standard output: its reader has closed it."),
+    ("/dev/full", "cannot write the report to standard output: no space left on device."),
+])
+def test_benchmark_report_that_cannot_be_written_is_one_line(tmp_path, reader, expect):
+    """`... --benchmark | head -c 0`, or stdout on a full disk: one line on stderr, exit 2,
+    no traceback (print() raised BrokenPipeError or OSError)."""
+    command = [sys.executable, str(ROOT / "run_demo.py"), "--input", str(DATA / "group.jpg"),
+               "--model", "blazepose", "--benchmark"]
+    if reader == "closed":
+        process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   stdin=subprocess.DEVNULL, text=True)
+        process.stdout.close()   # the reader goes away before the report
+        stderr = process.stderr.read()
+        code = process.wait(timeout=120)
+    else:
+        if not os.path.exists("/dev/full"):
+            pytest.skip("no /dev/full here")
+        with open("/dev/full", "w") as full:
+            done = subprocess.run(command, cwd=tmp_path, stdout=full, stderr=subprocess.PIPE,
+                                  stdin=subprocess.DEVNULL, text=True, timeout=120)
+        stderr, code = done.stderr, done.returncode
+    assert code == 2, stderr
+    assert stderr.strip().splitlines()[-1] == f"error: {expect}", stderr
+    assert "Traceback" not in stderr
+
+
 def test_the_joint_threshold_changes_the_drawing_not_the_joints(tmp_path):
     """--joint-threshold 1 hides every joint of the annotated picture; the exported joints,
     each with its confidence, are the same as with the default."""
