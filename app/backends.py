@@ -55,17 +55,28 @@ def missing_weights_notice(folder: Path = WEIGHTS_DIR) -> str:
             f"linked in {RELEASE_URL} and put it in {folder}/ (or pass --model PATH).")
 
 
+def _fallback(device: str, precision: str) -> PoseBackend:
+    """The BlazePose fallback, saying which asked-for settings it does not follow: it runs on
+    the CPU in float32 (LiteRT), whatever --device and --precision say."""
+    ignored = ([f"--device {device}"] if device not in ("auto", "cpu") else []) + \
+        ([f"--precision {precision}"] if precision not in ("auto", "fp32") else [])
+    if ignored:
+        log.warning("%s: the BlazePose fallback runs on the CPU in float32 (these options are "
+                    "ConvNeXtPose's).", " and ".join(ignored))
+    return _blazepose()
+
+
 def create_backend(model: str | None, device: str = "auto", precision: str = "auto",
                    keep_reference: bool = False) -> PoseBackend:
     """The pose backend for `--model` (a path, 'blazepose', or None for the best in weights/).
     keep_reference: keep the plain float32 network beside the optimized one, for benchmarks
     (it costs the model's size in memory again, so only then)."""
     if model is not None and model.lower() == FALLBACK:
-        return _blazepose()
+        return _fallback(device, precision)
     path = Path(model) if model is not None else find_checkpoint()
     if path is None:
         log.info(missing_weights_notice())
-        return _blazepose()
+        return _fallback(device, precision)
     # Imported here: torch loads only when ConvNeXtPose is actually used.
     passive_openmp_waits()
     from models import CheckpointError, load_convnextpose, optimize_for_inference, resolve_device

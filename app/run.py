@@ -95,6 +95,9 @@ def build_loop(settings: Settings, source, window: bool, opened: list,
     camera = settings.camera.camera(width, height)
     if settings.input.loop and not (source.is_live or source.is_still):
         source = LoopingSource(source, reopen=lambda: sources.open_source(settings.input.source))
+    elif settings.input.loop:
+        log.warning("--loop restarts video files; '%s' is %s: it is not restarted.", source.description,
+                    "live" if source.is_live else "a picture" if source.frame_count == 1 else "a set of photos")
     if settings.input.max_frames is not None:
         source = FrameLimit(source, settings.input.max_frames)
     opened[0] = source

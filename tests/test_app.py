@@ -601,6 +601,20 @@ def test_settings_are_checked_before_anything_opens(tmp_path, capsys, args, expe
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("args, warning", [
+    (["--device", "cuda", "--precision", "fp16"], "--device cuda and --precision fp16: the BlazePose fallback "
+                                                  "runs on the CPU in float32 (these options are ConvNeXtPose's)."),
+    (["--precision", "bf16"], "--precision bf16: the BlazePose fallback runs on the CPU in float32"),
+    (["--loop"], "--loop restarts video files; '" + str(DATA / "group.jpg") + "' is a picture: it is not restarted."),
+])
+def test_settings_the_run_cannot_follow_are_said(capsys, args, warning):
+    """Asked for and not done: said in a warning (the run itself goes on: nothing is wrong with
+    the input), never silently dropped."""
+    assert main(["--input", str(DATA / "group.jpg"), "--no-display", "--model", "blazepose", *args]) == 0
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert any(line.startswith("warning: ") and warning in line for line in lines), lines
+
+
 @pytest.mark.parametrize("args, expect", [
     (["--focal", "abc"], "argument --focal: invalid float value: 'abc' (run_demo.py --help lists the options)."),
     (["--max-frames", "1.5"], "argument --max-frames: invalid int value: '1.5'"),
