@@ -179,7 +179,7 @@ class FrameLoop:
         if self.floor is not None:
             people, floor = self.floor.update(people, (image.shape[1], image.shape[0]))
         stages["track"] = (time.perf_counter() - start) * 1000.0
-        return FrameResult(frame, people, stages, floor, model_ms)
+        return FrameResult(frame, people, stages, floor, model_ms, processed_at=time.perf_counter())
 
     def _detections(self, index: int, image: np.ndarray) -> list[Box] | None:
         """What the plan asks to detect in this frame (None: nothing, follow the tracks). What

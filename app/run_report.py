@@ -58,7 +58,9 @@ class RunAccount:
         self._photos_unrelated = photos_unrelated
         self._track_ids: set[int] = set()
         self._stage_totals: dict[str, float] = {}
-        self._first_shown: float | None = None   # time.perf_counter() when the first frame was done
+        # time.perf_counter() when the first frame's processing ended: the next frame's began
+        # then, though it may be shown only later (frames are processed ahead of being shown)
+        self._first_done: float | None = None
         self._first_model_ms = 0.0
 
     def add(self, result: FrameResult) -> None:
@@ -68,7 +70,8 @@ class RunAccount:
         summary.processing_ms.append(sum(v for k, v in result.stages_ms.items() if k != "read"))
         summary.frames += 1
         if summary.frames == 1:
-            self._first_shown, self._first_model_ms = time.perf_counter(), result.model_ms
+            self._first_done = result.processed_at if result.processed_at is not None else time.perf_counter()
+            self._first_model_ms = result.model_ms
         summary.person_frames += len(result.people)
         self._track_ids.update(p.track_id for p in result.people)
         for stage, ms in dict(result.stages_ms, model=result.model_ms).items():
@@ -85,8 +88,8 @@ class RunAccount:
         figures after the first frame)."""
         summary = self.summary
         summary.seconds = seconds
-        if end is not None and self._first_shown is not None and summary.frames > 1:
-            summary.seconds_after_first = end - self._first_shown
+        if end is not None and self._first_done is not None and summary.frames > 1:
+            summary.seconds_after_first = end - self._first_done
             summary.model_ms_after_first = \
                 (self._stage_totals.get("model", 0.0) - self._first_model_ms) / (summary.frames - 1)
         if "warm" in summary.rss_mb:

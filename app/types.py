@@ -143,6 +143,7 @@ class FrameResult:
     stages_ms: dict[str, float] = field(default_factory=dict)
     floor: Floor | None = None   # the floor the people stand on (app/floor.py), camera axes
     model_ms: float = 0.0      # the model's own share of stages_ms["pose"] (benchmarks)
+    processed_at: float | None = None   # time.perf_counter() when processing ended (benchmarks)
 
 
 class PoseBackend:
