@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", help="save a matplotlib 3D figure (.png/.pdf/.svg): the skeletons of the last "
                                   "frame, or with --plot-joint a joint's trajectory over the input")
     p.add_argument("--plot-joint", metavar="NAME", help="joint whose trajectory --plot draws, e.g. R_Wrist")
+    p.add_argument("--force", action="store_true",
+                   help="replace outputs that exist already (without it, an existing --output, "
+                        "--export or --plot is refused)")
     p.add_argument("--no-display", dest="display", action="store_false", help="run headless, no window")
     add_processing_options(p)
     p.add_argument("--benchmark", action="store_true",
@@ -93,7 +96,7 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
     return Settings(
         input=InputSettings(source=args.input, loop=args.loop, max_frames=args.max_frames),
         outputs=OutputSettings(video=args.output, export=args.export, plot=args.plot,
-                               plot_joint=args.plot_joint),
+                               plot_joint=args.plot_joint, force=args.force),
         view=ViewSettings(window=args.display and not args.benchmark, fast=args.fast,
                           progress=args.progress, benchmark=args.benchmark),
         **processing_settings(args))

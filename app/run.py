@@ -152,7 +152,8 @@ def run(settings: Settings, source=None) -> RunResult:
     """Build every stage from the settings, run the loop, report. Everything the user could
     have got wrong is checked before the first frame is processed. `source`: an already open
     source to read instead of settings.input (benchmarks and tests use a simulated camera)."""
-    from .outputs import check_output_path, check_outputs_distinct, check_plot_path, output_kind_for
+    from .outputs import (check_not_replacing, check_output_path, check_outputs_distinct, check_plot_path,
+                          output_kind_for)
     # 1. Outputs: cheap to check, and a typo should not cost a whole run.
     outputs = settings.outputs
     if outputs.export:
@@ -161,6 +162,9 @@ def run(settings: Settings, source=None) -> RunResult:
         check_plot_path(outputs.plot)
     check_outputs_distinct(settings.input.source, {"--output": outputs.video, "--export": outputs.export,
                                                    "--plot": outputs.plot}, sources.input_path(settings.input.source))
+    for option, path in (("--output", outputs.video), ("--export", outputs.export), ("--plot", outputs.plot)):
+        if path:
+            check_not_replacing(option, path, outputs.force)
 
     # 2. The input (a mistyped name is the first thing to say, before the screen), then the
     # model (a bad --model is reported before any frame), then the rest.

@@ -81,6 +81,7 @@ class OutputSettings:
     export: str | None = None         # joints per frame: .json, .csv or .npz
     plot: str | None = None           # a matplotlib 3D figure
     plot_joint: str | None = None     # with plot: this joint's trajectory instead of the last frame
+    force: bool = False               # replace outputs that exist already (else refused)
 
     def __post_init__(self):
         if self.plot_joint is not None:

@@ -105,6 +105,13 @@ REFUSALS = [
     Refusal("--plot at the input image", ["-i", "photo.jpg", "--plot", "photo.jpg"], "is the input file"),
     Refusal("--output and --plot are one file", ["-i", "photo.jpg", "-o", "out.png", "--plot", "./out.png"],
             "name the same file"),
+    # 2. What the user has, unless --force: a file at an output's path, a folder output holding files.
+    Refusal("an --output that exists", ["-i", "photo.jpg", "-o", "mine.jpg"], "exists already: pass --force",
+            setup=lambda folder: (folder / "mine.jpg").write_bytes(b"the user's"), intact=["photo.jpg", "mine.jpg"]),
+    Refusal("a --plot that exists", ["-i", "photo.jpg", "--plot", "mine.png"], "exists already: pass --force",
+            setup=lambda folder: (folder / "mine.png").write_bytes(b"the user's"), intact=["mine.png"]),
+    Refusal("a folder output holding files", ["-i", "clip.mp4", "-o", "frames"], "holds files already: pass --force",
+            setup=_frames, intact=["frames/a.jpg"]),
     Refusal("image-folder output is the input folder", ["-i", "frames", "-o", "frames"], "is the input folder",
             setup=_frames, intact=["frames/a.jpg"]),
     # 11. Numbers that are not numbers.
@@ -192,8 +199,8 @@ STOPS = [
 def test_stop_signals_finish_every_output(case, tmp_path):
     # --loop: the input never ends by itself, so only the signal can stop the run
     args = ["-i", str(CLIP), "--no-display", "--model", "blazepose", "-o", "o.mp4", "-e", "o.json",
-            "--loop", "--max-frames", "100000"]
-    (tmp_path / "o.json").write_text('{"earlier run": true}')   # a previous run's result
+            "--loop", "--max-frames", "100000", "--force"]
+    (tmp_path / "o.json").write_text('{"earlier run": true}')   # a previous run's result, to replace
     process = start_demo(args, tmp_path, case.sigint_ignored)
     _wait_for_first_frame(tmp_path, process)
     time.sleep(0.3)
@@ -297,7 +304,7 @@ def test_full_disk_is_one_line_and_keeps_the_earlier_files(full_disk, tmp_path, 
     before = files()
     # a video or a folder of frames is written from a video; the other kinds from the photo
     source = [str(CLIP), "--max-frames", "1"] if option == "-o" and not name.endswith(".jpg") else [str(PHOTO)]
-    result = run_demo(["-i", *source, "--no-display", "--model", "blazepose",
+    result = run_demo(["-i", *source, "--no-display", "--model", "blazepose", "--force",
                        option, str(full_disk / name), other_option, str(tmp_path / other_name)], tmp_path)
     lines = error_lines(result.stderr)
     assert result.returncode == 2, result.stderr

@@ -587,6 +587,18 @@ def test_a_file_run_on_a_terminal_shows_a_progress_bar_and_a_log_file_gets_none(
 
 # ---- settings ----
 
+def test_force_replaces_an_earlier_result(tmp_path):
+    """Without --force an existing output is refused (tests/test_adversarial.py); with it, the
+    earlier file is replaced by the new result."""
+    out = tmp_path / "o.json"
+    out.write_text('{"earlier run": true}')
+    assert main(["--input", str(DATA / "group.jpg"), "--no-display", "--model", "blazepose", "-e", str(out)]) == 2
+    assert out.read_text() == '{"earlier run": true}'
+    assert main(["--input", str(DATA / "group.jpg"), "--no-display", "--model", "blazepose", "-e", str(out),
+                 "--force"]) == 0
+    assert len(json.loads(out.read_text())["frames"][0]["people"]) == 5
+
+
 @pytest.mark.parametrize("args, expect", [
     (["--max-frames", "0"], "--max-frames must be at least 1"),
     (["--focal", "nan"], "--focal must be a positive number of pixels"),

@@ -684,6 +684,24 @@ def test_check_extension_answers_the_extension_in_lower_case():
         ("frames", "image")]] == [".svg", ".mov", ".npz", ".jpeg", ""]
 
 
+def test_an_output_that_exists_is_replaced_only_with_force(tmp_path):
+    from app.outputs import check_not_replacing
+    mine = tmp_path / "mine.json"
+    mine.write_text("the user's")
+    with pytest.raises(UserError, match=r"^--export '.*mine.json' exists already: pass --force to replace it"):
+        check_not_replacing("--export", str(mine), force=False)
+    check_not_replacing("--export", str(mine), force=True)
+    check_not_replacing("--export", str(tmp_path / "new.json"), force=False)   # nothing there: fine
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    (frames / ".frame.part-1-0000abcd.jpg").write_bytes(b"")   # a killed run's temporary is not the user's
+    check_not_replacing("--output", str(frames), force=False)
+    (frames / "000000.jpg").write_bytes(b"the user's")
+    with pytest.raises(UserError, match="is a folder that holds files already: pass --force"):
+        check_not_replacing("--output", str(frames), force=False)
+    check_not_replacing("--output", str(frames), force=True)
+
+
 def test_check_output_path_rejects_folder_and_file_parent(tmp_path):
     with pytest.raises(UserError, match="is a folder"):
         check_output_path(str(tmp_path), "video")

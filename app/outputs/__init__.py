@@ -20,14 +20,14 @@ from .atomic import FileSink, remove_stale_temporaries
 from .exports import CSV_COLUMNS, EXPORTERS, CsvExporter, ExportMeta, JsonExporter, NpzExporter
 from .group import SinkGroup
 from .images import ImageSink, photo_stems
-from .paths import (OutputKind, check_extension, check_output_path, check_outputs_distinct,
-                    check_plot_path, output_kind_for)
+from .paths import (OutputKind, check_extension, check_not_replacing, check_output_path,
+                    check_outputs_distinct, check_plot_path, output_kind_for)
 from .video import VideoSink
 
 __all__ = [
     "CSV_COLUMNS", "CsvExporter", "ExportMeta", "FileSink", "ImageSink", "JsonExporter",
     "NpzExporter", "OutputKind", "SinkGroup", "VideoSink", "check_extension", "check_output_path",
-    "check_outputs_distinct", "check_plot_path", "make_exporter", "make_media_sink",
+    "check_not_replacing", "check_outputs_distinct", "check_plot_path", "make_exporter", "make_media_sink",
     "output_kind_for", "photo_stems", "remove_stale_temporaries",
 ]
 

@@ -132,6 +132,23 @@ def _cannot_create_in(folder: Path) -> OSError | None:
     return None
 
 
+def check_not_replacing(option: str, path: str, force: bool) -> None:
+    """Refuse, unless `force` (--force), an output whose path holds something already: a file,
+    or a folder output (of images) that holds files. Nothing the user has is replaced without
+    being asked; with --force, a file is replaced once the new one is complete, and a folder's
+    files of the same names are."""
+    if force:
+        return
+    target = Path(str(path).strip()).expanduser()
+    if target.is_dir():
+        if any(not entry.name.startswith(".") for entry in target.iterdir()):
+            raise UserError(f"{option} '{path}' is a folder that holds files already: pass --force to "
+                            "write into it (files of the same names are replaced), or choose another name.")
+    elif target.exists() or target.is_symlink():
+        raise UserError(f"{option} '{path}' exists already: pass --force to replace it, or choose "
+                        "another name.")
+
+
 def check_outputs_distinct(input_spec: str, outputs: dict[str, str | None],
                            input_path: Path | None = None) -> None:
     """Refuse, before anything is processed, an output that is the input itself (however it is
