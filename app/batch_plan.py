@@ -87,8 +87,12 @@ def find_videos(inputs: list[str], extensions: frozenset[str] = READABLE_VIDEO_E
         if path.is_dir():
             root = path.resolve()
             videos = sorted(p.resolve() for p in root.rglob("*") if _is_video(p, extensions))
-            videos = [v for v in videos if not _inside(v, exclude)
-                      and not any(part.startswith(".") for part in v.relative_to(root).parts)]
+            videos = [v for v in videos if not any(part.startswith(".") for part in v.relative_to(root).parts)]
+            searched = [v for v in videos if not _inside(v, exclude)]
+            if videos and not searched:   # every one lies in the output folder, whose files are outputs
+                raise UserError(f"the videos in folder '{text}' lie inside --out-dir, which is not searched "
+                                "(its files are outputs): give an --out-dir outside the inputs.")
+            videos = searched
             if not videos:
                 raise UserError(f"folder '{text}' holds no videos ({', '.join(sorted(extensions))}).")
             found += [(v, root) for v in videos]

@@ -13,6 +13,7 @@ import pytest
 
 from app.batch import main
 from app.batch_plan import find_videos, plan_jobs
+from app.errors import UserError
 
 from support import DATA, ROOT, decoded_frames, drifting_clip
 
@@ -275,6 +276,9 @@ def test_inputs_by_folder_glob_and_list_keep_relative_paths(tmp_path):
 
     globbed = find_videos([str(root / "**" / "*.mp4")], exclude=out)
     assert sorted(str(v.relative_to(r)) for v, r in globbed) == ["a/b/y.mp4", "a/x.mp4"]
+    # the output folder itself given as the input: its videos are outputs, and the sentence says so
+    with pytest.raises(UserError, match="^the videos in folder '.*out' lie inside --out-dir"):
+        find_videos([str(out)], exclude=out)
 
     listing = tmp_path / "list.txt"
     listing.write_text(f"# my videos\ndata/a/x.mp4\n\n{root / 'c' / 'z.avi'}\ndata/missing.mp4\n")
