@@ -81,7 +81,8 @@ def build_loop(settings: Settings, source, window: bool, opened: list,
     its videos); otherwise they are made from the settings."""
     from .detector import PersonDetector
     from .floor import FloorFitter
-    from .outputs import ExportMeta, SinkGroup, make_exporter, make_media_sink, photo_stems
+    from .outputs import (ExportMeta, PhotoFrames, SinkGroup, make_exporter, make_media_sink, photo_names,
+                          photo_stems)
     from .detection_plan import DetectionPlan, PlanConfig
     from .tracker import Tracker
     from .view import SceneInfo, SceneRenderer
@@ -124,7 +125,14 @@ def build_loop(settings: Settings, source, window: bool, opened: list,
         sinks.add(make_media_sink(outputs.video, source.fps, follow_time=source.is_live,
                                   name_for_index=name_for_index))
     if outputs.export:
-        meta = ExportMeta(model=backend.name, input=source.description, fps=float(source.fps), focal=float(camera.fx))
+        if stills:   # each frame names its photo and the focal of its size; no fps (PhotoFrames)
+            names = photo_names(source.paths)
+            photos = PhotoFrames(photo_of=lambda i: names[source.path_of(i)],
+                                 focal_for=lambda w, h: settings.camera.camera(w, h).fx)
+            meta = ExportMeta(model=backend.name, input=source.description, fps=None, focal=None, stills=photos)
+        else:
+            meta = ExportMeta(model=backend.name, input=source.description, fps=float(source.fps),
+                              focal=float(camera.fx))
         sinks.add(make_exporter(outputs.export, meta))
     opened.append(sinks)
     viewer = None

@@ -22,10 +22,11 @@ import pytest
 from app.errors import UserError
 from app.formats import (EXPORT_EXTENSIONS, READABLE_IMAGE_EXTENSIONS, READABLE_VIDEO_EXTENSIONS,
                          WRITABLE_IMAGE_EXTENSIONS, WRITABLE_VIDEO_EXTENSIONS)
-from app.outputs import (CSV_COLUMNS, CsvExporter, ExportMeta, FileSink, ImageSink, JsonExporter,
-                         NpzExporter, SinkGroup, VideoSink, check_extension, check_output_path,
-                         check_plot_path, make_exporter, make_media_sink, output_kind_for,
-                         photo_stems)
+from app.outputs import (CSV_COLUMNS, CSV_STILLS_COLUMNS, CsvExporter, ExportMeta, FileSink, ImageSink,
+                         JsonExporter, NpzExporter, PhotoFrames, SinkGroup, VideoSink, check_extension,
+                         check_output_path, check_plot_path, make_exporter, make_media_sink,
+                         output_kind_for, photo_names, photo_stems)
+from app.settings import DEFAULT_FOV_DEG, CameraSettings
 from app.skeleton import BONES, JOINT_NAMES
 from app.types import Box, Frame, FrameResult, Person
 from support import DATA, ROOT
@@ -552,6 +553,7 @@ def test_npz_round_trip_is_exact(tmp_path):
         assert list(data["joint_names"]) == list(JOINT_NAMES)
         np.testing.assert_array_equal(data["skeleton"], BONES)
         assert json.loads(str(data["meta_json"])) == META.to_dict()
+        assert "frame_photo" not in data and "frame_focal" not in data   # stills only
 
 
 def test_npz_without_people_has_empty_arrays(tmp_path):
@@ -605,6 +607,140 @@ def test_ctrl_c_during_a_write_is_delivered_after_it(tmp_path):
     sink.write(second, None)
     assert sink.emitted == [0, 1] and sink.frames_written == 2
     sink.close()
+
+
+# --------------------------------------------------------------------------------------------
+# Exports of a folder of unrelated photos ("stills"): each frame names its photo and its focal
+
+def read_stills_export(path: Path) -> tuple[dict, list[dict]]:
+    """(meta, per-frame [{"index", "time", "photo", "focal"}]) from any export format: what a
+    reader of the file sees, decoded the way each format writes it (JSON null, CSV empty cell,
+    NPZ NaN for a missing time). CSV lists only frames with people in them."""
+    if path.suffix == ".json":
+        data = json.loads(path.read_text())
+        for frame in data["frames"]:
+            assert list(frame)[:5] == ["index", "time", "photo", "focal", "people"]
+        return data["meta"], [{k: f[k] for k in ("index", "time", "photo", "focal")} for f in data["frames"]]
+    if path.suffix == ".csv":
+        text = path.read_text()
+        assert text.splitlines()[0] == ",".join(CSV_STILLS_COLUMNS)
+        frames: dict[int, dict] = {}
+        for row in csv.DictReader(io.StringIO(text)):
+            frame = {"index": int(row["frame"]), "time": None if row["time"] == "" else float(row["time"]),
+                     "photo": row["photo"], "focal": float(row["focal"])}
+            assert frames.setdefault(frame["index"], frame) == frame, "every row of a frame agrees"
+        return None, list(frames.values())
+    with np.load(path, allow_pickle=False) as data:
+        assert data["frame_photo"].dtype.kind == "U" and data["frame_focal"].dtype == np.float64
+        frames = [{"index": int(i), "time": None if np.isnan(t) else float(t), "photo": str(p), "focal": float(f)}
+                  for i, t, p, f in zip(data["frame_index"], data["frame_time"], data["frame_photo"],
+                                        data["frame_focal"])]
+        return json.loads(str(data["meta_json"])), frames
+
+
+def default_focal(width: int, height: int) -> float:
+    """The focal length (px) a photo of this size is lifted to 3D with, no --focal or --fov
+    given: the default horizontal field of view across its width."""
+    focal = CameraSettings().camera(width, height).fx
+    assert focal == pytest.approx((width / 2) / np.tan(np.radians(DEFAULT_FOV_DEG) / 2))
+    return float(focal)
+
+
+@pytest.mark.parametrize("ext", ["json", "csv", "npz"])
+def test_stills_exports_name_each_photo_and_its_focal(tmp_path, ext):
+    """Exporters given PhotoFrames: per frame the photo's name and the focal of the frame's
+    size; no fps, no frame times (null, empty, NaN); the rest as for a video."""
+    sizes = [(640, 480), (300, 500), (1024, 768)]
+    names = ["b.jpg", "a photo, with a comma.png", "c.JPG"]
+    results = sample_results(3)
+    for r, (w, h) in zip(results, sizes):
+        r.frame.image = np.zeros((h, w, 3), np.uint8)
+        r.people = r.people or sample_results(1)[0].people   # CSV rows for every frame
+    meta = ExportMeta(model="m", input="photos", fps=None, focal=None,
+                      stills=PhotoFrames(photo_of=names.__getitem__, focal_for=default_focal))
+    path = tmp_path / f"joints.{ext}"
+    with make_exporter(path, meta) as sink:
+        for r in results:
+            sink.write(r, None)
+    got_meta, frames = read_stills_export(path)
+    assert frames == [{"index": i, "time": None, "photo": names[i], "focal": default_focal(*sizes[i])}
+                      for i in range(3)]
+    if got_meta is not None:
+        assert got_meta["fps"] is None and got_meta["focal"] is None
+    if ext == "json":   # "null", never NaN
+        assert "NaN" not in path.read_text() and '"fps": null' in path.read_text()
+    if ext == "csv":    # the per-person columns follow photo and focal, as for a video
+        rows = list(csv.DictReader(io.StringIO(path.read_text())))
+        person = results[0].people[0]
+        assert [int(rows[0]["id"]), rows[0]["joint"]] == [person.track_id, JOINT_NAMES[0]]
+        np.testing.assert_array_equal(np.array([rows[0][k] for k in ("x_3d", "y_3d", "z_3d")], np.float32),
+                                      person.joints_3d[0])
+
+
+def test_export_meta_is_either_a_video_or_stills():
+    stills = PhotoFrames(photo_of=str, focal_for=lambda w, h: 500.0)
+    with pytest.raises(ValueError):
+        ExportMeta(model="m", input="x", fps=30.0, focal=500.0, stills=stills)
+    with pytest.raises(ValueError):
+        ExportMeta(model="m", input="x", fps=None, focal=None)
+
+
+def test_photo_names_are_relative_to_the_folder():
+    folder = Path("/data/photos")
+    paths = [folder / "a.jpg", folder / "b.PNG"]
+    assert photo_names(paths) == {paths[0]: "a.jpg", paths[1]: "b.PNG"}
+    nested = [folder / "a.jpg", folder / "trip" / "b.jpg"]
+    assert photo_names(nested) == {nested[0]: "a.jpg", nested[1]: "trip/b.jpg"}
+    assert photo_names([Path("x/a.jpg")]) == {Path("x/a.jpg"): "a.jpg"}
+
+
+@pytest.fixture(scope="module")
+def stills_folder(tmp_path_factory) -> tuple[Path, list[tuple[str, int, int]]]:
+    """A folder of three real photos of different sizes, not numbered alike (so "stills"):
+    [(name, width, height)] in the order the folder is read (by name)."""
+    folder = tmp_path_factory.mktemp("stills") / "photos"
+    folder.mkdir()
+    made = []
+    for source, name, width in (("group.jpg", "skiers.jpg", 480), ("messi5.jpg", "player.png", 548),
+                                ("basketball1.jpg", "court.jpg", 320)):
+        image = cv2.imread(str(DATA / source))
+        height = round(image.shape[0] * width / image.shape[1])
+        assert cv2.imwrite(str(folder / name), cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA))
+        made.append((name, width, height))
+    return folder, sorted(made)
+
+
+@pytest.fixture(scope="module")
+def stills_exports(stills_folder, tmp_path_factory) -> dict[str, Path]:
+    """The photos exported through the command, once per format."""
+    from app.cli import main
+    folder, _ = stills_folder
+    out = tmp_path_factory.mktemp("stills_exports")
+    paths = {ext: out / f"joints.{ext}" for ext in ("json", "csv", "npz")}
+    for path in paths.values():
+        assert main(["--input", str(folder), "--no-display", "--no-progress", "--model", "blazepose",
+                     "--export", str(path)]) == 0
+    return paths
+
+
+@pytest.mark.parametrize("ext", ["json", "csv", "npz"])
+def test_a_folder_of_photos_exports_which_photo_and_which_focal(stills_folder, stills_exports, ext):
+    """run_demo.py --input photos/ --export joints.EXT: each frame names its photo (in the
+    folder's order) and the focal its width gives with the default field of view; no made-up
+    fps or frame times."""
+    _, photos = stills_folder
+    assert len({w for _, w, _ in photos}) == len(photos), "the photos differ in width"
+    meta, frames = read_stills_export(stills_exports[ext])
+    expected = [{"index": i, "time": None, "photo": name, "focal": default_focal(w, h)}
+                for i, (name, w, h) in enumerate(photos)]
+    if ext == "csv":   # rows only for photos with people: the same frames as the JSON's
+        people = json.loads(stills_exports["json"].read_text())["frames"]
+        expected = [e for e, f in zip(expected, people) if f["people"]]
+        assert len(expected) >= 2
+    assert frames == expected
+    if meta is not None:
+        assert meta["fps"] is None and meta["focal"] is None
+        assert meta["input"] == str(stills_folder[0])
 
 
 # --------------------------------------------------------------------------------------------

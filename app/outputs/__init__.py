@@ -5,7 +5,7 @@ frame loop through one SinkGroup, each file complete or absent whatever ends the
     paths.py    output paths checked before the first frame (kind, extension, folder, distinct)
     video.py    H.264 through ffmpeg, or OpenCV's MJPG/mp4v: VideoSink
     images.py   one annotated image, or a folder of them: ImageSink
-    exports.py  JsonExporter, CsvExporter, NpzExporter and their ExportMeta
+    exports.py  JsonExporter, CsvExporter, NpzExporter, their ExportMeta (PhotoFrames for stills)
     group.py    SinkGroup: every output of a run, fed and closed together
 """
 from __future__ import annotations
@@ -17,7 +17,8 @@ from typing import Callable
 from app.formats import WRITABLE_VIDEO_EXTENSIONS
 
 from .atomic import FileSink, remove_stale_temporaries
-from .exports import CSV_COLUMNS, EXPORTERS, CsvExporter, ExportMeta, JsonExporter, NpzExporter
+from .exports import (CSV_COLUMNS, CSV_STILLS_COLUMNS, EXPORTERS, CsvExporter, ExportMeta, JsonExporter,
+                      NpzExporter, PhotoFrames, photo_names)
 from .group import SinkGroup
 from .images import ImageSink, photo_stems
 from .paths import (OutputKind, check_extension, check_not_replacing, check_output_path,
@@ -25,10 +26,10 @@ from .paths import (OutputKind, check_extension, check_not_replacing, check_outp
 from .video import VideoSink
 
 __all__ = [
-    "CSV_COLUMNS", "CsvExporter", "ExportMeta", "FileSink", "ImageSink", "JsonExporter",
-    "NpzExporter", "OutputKind", "SinkGroup", "VideoSink", "check_extension", "check_output_path",
+    "CSV_COLUMNS", "CSV_STILLS_COLUMNS", "CsvExporter", "ExportMeta", "FileSink", "ImageSink", "JsonExporter",
+    "NpzExporter", "OutputKind", "PhotoFrames", "SinkGroup", "VideoSink", "check_extension", "check_output_path",
     "check_not_replacing", "check_outputs_distinct", "check_plot_path", "make_exporter", "make_media_sink",
-    "output_kind_for", "photo_stems", "remove_stale_temporaries",
+    "output_kind_for", "photo_names", "photo_stems", "remove_stale_temporaries",
 ]
 
 

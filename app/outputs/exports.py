@@ -1,6 +1,11 @@
 """Joint exports, streamed as frames arrive: JSON (one frame per line), CSV (one row per person,
 frame and joint), NPZ (arrays, written at close). Floats are written as the shortest text that
-reads back to the very same float32, so an export round-trips exactly."""
+reads back to the very same float32, so an export round-trips exactly.
+
+A folder of unrelated photos ("stills": each processed on its own, at its own size) is exported
+differently in three ways, the same in every format: each frame names its photo and the focal
+length used for it (the intrinsics follow each photo's size), and nothing claims a frame rate
+(see PhotoFrames). Videos, cameras, streams and single pictures are exported as they always were."""
 from __future__ import annotations
 
 import contextlib
@@ -9,30 +14,78 @@ import io
 import json
 import os
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
 
 import numpy as np
 
 from app.skeleton import BONES, JOINT_NAMES
-from app.types import FrameResult, Person
+from app.types import Frame, FrameResult, Person
 
 from .atomic import FileSink
 
 
+def photo_names(photos: Sequence[Path]) -> dict[Path, str]:
+    """Each photo's file name relative to the folder that holds them all, with "/" on every
+    system: "a.jpg" for the photos of one folder ("trip/a.jpg" for one in a sub-folder)."""
+    if not photos:
+        return {}
+    try:
+        folder = os.path.commonpath([str(Path(p).parent) for p in photos])
+        return {p: Path(p).relative_to(folder).as_posix() for p in photos}
+    except ValueError:   # absolute and relative paths mixed, or other drives: the bare names
+        return {p: Path(p).name for p in photos}
+
+
+@dataclass(frozen=True)
+class PhotoFrames:
+    """What a stills export adds to each frame: the photo it was made from and the focal length
+    (px) its joints were lifted to 3D with. The camera's intrinsics are made for each frame's
+    size (CameraSettings.camera(width, height)), so photos of different widths have different
+    focal lengths under one --fov; meta's single "focal" cannot say that, so it is null and
+    each frame says its own.
+
+    Photos have no frame rate: their frame "time" (index / a nominal 30 fps) and a meta "fps"
+    would be invented numbers that look like measurements, so a stills export writes them as
+    missing, the way each format writes a missing value (JSON null, CSV empty, NPZ NaN). The
+    keys themselves stay, so a reader finds the same fields as for a video."""
+    photo_of: Callable[[int], str]             # Frame.index -> file name, as photo_names gives
+    focal_for: Callable[[int, int], float]     # (width, height) -> focal length in pixels
+
+    def of(self, frame: Frame) -> tuple[str, float]:
+        """(photo, focal) for this frame."""
+        height, width = frame.image.shape[:2]
+        return str(self.photo_of(int(frame.index))), float(self.focal_for(width, height))
+
+
 @dataclass(frozen=True)
 class ExportMeta:
-    """The "meta" block of every export."""
+    """The "meta" block of every export; `stills` (not part of the block) for a folder of
+    unrelated photos, whose fps and focal are then None (null): see PhotoFrames."""
     model: str                 # e.g. "ConvNeXtPose-L"
     input: str                 # the source's description
-    fps: float
-    focal: float               # focal length in pixels used to lift joints to 3D
+    fps: float | None          # None for stills: photos have no frame rate
+    focal: float | None        # focal length in pixels used to lift joints to 3D; None for
+    #                            stills, whose frames each give their own
     joints: tuple[str, ...] = JOINT_NAMES
     skeleton: tuple[tuple[int, int], ...] = BONES
     units: str = "mm"
+    stills: PhotoFrames | None = None
+
+    def __post_init__(self):
+        if (self.stills is None) != (self.fps is not None and self.focal is not None):
+            raise ValueError("ExportMeta: fps and focal are given for a video, and None for "
+                             "stills (each frame then gives its photo and focal)")
 
     def to_dict(self) -> dict:
         return {"model": self.model, "joints": list(self.joints),
                 "skeleton": [[int(i), int(j)] for i, j in self.skeleton], "units": self.units,
-                "input": self.input, "fps": float(self.fps), "focal": float(self.focal)}
+                "input": self.input, "fps": None if self.fps is None else float(self.fps),
+                "focal": None if self.focal is None else float(self.focal)}
+
+    def frame_time(self, frame: Frame) -> float | None:
+        """The frame's time in seconds; None for stills (see PhotoFrames)."""
+        return None if self.stills is not None else float(frame.time)
 
 
 def _exact_floats(values: np.ndarray) -> list:
@@ -76,7 +129,8 @@ def _person_json(person: Person) -> dict:
 
 
 class JsonExporter(FileSink):
-    """{"meta": {...}, "frames": [{"index", "time", "people": [...]}, ...]}.
+    """{"meta": {...}, "frames": [{"index", "time", "people": [...]}, ...]}; for stills
+    {"index", "time": null, "photo", "focal", "people"} (see PhotoFrames).
 
     Streamed: one frame per line, appended as it arrives, so memory stays flat over long runs;
     close() writes the closing brackets and moves the file into place. Frames with nobody in
@@ -88,8 +142,10 @@ class JsonExporter(FileSink):
         self._file: io.TextIOWrapper | None = None
 
     def _render(self, result: FrameResult, composed: np.ndarray | None) -> str:
-        frame = {"index": int(result.frame.index), "time": float(result.frame.time),
-                 "people": [_person_json(p) for p in result.people]}
+        frame = {"index": int(result.frame.index), "time": self.meta.frame_time(result.frame)}
+        if self.meta.stills is not None:
+            frame["photo"], frame["focal"] = self.meta.stills.of(result.frame)
+        frame["people"] = [_person_json(p) for p in result.people]
         if result.floor is not None:
             frame["floor"] = {"pitch_deg": round(float(np.degrees(result.floor.pitch_rad)), 3),
                               "height_mm": round(float(result.floor.height_mm), 1)}
@@ -117,10 +173,14 @@ class JsonExporter(FileSink):
 CSV_COLUMNS = ("frame", "time", "id", "joint_index", "joint", "x_2d", "y_2d", "x_3d", "y_3d",
                "z_3d", "confidence", "bbox_x", "bbox_y", "bbox_w", "bbox_h", "score",
                "pose_score", "root_x", "root_y", "root_z")
+# Stills: the photo's file name and its focal length (px) follow the (empty) time: see PhotoFrames.
+CSV_STILLS_COLUMNS = CSV_COLUMNS[:2] + ("photo", "focal") + CSV_COLUMNS[2:]
 
 
 def _csv_number(value) -> str:
     """Shortest exact text for float32 (numpy's str), repr for float64; empty when missing."""
+    if value is None:
+        return ""
     if isinstance(value, np.floating):
         return str(value) if np.isfinite(value) else ""
     value = float(value)
@@ -128,18 +188,23 @@ def _csv_number(value) -> str:
 
 
 class CsvExporter(FileSink):
-    """One row per person, frame and joint, with a header; frames without people add no row.
-    Streamed like the JSON export."""
+    """One row per person, frame and joint, with a header (CSV_COLUMNS; CSV_STILLS_COLUMNS for
+    stills, see PhotoFrames); frames without people add no row. Streamed like the JSON export."""
 
     def __init__(self, path: str | os.PathLike, meta: ExportMeta):
         super().__init__(path)
         self.meta = meta
+        self.columns = CSV_STILLS_COLUMNS if meta.stills is not None else CSV_COLUMNS
         self._file: io.TextIOWrapper | None = None
 
     def _render(self, result: FrameResult, composed: np.ndarray | None) -> str:
         buffer = io.StringIO()
         rows = csv.writer(buffer, lineterminator="\n")
         frame = result.frame
+        context = [frame.index, _csv_number(self.meta.frame_time(frame))]
+        if self.meta.stills is not None:
+            photo, focal = self.meta.stills.of(frame)
+            context += [photo, _csv_number(focal)]
         for person in result.people:
             box = [_csv_number(v) for v in person.box.as_xywh()]
             score = _csv_number(_score(person))
@@ -147,7 +212,7 @@ class CsvExporter(FileSink):
             root = [_csv_number(v) for v in _root_3d(person)]
             for j, name in enumerate(self.meta.joints):
                 rows.writerow([
-                    frame.index, _csv_number(frame.time), person.track_id, j, name,
+                    *context, person.track_id, j, name,
                     *(_csv_number(v) for v in person.joints_2d[j][:2]),
                     *(_csv_number(v) for v in person.joints_3d[j][:3]),
                     _csv_number(person.confidence[j]), *box, score, pose_score, *root])
@@ -156,7 +221,7 @@ class CsvExporter(FileSink):
     def _emit(self, rows: str) -> None:
         if self._file is None:
             self._file = open(self._new_temp(), "w", encoding="utf-8", newline="")
-            self._file.write(",".join(CSV_COLUMNS) + "\n")
+            self._file.write(",".join(self.columns) + "\n")
         self._file.write(rows)   # one write per frame
         self._file.flush()
 
@@ -174,6 +239,9 @@ class NpzExporter(FileSink):
     all frames, F = frames, J = joints:
 
         frame_index (F,) int64, frame_time (F,) float64   every frame, also empty ones
+            (frame_time NaN for stills), and for stills only (see PhotoFrames):
+        frame_photo (F,) str       the photo's file name
+        frame_focal (F,) float64   its focal length in pixels
         person_frame (P,) int64    Frame.index of each person row
         person_id (P,) int64, bbox (P, 4) float64 [x, y, w, h], score (P,) float64
         pose_score (P,) float32, root_3d (P, 3) float32 mm (NaN when unknown)
@@ -186,17 +254,19 @@ class NpzExporter(FileSink):
     def __init__(self, path: str | os.PathLike, meta: ExportMeta):
         super().__init__(path)
         self.meta = meta
-        self._frames: list[tuple[int, float]] = []
+        self._frames: list[tuple[int, float, str, float]] = []   # index, time, photo, focal
         self._people: list[tuple[int, Person]] = []
 
     def _render(self, result: FrameResult, composed: np.ndarray | None):
         index = int(result.frame.index)
+        time = self.meta.frame_time(result.frame)
+        photo, focal = self.meta.stills.of(result.frame) if self.meta.stills is not None else ("", np.nan)
         # Copy the arrays now: a tracker may update them in place after this call.
         people = [(index, Person(box=p.box, joints_2d=np.array(p.joints_2d, np.float32),
                                  joints_3d=np.array(p.joints_3d, np.float32),
                                  confidence=np.array(p.confidence, np.float32),
                                  root_cam=_root_3d(p).copy(), track_id=p.track_id)) for p in result.people]
-        return (index, float(result.frame.time)), people
+        return (index, np.nan if time is None else time, photo, focal), people
 
     def _emit(self, payload) -> None:
         frame, people = payload
@@ -207,8 +277,8 @@ class NpzExporter(FileSink):
         joints = len(self.meta.joints)
         rows = [p for _, p in self._people]
         arrays = {
-            "frame_index": np.array([i for i, _ in self._frames], np.int64),
-            "frame_time": np.array([t for _, t in self._frames], np.float64),
+            "frame_index": np.array([f[0] for f in self._frames], np.int64),
+            "frame_time": np.array([f[1] for f in self._frames], np.float64),
             "person_frame": np.array([i for i, _ in self._people], np.int64),
             "person_id": np.array([p.track_id for p in rows], np.int64),
             "bbox": np.array([p.box.as_xywh() for p in rows], np.float64).reshape(-1, 4),
@@ -222,6 +292,9 @@ class NpzExporter(FileSink):
             "skeleton": np.array(self.meta.skeleton, np.int64).reshape(-1, 2),
             "meta_json": np.array(json.dumps(self.meta.to_dict())),
         }
+        if self.meta.stills is not None:   # plain unicode and float arrays: no pickle needed
+            arrays["frame_photo"] = np.array([f[2] for f in self._frames], dtype=str)
+            arrays["frame_focal"] = np.array([f[3] for f in self._frames], np.float64)
         # Built in memory, then written: a zip writer that fails half-way (a full disk) would
         # complain again when garbage-collected. Memory: the rows are in memory already.
         buffer = io.BytesIO()
