@@ -319,7 +319,8 @@ class Panel3D:
         """A size given for a 480-row panel, in this panel's pixels."""
         return max(1, round(size * self.scale))
 
-    def current_view(self) -> OrbitView:
+    def current_view(self, zoom: float | None = None) -> OrbitView:
+        """The view the panel draws with; at `zoom` instead of the user's (1: as framed)."""
         if self._target.value is not None:
             target = self._target.value
         elif self.state.centred:
@@ -328,7 +329,7 @@ class Panel3D:
             target = np.array([0.0, 0.0, 3000.0])    # nobody framed yet: 3 m in front of the camera
         distance = float(self._distance.value[0]) if self._distance.value is not None else 3500.0
         return OrbitView(azimuth_deg=self.state.azimuth_deg, elevation_deg=self.state.elevation_deg,
-                         distance_mm=distance * self.state.zoom,
+                         distance_mm=distance * (self.state.zoom if zoom is None else zoom),
                          target_mm=tuple(float(v) for v in target),
                          width=self.width, height=self.height, fov_deg=self.fov_deg)
 
@@ -360,8 +361,13 @@ class Panel3D:
             # the eye while gliding: jump to it.
             self._distance.update([distance], deadband=FRAMING_DEADBAND * previous, jump=0.5 * previous)
             self._target.update(centre, deadband=FRAMING_DEADBAND * previous, jump=0.5 * previous)
-            if to_eye_coords(pts, self.current_view())[:, 2].min() < 4.0 * NEAR_MM:
-                # someone would be behind the eye while the view glides: frame them now
+            framed = self.current_view(zoom=1.0)
+            pixels = project(pts, framed)
+            if (to_eye_coords(pts, self.current_view())[:, 2].min() < 4.0 * NEAR_MM
+                    or not (np.isfinite(pixels).all() and (pixels >= 0).all()
+                            and (pixels < (framed.width, framed.height)).all())):
+                # someone would be behind the eye, or outside the panel (a person who just came
+                # in), while the view glides: frame them now
                 self._distance.update([distance], jump=0.0)
                 self._target.update(centre, jump=0.0)
             if not level_floor:
