@@ -107,7 +107,8 @@ def test_exports_agree_across_formats(tmp_path, clip):
                      "--max-frames", "6", "--no-smooth"]) == 0
     frames = json.loads(paths["json"].read_text())["frames"]
     assert len(frames) == 6
-    rows = list(csv.DictReader(paths["csv"].open()))
+    with paths["csv"].open() as handle:
+        rows = list(csv.DictReader(handle))
     people_rows = [(f["index"], p) for f in frames for p in f["people"]]
     assert len(rows) == 18 * len(people_rows)
     for k, (index, person) in enumerate(people_rows):
