@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from app.floor import SOLE_BELOW_ANKLE_MM, FloorFitter, fit_floor, sole
-from app.render3d import Panel3D, floor_ring, place_people, project
+from app.orbit_view import project
+from app.render3d import Panel3D, floor_ring, place_people
 from app.skeleton import JOINT_INDEX, NUM_JOINTS
 from app.types import Box, Camera, Floor, Person
 from support import STANDING

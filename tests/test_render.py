@@ -7,9 +7,9 @@ import cv2
 import numpy as np
 import pytest
 
+from app.orbit_view import NEAR_MM, OrbitView, project, project_segments, to_eye_coords
 from app.render2d import draw_people, hud_lines
-from app.render3d import (NEAR_MM, OrbitView, Panel3D, floor_ring, place_people, project, project_segments,
-                          to_eye_coords)
+from app.render3d import Panel3D, floor_ring, place_people
 from app.skeleton import BONES, JOINT_INDEX, ROOT, SIDE_COLOURS_BGR, bone_side
 from app.types import Frame, FrameResult
 from app.view import SceneInfo, SceneRenderer
