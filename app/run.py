@@ -33,7 +33,11 @@ def input_kind(source) -> str:
 
 def _say_folder_mode(source) -> None:
     mode = getattr(source, "mode", None)
-    if mode == "stills":
+    why = getattr(source, "not_a_sequence", None)
+    if mode == "stills" and why:
+        log.info("Folder '%s': %s; its %d photos are each processed on their own.",
+                 source.description, why, source.frame_count)
+    elif mode == "stills":
         log.info("Folder '%s': %d photos that are not one sequence (names not numbered alike, or "
                  "sizes differ): each is processed on its own.", source.description, source.frame_count)
     elif mode == "sequence":
@@ -179,10 +183,10 @@ def run(settings: Settings, source=None) -> RunResult:
     opened = [source or sources.open_source(settings.input.source)]   # closed here if setting up fails, else by the loop
     try:
         window = _window_wanted(settings)
+        _say_folder_mode(opened[0])   # first: it says why a folder is not a video, if it is not
         # the output must suit the input: known only once the input is open (first frame read)
         if outputs.video:
             check_output_path(outputs.video, output_kind_for(outputs.video, input_kind(opened[0])))
-        _say_folder_mode(opened[0])
         loop = build_loop(settings, opened[0], window, opened)
     except BaseException:
         for thing in reversed(opened):

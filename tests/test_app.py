@@ -588,6 +588,24 @@ def test_a_file_run_on_a_terminal_shows_a_progress_bar_and_a_log_file_gets_none(
 
 # ---- settings ----
 
+def test_numbered_frames_of_another_size_are_said_before_a_video_output_is_refused(tmp_path, capsys):
+    """Numbered frames with one of another size are photos, not a video: the run says which
+    frame, then refuses the .mp4 that only a video can have."""
+    photo = cv2.imread(str(DATA / "group.jpg"))
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(4):
+        cv2.imwrite(str(frames / f"frame_{i:03d}.png"), photo[:240, i * 20:i * 20 + 320])
+    cv2.imwrite(str(frames / "frame_002.png"), photo[:200, :300])
+    assert main(["--input", str(frames), "--output", str(tmp_path / "x.mp4"), "--no-display",
+                 "--model", "blazepose"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[-2] == (f"Folder '{frames}': 'frame_002.png' is 300x200 where the frames before it "
+                         "('frame_000.png' on) are 320x240: numbered frames of different sizes are not one "
+                         "sequence; its 4 photos are each processed on their own."), lines
+    assert lines[-1].startswith("error: cannot write several unrelated photos to 'x.mp4'"), lines
+
+
 def test_force_replaces_an_earlier_result(tmp_path):
     """Without --force an existing output is refused (tests/test_adversarial.py); with it, the
     earlier file is replaced by the new result."""

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -93,6 +95,174 @@ def test_folder_skips_an_undecodable_image(tmp_path, group):
         frames = list(source)
     assert len(frames) == 2
     np.testing.assert_array_equal(frames[1].image, crops[2])
+
+
+def test_folder_frame_after_an_undecodable_one_keeps_its_number(tmp_path, group):
+    """A numbered frame that cannot be decoded leaves a gap: each frame's index is its file's
+    position in the sequence (frame_006.png is index 6, not 5), and its time follows from it."""
+    crops = pan_crops(group, 10)
+    for i, crop in enumerate(crops):
+        cv2.imwrite(str(tmp_path / f"frame_{i:03d}.png"), crop)
+    (tmp_path / "frame_005.png").write_bytes((tmp_path / "frame_005.png").read_bytes()[:300])   # cut short
+    with open_source(str(tmp_path), still_fps=10.0) as source:
+        assert source.mode == "sequence"
+        frames = list(source)
+        names = [source.path_of(f.index).name for f in frames]
+    assert [f.index for f in frames] == [0, 1, 2, 3, 4, 6, 7, 8, 9]
+    assert names == [f"frame_{i:03d}.png" for i in [0, 1, 2, 3, 4, 6, 7, 8, 9]]
+    assert np.allclose([f.time for f in frames], [f.index / 10.0 for f in frames])
+    for frame in frames:   # PNG is lossless: each frame is the picture of its own file
+        np.testing.assert_array_equal(frame.image, crops[frame.index])
+
+
+def test_folder_whose_first_frames_cannot_be_decoded_starts_at_the_first_that_can(tmp_path, group):
+    crops = pan_crops(group, 4)
+    for i, crop in enumerate(crops):
+        cv2.imwrite(str(tmp_path / f"f{i}.png"), crop)
+    (tmp_path / "f0.png").write_bytes(b"\x89PNG broken")
+    with open_source(str(tmp_path)) as source:
+        frames = list(source)
+        assert [source.path_of(f.index).name for f in frames] == ["f1.png", "f2.png", "f3.png"]
+    assert [f.index for f in frames] == [1, 2, 3]
+    np.testing.assert_array_equal(frames[0].image, crops[1])
+
+
+def test_numbered_frames_of_another_size_say_which_file(tmp_path, group):
+    """One frame of another size makes numbered frames unrelated photos ("stills"); the source
+    says which file, and both sizes (the run announces it: tests/test_app.py)."""
+    for i, crop in enumerate(pan_crops(group, 5)):
+        cv2.imwrite(str(tmp_path / f"frame_{i:03d}.png"), crop)
+    cv2.imwrite(str(tmp_path / "frame_003.png"), group[:200, :300])
+    with open_source(str(tmp_path)) as source:
+        assert source.mode == "stills" and source.is_still
+        assert source.not_a_sequence == ("'frame_003.png' is 300x200 where the frames before it ('frame_000.png' "
+                                         "on) are 320x240: numbered frames of different sizes are not one sequence")
+
+
+def _decode_all(path: Path) -> list:
+    capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    frames = []
+    while True:
+        ok, image = capture.read()
+        if not ok:
+            break
+        frames.append(image)
+    capture.release()
+    return frames
+
+
+def _damage(source: Path, target: Path, fraction: float, size: int) -> Path:
+    """A copy of `source` with `size` bytes at `fraction` of its length overwritten with random
+    ones (a fixed seed), its length kept."""
+    data = source.read_bytes()
+    at = int(len(data) * fraction)
+    noise = np.random.default_rng(0).integers(0, 256, size, dtype=np.uint8).tobytes()
+    target.write_bytes(data[:at] + noise + data[at + size:])
+    return target
+
+
+def _check_positions(frames: list, lost: int, count: int, fps: float) -> list[int]:
+    """The frames of a video damaged in the middle: indices increase, a gap as long as what
+    was lost lies inside (the end still decodes), times follow the indices. The missing ones."""
+    indices = [f.index for f in frames]
+    assert lost >= 1, "the damage makes some frames undecodable"
+    assert len(frames) + lost == count
+    assert indices == sorted(set(indices)) and indices[0] == 0 and indices[-1] == count - 1, indices
+    missing = sorted(set(range(count)) - set(indices))
+    assert len(missing) == lost, (indices, lost)
+    assert np.allclose([f.time for f in frames], np.array(indices) / fps)
+    return missing
+
+
+def test_damaged_video_frames_keep_their_position_in_the_file(tmp_path):
+    """pedestrians.mp4 (MPEG-4 part 2, a keyframe every 12 frames) with 6 KB of random bytes in
+    its middle: the frames that cannot be decoded leave a gap, and every frame after it is
+    numbered by its position in the file, not by how many frames decoded before it."""
+    good = _decode_all(PEDESTRIANS)
+    assert len(good) == 30
+    damaged = _damage(PEDESTRIANS, tmp_path / "damaged.mp4", 0.5, 6000)
+    with open_source(str(damaged)) as source:
+        frames = list(source)
+        lost = source.frames_unreadable
+        fps = source.fps
+    missing = _check_positions(frames, lost, 30, fps)
+    for frame in frames:   # a frame identical to one of the file is that one
+        same = [i for i, image in enumerate(good) if np.array_equal(frame.image, image)]
+        assert not same or frame.index in same, (frame.index, same)
+    after = [f.index for f in frames if f.index > missing[-1] and np.array_equal(f.image, good[f.index])]
+    assert len(after) >= 3, "from the next keyframe on, frames decode exactly, each at its own index"
+
+
+def test_damaged_h264_frames_come_in_order_at_their_position(tmp_path):
+    """H.264 with B-frames (x264's default), damaged in the middle: resuming, the decoder hands
+    some frames out of order and OpenCV's frame counter only counts what decoded; the frames
+    still come in order, each at its position in the file (the frame of the undamaged file it
+    resembles most), with a gap for what was lost."""
+    import imageio_ffmpeg   # a requirement (requirements.txt)
+    clip = tmp_path / "h264.mp4"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-i", str(PEDESTRIANS), "-c:v",
+                    "libx264", "-pix_fmt", "yuv420p", "-g", "10", str(clip)], check=True, timeout=60)
+    good = [image.astype(np.int16) for image in _decode_all(clip)]
+    assert len(good) == 30
+    damaged = _damage(clip, tmp_path / "damaged.mp4", 0.6, 6000)
+    with open_source(str(damaged)) as source:
+        frames = list(source)
+        lost = source.frames_unreadable
+        fps = source.fps
+    _check_positions(frames, lost, 30, fps)
+    for frame in frames:
+        diffs = [np.mean(np.abs(frame.image.astype(np.int16) - image)) for image in good]
+        assert int(np.argmin(diffs)) == frame.index, (frame.index, int(np.argmin(diffs)))
+
+
+class ScriptedVideo:
+    """cv2.VideoCapture's reading interface over a script: each entry is a frame's position (read
+    succeeds, the frame shows that number, CAP_PROP_POS_MSEC its timestamp at `fps`, unless
+    `timestamps` is False: 0, as for a stream without them) or None (read fails)."""
+
+    def __init__(self, script: list, count: int, fps: float = 25.0, timestamps: bool = True):
+        self.script, self.count, self.fps, self.timestamps = list(script), count, fps, timestamps
+        self.ms = 0.0
+
+    def read(self):
+        if not self.script:
+            return False, None
+        position = self.script.pop(0)
+        if position is None:
+            self.ms = 0.0   # as OpenCV reports after a failed read
+            return False, None
+        self.ms = position * 1000.0 / self.fps if self.timestamps else 0.0
+        image = np.zeros((8, 8, 3), np.uint8)
+        image[0, 0] = (position % 256, position // 256, 0)
+        return True, image
+
+    def get(self, prop):
+        return {cv2.CAP_PROP_FPS: self.fps, cv2.CAP_PROP_FRAME_COUNT: float(self.count),
+                cv2.CAP_PROP_POS_MSEC: self.ms}.get(prop, 0.0)
+
+    def release(self):
+        pass
+
+
+def _positions(capture) -> tuple[list[tuple[int, int]], int]:
+    source = VideoFileSource(capture, "scripted.mp4")
+    frames = list(source)
+    return [(f.index, frame_number(f.image)) for f in frames], source.frames_unreadable
+
+
+def test_video_positions_after_damage_come_from_the_timestamps():
+    # 2 and 3 lost in one failed read; 9 handed out early; 5 handed out too late to go back in
+    # order (dropped, counted as lost); 18 and 19 lost at the end
+    script = [0, 1, None, 4, 9, 6, 7, 8, 10, 11, 5, 12, 13, 14, 15, 16, 17, None, None]
+    placed, lost = _positions(ScriptedVideo(script, count=20))
+    assert placed == [(i, i) for i in [0, 1, 4, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17]]
+    assert lost == 5
+    # a clean video is counted, whatever its timestamps say (a variable frame rate keeps its numbers)
+    placed, lost = _positions(ScriptedVideo([0, 1, 3, 4, 6], count=5))
+    assert [index for index, _ in placed] == [0, 1, 2, 3, 4] and lost == 0
+    # without timestamps, each failed read counts as one lost frame
+    placed, lost = _positions(ScriptedVideo([0, 1, None, None, 4, 5, None, 7], count=8, timestamps=False))
+    assert placed == [(i, i) for i in [0, 1, 4, 5, 7]] and lost == 3
 
 
 def test_real_video_every_frame_in_order():

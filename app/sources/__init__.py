@@ -11,7 +11,9 @@ frame_count, size, description, close()). Two reading disciplines:
   skips frames instead of building up lag. A live stream URL (one of unknown length, such as an
   IP camera's RTSP or MJPEG feed) that drops is reopened with a short backoff.
 * files (video, images): every frame in order, none dropped. A video is decoded on a small
-  read-ahead thread with a bounded queue so decoding overlaps the consumer's work.
+  read-ahead thread with a bounded queue so decoding overlaps the consumer's work. A frame's
+  index is its position in the file or the folder (time = index / fps): a frame that cannot be
+  decoded is skipped and leaves a gap, the frames after it keep their own numbers.
 
 A source is iterated once; iterating again continues where the last iteration stopped.
 """

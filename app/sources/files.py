@@ -2,7 +2,9 @@
 decoded a bounded number of frames ahead of the consumer (ReadAhead)."""
 from __future__ import annotations
 
+import heapq
 import logging
+import math
 import queue
 import re
 import threading
@@ -25,6 +27,7 @@ log = logging.getLogger(__name__)
 
 MAX_UNDECODABLE_RUN = 300   # failed reads in a row before a damaged video counts as ended
 READ_AHEAD_FRAMES = 8        # bounded: decoding may run ahead of the consumer by this much
+REORDER_FRAMES = 4           # after a damaged stretch: how far out of order a decoder may hand frames
 
 _END = object()  # read-ahead queue sentinel
 
@@ -103,13 +106,85 @@ class ReadAhead:
             self._thread.join(2.0)
 
 
+class FramePositions:
+    """The position in the video (the frame number) of each frame a decoder hands out, and the
+    frames put in that order; for VideoFileSource's decoding thread.
+
+    While reads succeed one after the other, each frame is the one after the last: positions
+    count the frames, timestamps are not consulted (a variable-rate video keeps its frame
+    numbers). After reads that failed (a damaged stretch) counting reads is wrong: one failed
+    read can stand for several lost frames, and OpenCV's own CAP_PROP_POS_FRAMES counts only
+    the frames decoded. The position then comes from the container's timestamp (the frame's
+    CAP_PROP_POS_MSEC, which OpenCV takes from the packet, not from a counter), measured from
+    the frame before, so a gap opens where frames were lost. A decoder resuming after damage
+    may also hand frames out of order (H.264 with B-frames); until REORDER_FRAMES frames in a
+    row follow each other again, frames wait in a small buffer to go out in order, and a
+    frame that comes later than that, or twice, is dropped. Without usable timestamps (none
+    known, or one beyond the video's end), each failed read counts as one lost frame.
+    """
+
+    def __init__(self, fps: float, frame_count: int | None, first_ms: float):
+        self.fps = fps
+        self.frame_count = frame_count
+        self._last = 0                         # position of the frame read last (the first: 0)
+        self._last_ms = first_ms if math.isfinite(first_ms) and first_ms >= 0 else None
+        self._handed = 0                       # highest position handed on
+        self._pending: list[tuple[int, int, np.ndarray]] = []   # (position, arrival, image) heap
+        self._arrivals = 0
+        self._recovering = False               # after damage: positions from timestamps
+        self._in_order = 0                     # frames in a row, each one after the last
+
+    def add(self, image: np.ndarray, ms: float, failed: int) -> list[tuple[int, np.ndarray]]:
+        """A frame just decoded (`ms`: its CAP_PROP_POS_MSEC; `failed`: reads that failed since
+        the frame before): the frames now ready to go on, in order, with their positions."""
+        if failed:
+            self._recovering, self._in_order = True, 0
+        usable_ms = ms if math.isfinite(ms) and ms > 0 else None
+        if not self._recovering:
+            position = self._last + 1
+        else:
+            position = None
+            if usable_ms is not None and self._last_ms is not None:
+                position = self._last + round((usable_ms - self._last_ms) * self.fps / 1000.0)
+                if position < 0 or (self.frame_count is not None and position >= self.frame_count):
+                    position = None   # a timestamp that cannot be right
+            if position is None:
+                position = self._last + 1 + failed
+            self._in_order = self._in_order + 1 if position == self._last + 1 and not failed else 0
+        self._last, self._last_ms = position, usable_ms
+        if not self._recovering:
+            self._handed = position
+            return [(position, image)]
+        if position > self._handed and all(position != p for p, _, _ in self._pending):
+            self._arrivals += 1
+            heapq.heappush(self._pending, (position, self._arrivals, image))
+        ready = []
+        while len(self._pending) > REORDER_FRAMES:
+            ready.append(self._hand_on())
+        if self._in_order >= REORDER_FRAMES:   # decoding is regular again
+            ready.extend(self.flush())
+            self._recovering = False
+        return ready
+
+    def flush(self) -> list[tuple[int, np.ndarray]]:
+        """The frames still waiting, in order (at the end of the video)."""
+        return [self._hand_on() for _ in range(len(self._pending))]
+
+    def _hand_on(self) -> tuple[int, np.ndarray]:
+        position, _, image = heapq.heappop(self._pending)
+        self._handed = position
+        return position, image
+
+
 class VideoFileSource(Source):
-    """Every frame of a video file, in order; time = index / fps (media time).
+    """Every frame of a video file, in order; index = the frame's position in the file (its
+    frame number), time = index / fps (media time).
 
     The first frame is decoded in the constructor (a corrupt file fails at open, not in the
     loop) and kept; the rest is decoded ahead (ReadAhead). Frames that fail to decode are
     skipped while the container announces more (decoding resumes after a damaged stretch);
-    `frames_unreadable` then counts what could not be read.
+    the frames after them keep their own positions, so the indices have a gap there
+    (FramePositions), and `frames_unreadable` counts what could not be read.
     """
 
     def __init__(self, capture: Capture, description: str):
@@ -125,11 +200,13 @@ class VideoFileSource(Source):
         self.fps = usable_fps(capture.get(cv2.CAP_PROP_FPS))
         count = capture.get(cv2.CAP_PROP_FRAME_COUNT)
         self.frame_count = int(count) if np.isfinite(count) and count > 0 else None
-        self.frames_read = 0
+        self._positions = FramePositions(self.fps, self.frame_count, capture.get(cv2.CAP_PROP_POS_MSEC))
+        self.frames_read = 0        # frames yielded
         self._ahead = ReadAhead(self._decode_rest, f"decode {description}")
         self._released = False
         self._reached_end = False   # the decoder read to the end of the file (not stopped)
-        self._decoded = 1           # frames decoded, the first one included
+        self._decoded = 1           # reads that gave a frame, the first one included
+        self._placed = 1            # frames handed on with their position, the first one included
 
     @property
     def frames_unreadable(self) -> int:
@@ -138,10 +215,11 @@ class VideoFileSource(Source):
         ones, and those lost to a truncation). 0 before, and when the count is unknown."""
         if not self._reached_end or self.frame_count is None:
             return 0
-        return max(0, self.frame_count - self._decoded)
+        return max(0, self.frame_count - self._placed)
 
-    def _decode_rest(self) -> Iterator[np.ndarray]:
-        """The frames after the first, on the read-ahead thread; releases the file at the end."""
+    def _decode_rest(self) -> Iterator[tuple[int, np.ndarray]]:
+        """The frames after the first with their positions (FramePositions), on the read-ahead
+        thread; releases the file at the end."""
         failures = 0   # consecutive reads that gave no frame
         try:
             while True:
@@ -153,12 +231,18 @@ class VideoFileSource(Source):
                     failures += 1
                     if self.frame_count is None or self._decoded + failures >= self.frame_count \
                             or failures > MAX_UNDECODABLE_RUN:
+                        for placed in self._positions.flush():
+                            self._placed += 1
+                            yield placed
                         self._reached_end = True
                         return
                     continue
-                failures = 0
                 self._decoded += 1
-                yield as_bgr_uint8(image)
+                ms = self._capture.get(cv2.CAP_PROP_POS_MSEC)   # this frame's timestamp
+                for placed in self._positions.add(as_bgr_uint8(image), ms, failures):
+                    self._placed += 1
+                    yield placed
+                failures = 0
         finally:
             self._release()
 
@@ -174,14 +258,13 @@ class VideoFileSource(Source):
         if self._first is not None:
             first, self._first = self._first, None
             self._ahead.start()
-            yield self._frame(first)
+            yield self._frame(0, first)
         if not self._ahead.started:
             return   # closed before the first frame was taken
-        for image in self._ahead:
-            yield self._frame(image)
+        for index, image in self._ahead:
+            yield self._frame(index, image)
 
-    def _frame(self, image: np.ndarray) -> Frame:
-        index = self.frames_read
+    def _frame(self, index: int, image: np.ndarray) -> Frame:
         self.frames_read += 1
         return Frame(index=index, time=index / self.fps, image=image, captured=time.monotonic())
 
@@ -193,16 +276,19 @@ class VideoFileSource(Source):
 
 
 class ImageFilesSource(Source):
-    """One image, or the images of a folder sorted by name; time = index / STILL_FPS.
+    """One image, or the images of a folder sorted by name; index = the file's position in
+    `paths` as given, time = index / STILL_FPS.
 
     Files that fail to decode in the middle of a folder are skipped with a warning, since one
-    bad photo should not end a batch. `frame_count` counts the image files found, so it can be
+    bad photo should not end a batch; the frames after keep their files' positions, so the
+    indices have a gap there. `frame_count` counts the image files found, so it can be
     larger than the number of frames yielded when some are skipped. A folder's images after the
     first are decoded ahead (ReadAhead), as a video's frames are.
     """
 
     is_still = True
     mode = "image"             # "image" (one file), "stills" (unrelated photos), "sequence"
+    not_a_sequence: str | None = None   # numbered frames taken as stills: why (open_folder)
 
     def __init__(self, paths: list[Path], description: str, fps: float = STILL_FPS,
                  mode: str | None = None):
@@ -237,10 +323,10 @@ class ImageFilesSource(Source):
         self._first = first
         self.paths = paths[skipped:]   # the files behind the frames, in order
         self._next_path = 1            # paths[0] is the first frame, already decoded
-        self._next_index = 1           # the first frame is index 0
+        self._skipped = skipped        # self.paths[i] is at position skipped + i: its frame's index
         self.frame_count = len(self.paths)
         self.size = image_size(first)
-        self._frame_paths: dict[int, Path] = {0: self.paths[0]}
+        self._frame_paths: dict[int, Path] = {skipped: self.paths[0]}
         self._ahead = ReadAhead(self._decode_rest, f"decode {description}")
 
     def path_of(self, index: int) -> Path:
@@ -251,13 +337,12 @@ class ImageFilesSource(Source):
         """The images after the first, on the read-ahead thread."""
         while self._next_path < len(self.paths):
             path = self.paths[self._next_path]
+            index = self._skipped + self._next_path   # its position, skipped files counted
             self._next_path += 1
             image = read_image(path)
             if image is None:
                 log.warning("skipping '%s': cannot decode it as an image", path)
                 continue
-            index = self._next_index
-            self._next_index += 1
             self._frame_paths[index] = path
             yield Frame(index=index, time=index / self.fps, image=image, captured=time.monotonic())
 
@@ -267,7 +352,8 @@ class ImageFilesSource(Source):
     def __iter__(self) -> Iterator[Frame]:
         if self._first is not None:
             first, self._first = self._first, None
-            yield Frame(index=0, time=0.0, image=first, captured=time.monotonic())
+            index = self._skipped
+            yield Frame(index=index, time=index / self.fps, image=first, captured=time.monotonic())
         if len(self.paths) > 1:
             yield from self._ahead
 
@@ -312,13 +398,34 @@ def image_size_quick(path: Path) -> tuple[int, int] | None:
     return None if image is None else (image.shape[1], image.shape[0])
 
 
+def _exact_size(path: Path) -> str:
+    image = read_image(path)
+    return "undecodable" if image is None else "%dx%d" % image_size(image)
+
+
+def folder_mode_and_why(images: list[Path]) -> tuple[str, str | None]:
+    """folder_mode, and when numbered frames are "stills" for their sizes, why: the first file
+    whose size differs from the first frame's, and both sizes (None otherwise)."""
+    if len(images) < 2 or not _numbered_alike(images):
+        return "stills", None
+    first = None   # (path, size) of the first decodable image
+    for path in images:
+        size = image_size_quick(path)
+        if size is None:
+            continue
+        if first is None:
+            first = (path, size)
+        elif size != first[1]:   # the quick sizes are a reduced decode's: the two exact ones
+            return "stills", (f"'{path.name}' is {_exact_size(path)} where the frames before it "
+                              f"('{first[0].name}' on) are {_exact_size(first[0])}: numbered frames "
+                              "of different sizes are not one sequence")
+    return ("stills", None) if first is None else ("sequence", None)
+
+
 def folder_mode(images: list[Path]) -> str:
     """"sequence" when the images are frames of one video (numbered names, one size), else
     "stills": unrelated photos, each to be processed on its own."""
-    if len(images) < 2 or not _numbered_alike(images):
-        return "stills"
-    sizes = {size for size in map(image_size_quick, images) if size is not None}
-    return "sequence" if len(sizes) == 1 else "stills"
+    return folder_mode_and_why(images)[0]
 
 
 def open_folder(folder: Path, still_fps: float) -> ImageFilesSource:
@@ -329,7 +436,10 @@ def open_folder(folder: Path, still_fps: float) -> ImageFilesSource:
     if not images:
         raise UserError(f"folder '{folder}' holds no image files (.jpg, .png, .bmp, .tif, "
                         ".webp, ...).")
-    return ImageFilesSource(images, str(folder), fps=still_fps, mode=folder_mode(images))
+    mode, why = folder_mode_and_why(images)
+    source = ImageFilesSource(images, str(folder), fps=still_fps, mode=mode)
+    source.not_a_sequence = why
+    return source
 
 
 def open_file(path: Path, still_fps: float) -> Source:
