@@ -274,6 +274,25 @@ def test_image_folder_gets_one_image_per_frame(tmp_path, group):
     assert [p.name for p in (tmp_path / "named").iterdir()] == ["photo0.jpg"]
 
 
+def test_image_folder_written_again_holds_this_runs_frames_only(tmp_path, group):
+    """A folder an earlier, longer run wrote 5 frames into (written again only with --force):
+    after a 3-frame run it holds those 3 frames, not 3 new and 2 stale ones; files of other
+    names stay."""
+    folder = tmp_path / "annotated"
+    with ImageSink(folder) as sink:
+        for r in pan(group, 5):
+            sink.write(r, None)
+    (folder / "notes.txt").write_text("the user's")
+    results = pan(group, 3)
+    with ImageSink(folder) as sink:
+        for r in results:
+            sink.write(r, r.frame.image[::-1])   # this run's frames: upside down
+    assert sorted(p.name for p in folder.iterdir()) == ["000000.jpg", "000001.jpg", "000002.jpg", "notes.txt"]
+    for r in results:
+        decoded = cv2.imread(str(folder / f"{r.frame.index:06d}.jpg"))
+        assert np.mean(np.abs(decoded.astype(int) - r.frame.image[::-1].astype(int))) < 8
+
+
 def test_photo_stems_never_share_a_file():
     photos = [Path(n) for n in ("a/photo.jpg", "a/photo.png", "a/home.jpg", "a/Group.JPG",
                                 "a/group.png", "a/x.jpg", "a/x.png", "a/x_jpg.png")]

@@ -3,6 +3,7 @@ frame, each file written atomically."""
 from __future__ import annotations
 
 import os
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Callable, Sequence
@@ -19,6 +20,7 @@ from .atomic import FileSink, remove_stale_temporaries, write_bytes_atomically
 JPEG_QUALITY = 95
 FOLDER_IMAGE_EXTENSION = ".jpg"   # the files inside a folder output
 PHOTO_SUFFIX = "_pose"            # photo.jpg -> photo_pose.jpg
+NUMBERED_FRAME = re.compile(r"\d{6}" + re.escape(FOLDER_IMAGE_EXTENSION))   # a video's frames in a folder
 
 
 def encode_image(image: np.ndarray, ext: str) -> bytes:
@@ -56,7 +58,10 @@ class ImageSink(FileSink):
     * path without an extension (out/): a folder, created on the first write, that gets one
       JPEG per frame, each written atomically as soon as it arrives. Files are named
       f"{index:06d}.jpg", or name_for_index(index) + ".jpg" when given (unrelated photos are
-      written under their own names, see photo_stems).
+      written under their own names, see photo_stems). Frames an earlier run left there under
+      such numbered names and this run did not write again are removed at close(): the folder
+      then holds one run's frames, not two runs' mixed (a folder that holds files is written
+      into only with --force: app/outputs/paths.py check_not_replacing).
     """
 
     needs_image = True
@@ -67,6 +72,7 @@ class ImageSink(FileSink):
         self.is_folder = not self.path.suffix
         self._name_for_index = name_for_index
         self._last: np.ndarray | None = None
+        self._written: set[str] = set()   # file names this run wrote into a folder
         if self.is_folder:
             remove_stale_temporaries(self.path, inside=True)
 
@@ -85,7 +91,12 @@ class ImageSink(FileSink):
         target, data = payload
         self.path.mkdir(exist_ok=True)
         write_bytes_atomically(target, data)
+        self._written.add(target.name)
 
     def _finish(self) -> None:
         if not self.is_folder:
             write_bytes_atomically(self.path, encode_image(self._last, self.path.suffix.lower()))
+        elif self._name_for_index is None:   # numbered frames: an earlier run's are not this one's
+            for earlier in self.path.iterdir():
+                if NUMBERED_FRAME.fullmatch(earlier.name) and earlier.name not in self._written:
+                    earlier.unlink()
