@@ -164,7 +164,7 @@ def pipeline_efficiency(summary: RunSummary, network_alone_ms: float | None) -> 
 
 def benchmark_report(summary: RunSummary, backend, source) -> dict:
     stages = {k: round(summary.stages_ms.get(k, 0.0), 3)
-              for k in ("read", "detect", "pose", "model", "render", "write")}
+              for k in ("read", "detect", "pose", "model", "track", "render", "write")}
     report = {"frames": summary.frames, "fps": round(summary.fps, 2), "stages_ms": stages,
               "device": backend.device, "model": backend.name}
     if summary.first_frame_s is not None:

@@ -176,7 +176,7 @@ def test_benchmark_prints_json_last(tmp_path, clip, capsys, monkeypatch, detecto
     last = capsys.readouterr().out.strip().splitlines()[-1]
     report = json.loads(last)
     assert report["frames"] == 8 and report["fps"] > 0
-    assert set(report["stages_ms"]) == {"read", "detect", "pose", "model", "render", "write"}
+    assert set(report["stages_ms"]) == {"read", "detect", "pose", "model", "track", "render", "write"}
     stages = report["stages_ms"]
     assert stages["pose"] > 0 and 0 < stages["model"] <= stages["pose"]
     # nothing shown or written: no picture is composed (it used to be, ~10 ms a frame for L)
