@@ -218,7 +218,8 @@ def test_damaged_h264_frames_come_in_order_at_their_position(tmp_path):
 class ScriptedVideo:
     """cv2.VideoCapture's reading interface over a script: each entry is a frame's position (read
     succeeds, the frame shows that number, CAP_PROP_POS_MSEC its timestamp at `fps`, unless
-    `timestamps` is False: 0, as for a stream without them) or None (read fails)."""
+    `timestamps` is False: 0, as for a stream without them), a (position, ms) pair (a timestamp
+    of its own: a variable frame rate), or None (read fails)."""
 
     def __init__(self, script: list, count: int, fps: float = 25.0, timestamps: bool = True):
         self.script, self.count, self.fps, self.timestamps = list(script), count, fps, timestamps
@@ -231,7 +232,8 @@ class ScriptedVideo:
         if position is None:
             self.ms = 0.0   # as OpenCV reports after a failed read
             return False, None
-        self.ms = position * 1000.0 / self.fps if self.timestamps else 0.0
+        position, ms = position if isinstance(position, tuple) else (position, position * 1000.0 / self.fps)
+        self.ms = ms if self.timestamps else 0.0
         image = np.zeros((8, 8, 3), np.uint8)
         image[0, 0] = (position % 256, position // 256, 0)
         return True, image
@@ -260,6 +262,16 @@ def test_video_positions_after_damage_come_from_the_timestamps():
     # a clean video is counted, whatever its timestamps say (a variable frame rate keeps its numbers)
     placed, lost = _positions(ScriptedVideo([0, 1, 3, 4, 6], count=5))
     assert [index for index, _ in placed] == [0, 1, 2, 3, 4] and lost == 0
+    # a variable frame rate (frames 15 and 52 ms apart, 30 fps announced) damaged at frame 6:
+    # every frame that decodes is kept, in order, and the numbering is counted again soon after
+    times = np.cumsum([0.0] + [15.0 if i % 2 else 52.0 for i in range(29)])
+    script = [(i, times[i]) if i != 6 else None for i in range(30)]
+    placed, lost = _positions(ScriptedVideo(script, count=30, fps=30.0))
+    shown = [number for _, number in placed]
+    positions = [index for index, _ in placed]
+    assert shown == [i for i in range(30) if i != 6] and lost == 1
+    assert positions[:6] == list(range(6)) and all(b > a for a, b in zip(positions, positions[1:]))
+    assert positions[-10:] == list(range(positions[-10], positions[-10] + 10))   # counted again
     # without timestamps, each failed read counts as one lost frame
     placed, lost = _positions(ScriptedVideo([0, 1, None, None, 4, 5, None, 7], count=8, timestamps=False))
     assert placed == [(i, i) for i in [0, 1, 4, 5, 7]] and lost == 3

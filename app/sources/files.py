@@ -118,7 +118,8 @@ class FramePositions:
     CAP_PROP_POS_MSEC, which OpenCV takes from the packet, not from a counter), measured from
     the frame before, so a gap opens where frames were lost. A decoder resuming after damage
     may also hand frames out of order (H.264 with B-frames); until REORDER_FRAMES frames in a
-    row follow each other again, frames wait in a small buffer to go out in order, and a
+    row follow each other again (twice as many with rising timestamps, for a variable rate),
+    frames wait in a small buffer to go out in order, and a
     frame that comes later than that, or twice, is dropped. Without usable timestamps (none
     known, or one beyond the video's end), each failed read counts as one lost frame.
     """
@@ -133,24 +134,31 @@ class FramePositions:
         self._arrivals = 0
         self._recovering = False               # after damage: positions from timestamps
         self._in_order = 0                     # frames in a row, each one after the last
+        self._rising = 0                       # frames in a row, each with a later timestamp
 
     def add(self, image: np.ndarray, ms: float, failed: int) -> list[tuple[int, np.ndarray]]:
         """A frame just decoded (`ms`: its CAP_PROP_POS_MSEC; `failed`: reads that failed since
         the frame before): the frames now ready to go on, in order, with their positions."""
         if failed:
-            self._recovering, self._in_order = True, 0
+            self._recovering, self._in_order, self._rising = True, 0, 0
         usable_ms = ms if math.isfinite(ms) and ms > 0 else None
         if not self._recovering:
             position = self._last + 1
         else:
             position = None
+            later = usable_ms is not None and self._last_ms is not None and usable_ms > self._last_ms
             if usable_ms is not None and self._last_ms is not None:
                 position = self._last + round((usable_ms - self._last_ms) * self.fps / 1000.0)
+                if later:   # after the last, even if by less than a frame (a variable rate)
+                    position = max(position, self._last + 1)
                 if position < 0 or (self.frame_count is not None and position >= self.frame_count):
                     position = None   # a timestamp that cannot be right
             if position is None:
                 position = self._last + 1 + failed
+            # regular again after REORDER_FRAMES frames in a row each one after the last, or twice
+            # as many with rising timestamps (a variable rate, whose steps are not one frame)
             self._in_order = self._in_order + 1 if position == self._last + 1 and not failed else 0
+            self._rising = self._rising + 1 if later and not failed else 0
         self._last, self._last_ms = position, usable_ms
         if not self._recovering:
             self._handed = position
@@ -161,7 +169,7 @@ class FramePositions:
         ready = []
         while len(self._pending) > REORDER_FRAMES:
             ready.append(self._hand_on())
-        if self._in_order >= REORDER_FRAMES:   # decoding is regular again
+        if self._in_order >= REORDER_FRAMES or self._rising >= 2 * REORDER_FRAMES:   # regular again
             ready.extend(self.flush())
             self._recovering = False
         return ready
