@@ -4,6 +4,7 @@ signal's number (130, 143, 129)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -111,6 +112,8 @@ def main(argv: list[str] | None = None, *, process_exits_after: bool = False) ->
     with command_scope(process_exits_after):
         try:
             settings = parse_settings(argv)
+            if settings.view.benchmark and sys.stdout is None:   # `>&-`: print() would drop the report
+                raise UserError("--benchmark prints its report on standard output, which is closed.")
             # Imported here so that --help answers at once, before torch and the models load.
             from .run import run
             result = run(settings)
@@ -132,7 +135,8 @@ def print_report(line: str) -> None:
         print(line, flush=True)
     except OSError as error:
         # what is still buffered would fail again when Python flushes stdout at exit
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        with contextlib.suppress(OSError, ValueError), open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), sys.stdout.fileno())
         reason = "its reader has closed it" if isinstance(error, BrokenPipeError) else \
             (error.strerror or str(error)).lower()
         raise UserError(f"cannot write the report to standard output: {reason}.") from None

@@ -670,13 +670,19 @@ def test_batch_options_the_parser_refuses_are_one_line(capsys):
 @pytest.mark.parametrize("reader, expect", [
     ("closed", "cannot write the report to standard output: its reader has closed it."),
     ("/dev/full", "cannot write the report to standard output: no space left on device."),
+    ("none", "--benchmark prints its report on standard output, which is closed."),   # `>&-`
 ])
 def test_benchmark_report_that_cannot_be_written_is_one_line(tmp_path, reader, expect):
     """`... --benchmark | head -c 0`, or stdout on a full disk: one line on stderr, exit 2,
     no traceback (print() raised BrokenPipeError or OSError)."""
     command = [sys.executable, str(ROOT / "run_demo.py"), "--input", str(DATA / "group.jpg"),
                "--model", "blazepose", "--benchmark"]
-    if reader == "closed":
+    if reader == "none":   # refused before anything runs
+        done = subprocess.run(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              stdin=subprocess.DEVNULL, text=True, timeout=120, pass_fds=(),
+                              preexec_fn=lambda: os.close(1))
+        stderr, code = done.stderr, done.returncode
+    elif reader == "closed":
         process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                    stdin=subprocess.DEVNULL, text=True)
         process.stdout.close()   # the reader goes away before the report

@@ -855,6 +855,17 @@ def test_an_output_that_exists_is_replaced_only_with_force(tmp_path):
     with pytest.raises(UserError, match="is a folder that holds files already: pass --force"):
         check_not_replacing("--output", str(frames), force=False)
     check_not_replacing("--output", str(frames), force=True)
+    # what cannot be replaced whatever --force says is left to check_output_path, which says why:
+    # a folder at a file's name, a file at a folder output's name
+    (tmp_path / "shots.jpg").mkdir()
+    (tmp_path / "shots.jpg" / "a.jpg").write_bytes(b"the user's")
+    check_not_replacing("--output", str(tmp_path / "shots.jpg"), force=False)
+    with pytest.raises(UserError, match="is a folder: give a file name inside it"):
+        check_output_path(str(tmp_path / "shots.jpg"), "image")
+    (tmp_path / "frames_out").write_text("the user's")
+    check_not_replacing("--output", str(tmp_path / "frames_out"), force=False)
+    with pytest.raises(UserError, match="exists and is not a folder"):
+        check_output_path(str(tmp_path / "frames_out"), "image")
 
 
 def test_check_output_path_rejects_folder_and_file_parent(tmp_path):

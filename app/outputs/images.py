@@ -20,7 +20,7 @@ from .atomic import FileSink, remove_stale_temporaries, write_bytes_atomically
 JPEG_QUALITY = 95
 FOLDER_IMAGE_EXTENSION = ".jpg"   # the files inside a folder output
 PHOTO_SUFFIX = "_pose"            # photo.jpg -> photo_pose.jpg
-NUMBERED_FRAME = re.compile(r"\d{6}" + re.escape(FOLDER_IMAGE_EXTENSION))   # a video's frames in a folder
+NUMBERED_FRAME = re.compile(r"\d{6,}" + re.escape(FOLDER_IMAGE_EXTENSION))   # a video's frames in a folder
 
 
 def encode_image(image: np.ndarray, ext: str) -> bytes:

@@ -140,17 +140,19 @@ def check_not_replacing(option: str, path: str, force: bool) -> None:
     if force:
         return
     target = Path(str(path).strip()).expanduser()
-    if target.is_dir():
-        if any(not entry.name.startswith(".") for entry in target.iterdir()):
+    if not target.suffix:   # a folder of images; a file or a folder where it does not fit: check_output_path
+        if target.is_dir() and any(not entry.name.startswith(".") for entry in target.iterdir()):
             raise UserError(f"{option} '{path}' is a folder that holds files already: pass --force to "
-                            "write into it (files of the same names are replaced), or choose another name.")
-    elif target.exists() or target.is_symlink():
+                            "write into it (files of the same names are replaced, and a video's numbered "
+                            "frames NNNNNN.jpg that this run does not write again are removed), or choose "
+                            "another name.")
+    elif (target.exists() and not target.is_dir()) or target.is_symlink():
         raise UserError(f"{option} '{path}' exists already: pass --force to replace it, or choose "
                         "another name.")
 
 
 def check_outputs_distinct(input_spec: str, outputs: dict[str, str | None],
-                           input_path: Path | None = None) -> None:
+                           input_path: Path | None) -> None:
     """Refuse, before anything is processed, an output that is the input itself (however it is
     spelled: another relative path, a symlink, a hard link, a file:// URL; an image-folder output
     that is the input folder) and two outputs that are one file. outputs: option name -> path or
