@@ -318,8 +318,10 @@ def test_video_damaged_in_the_middle_ends_cleanly(tmp_path, group):
         assert source.frames_unreadable > 0
 
 
-def _thread_named(name: str) -> threading.Thread:
-    threads = [t for t in threading.enumerate() if t.name == name]
+def _thread_named(name: str, before: set[threading.Thread]) -> threading.Thread:
+    """The thread of that name started since `before` (threading.enumerate() then): one of
+    another test on the same file, not yet ended, is not this source's."""
+    threads = [t for t in threading.enumerate() if t.name == name and t not in before]
     assert len(threads) == 1, [t.name for t in threading.enumerate()]
     return threads[0]
 
@@ -327,11 +329,12 @@ def _thread_named(name: str) -> threading.Thread:
 def test_video_close_mid_iteration_ends_the_decoder():
     """Closed while its read-ahead thread waits on a full queue: the thread ends, a second
     close is harmless, and the iteration is over."""
+    before = set(threading.enumerate())
     source = open_source(str(PEDESTRIANS))
     iterator = iter(source)
     for _ in range(3):
         next(iterator)
-    decoder = _thread_named(f"decode {source.description}")
+    decoder = _thread_named(f"decode {source.description}", before)
     source.close()
     source.close()
     decoder.join(timeout=30)   # only so that a decoder left blocked fails the test, not hangs it
@@ -722,10 +725,11 @@ def test_close_interrupts_the_reconnection_backoff(monkeypatch):
     monkeypatch.setattr(live, "STREAM_RECONNECT_DELAYS_S", (600.0,))
     dead = FakeCamera(count=2, period=0.005)
     reopen_calls = []
+    before = set(threading.enumerate())
     source = LiveSource(dead, "rtsp://cam/live", reopen=lambda: reopen_calls.append(1))
     # The reader releases the dead capture right before it waits to reopen.
     assert dead.released.wait(30)
-    reader = _thread_named("reader rtsp://cam/live")
+    reader = _thread_named("reader rtsp://cam/live", before)
     source.close()
     reader.join(timeout=30)   # far less than the wait for reopening: ended by close(), not by it
     assert not reader.is_alive()

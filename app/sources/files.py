@@ -296,11 +296,12 @@ class ImageFilesSource(Source):
 
     is_still = True
     mode = "image"             # "image" (one file), "stills" (unrelated photos), "sequence"
-    not_a_sequence: str | None = None   # numbered frames taken as stills: why (open_folder)
+    not_a_sequence: str | None = None   # numbered frames taken as stills: why (folder_mode)
 
     def __init__(self, paths: list[Path], description: str, fps: float = STILL_FPS,
-                 mode: str | None = None):
+                 mode: str | None = None, not_a_sequence: str | None = None):
         self.description = description
+        self.not_a_sequence = not_a_sequence
         if mode is not None:
             self.mode = mode
             # numbered frames of one size are a video: tracked and smoothed across frames
@@ -411,9 +412,11 @@ def _exact_size(path: Path) -> str:
     return "undecodable" if image is None else "%dx%d" % image_size(image)
 
 
-def folder_mode_and_why(images: list[Path]) -> tuple[str, str | None]:
-    """folder_mode, and when numbered frames are "stills" for their sizes, why: the first file
-    whose size differs from the first frame's, and both sizes (None otherwise)."""
+def folder_mode(images: list[Path]) -> tuple[str, str | None]:
+    """("sequence", None) when the images are frames of one video (numbered names, one size),
+    else "stills" (unrelated photos, each to be processed on its own) and, when they are
+    numbered frames of different sizes, why: the first file whose size differs from the first
+    frame's, and both sizes."""
     if len(images) < 2 or not _numbered_alike(images):
         return "stills", None
     first = None   # (path, size) of the first decodable image
@@ -430,12 +433,6 @@ def folder_mode_and_why(images: list[Path]) -> tuple[str, str | None]:
     return ("stills", None) if first is None else ("sequence", None)
 
 
-def folder_mode(images: list[Path]) -> str:
-    """"sequence" when the images are frames of one video (numbered names, one size), else
-    "stills": unrelated photos, each to be processed on its own."""
-    return folder_mode_and_why(images)[0]
-
-
 def open_folder(folder: Path, still_fps: float) -> ImageFilesSource:
     images = sorted((p for p in folder.iterdir()
                      if p.is_file() and p.suffix.lower() in READABLE_IMAGE_EXTENSIONS
@@ -444,10 +441,8 @@ def open_folder(folder: Path, still_fps: float) -> ImageFilesSource:
     if not images:
         raise UserError(f"folder '{folder}' holds no image files (.jpg, .png, .bmp, .tif, "
                         ".webp, ...).")
-    mode, why = folder_mode_and_why(images)
-    source = ImageFilesSource(images, str(folder), fps=still_fps, mode=mode)
-    source.not_a_sequence = why
-    return source
+    mode, why = folder_mode(images)
+    return ImageFilesSource(images, str(folder), fps=still_fps, mode=mode, not_a_sequence=why)
 
 
 def open_file(path: Path, still_fps: float) -> Source:
