@@ -15,7 +15,7 @@ from app.skeleton import JOINT_INDEX, NUM_JOINTS
 from app.types import Box, Camera, Floor, Person
 from support import STANDING
 # the 3D panel's pixel checks (rings, grid, drawing order), kept with the drawing tests
-from test_render import assert_nearer_drawn_over_farther, eye_depths, grid_shown, ring_shown
+from panel_checks import assert_nearer_drawn_over_farther, eye_depths, grid_shown, ring_shown
 
 DATA_CAMERA = Camera.from_fov(640, 480, 60.0)
 FEET = [JOINT_INDEX["R_Ankle"], JOINT_INDEX["L_Ankle"]]
