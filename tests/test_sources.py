@@ -193,6 +193,21 @@ def test_damaged_video_frames_keep_their_position_in_the_file(tmp_path):
     assert len(after) >= 3, "from the next keyframe on, frames decode exactly, each at its own index"
 
 
+def test_frames_lost_before_a_stop_are_counted_without_reading_to_the_end(tmp_path):
+    """--max-frames past a damaged stretch stops the run before the decoder reaches the end:
+    the frames lost among those processed are still counted (they are in the gap)."""
+    damaged = _damage(PEDESTRIANS, tmp_path / "damaged.mp4", 0.5, 6000)
+    with open_source(str(damaged)) as whole:
+        indices = [f.index for f in whole]
+    missing = sorted(set(range(30)) - set(indices))
+    stop_after = indices.index(next(i for i in indices if i > missing[-1])) + 1   # the first frame after the gap
+    with open_source(str(damaged)) as source:
+        iterator = iter(source)
+        for _ in range(stop_after):
+            next(iterator)
+        assert source.frames_unreadable == len(missing)
+
+
 def test_damaged_h264_frames_come_in_order_at_their_position(tmp_path):
     """H.264 with B-frames (x264's default), damaged in the middle: resuming, the decoder hands
     some frames out of order and OpenCV's frame counter only counts what decoded; the frames

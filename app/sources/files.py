@@ -210,6 +210,7 @@ class VideoFileSource(Source):
         self.frame_count = int(count) if np.isfinite(count) and count > 0 else None
         self._positions = FramePositions(self.fps, self.frame_count, capture.get(cv2.CAP_PROP_POS_MSEC))
         self.frames_read = 0        # frames yielded
+        self._last_index = -1       # the position of the last frame yielded
         self._ahead = ReadAhead(self._decode_rest, f"decode {description}")
         self._released = False
         self._reached_end = False   # the decoder read to the end of the file (not stopped)
@@ -218,12 +219,13 @@ class VideoFileSource(Source):
 
     @property
     def frames_unreadable(self) -> int:
-        """Once the decoder has read to the end of the file (even if the consumer stopped
-        before, at --max-frames): announced frames that could not be decoded (skipped damaged
-        ones, and those lost to a truncation). 0 before, and when the count is unknown."""
-        if not self._reached_end or self.frame_count is None:
-            return 0
-        return max(0, self.frame_count - self._placed)
+        """Frames that could not be decoded: once the decoder has read to the end of the file
+        (even if the consumer stopped before, at --max-frames), the announced frames it could not
+        hand on (skipped damaged ones, and those lost to a truncation); before that, the gaps
+        among the frames yielded so far (a run stopped by --max-frames past damage)."""
+        if self._reached_end and self.frame_count is not None:
+            return max(0, self.frame_count - self._placed)
+        return max(0, self._last_index + 1 - self.frames_read)
 
     def _decode_rest(self) -> Iterator[tuple[int, np.ndarray]]:
         """The frames after the first with their positions (FramePositions), on the read-ahead
@@ -274,6 +276,7 @@ class VideoFileSource(Source):
 
     def _frame(self, index: int, image: np.ndarray) -> Frame:
         self.frames_read += 1
+        self._last_index = index
         return Frame(index=index, time=index / self.fps, image=image, captured=time.monotonic())
 
     def close(self) -> None:
