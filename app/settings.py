@@ -29,7 +29,7 @@ class InputSettings:
 
     def __post_init__(self):
         if self.max_frames is not None and self.max_frames < 1:
-            raise UserError("--max-frames must be at least 1")
+            raise UserError("--max-frames must be at least 1.")
 
 
 @dataclass(frozen=True)
@@ -41,9 +41,9 @@ class CameraSettings:
     def __post_init__(self):
         # math.isfinite: nan passes every comparison's "not", and inf would reach the JSON as Infinity.
         if self.focal is not None and not (math.isfinite(self.focal) and 0 < self.focal <= MAX_FOCAL_PX):
-            raise UserError(f"--focal must be a positive number of pixels, at most {MAX_FOCAL_PX:g}")
+            raise UserError(f"--focal must be a positive number of pixels, at most {MAX_FOCAL_PX:g}.")
         if not (math.isfinite(self.fov) and 1.0 <= self.fov <= 179.0):
-            raise UserError("--fov must be between 1 and 179 degrees")
+            raise UserError("--fov must be between 1 and 179 degrees.")
 
     def camera(self, width: int, height: int) -> Camera:
         """The camera for frames of this size (principal point at the image centre)."""
@@ -60,9 +60,9 @@ class PoseSettings:
 
     def __post_init__(self):
         if self.device not in DEVICES:
-            raise UserError(f"--device must be one of {', '.join(DEVICES)}")
+            raise UserError(f"--device must be one of {', '.join(DEVICES)}.")
         if self.precision not in PRECISIONS:
-            raise UserError(f"--precision must be one of {', '.join(PRECISIONS)}")
+            raise UserError(f"--precision must be one of {', '.join(PRECISIONS)}.")
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ class TrackingSettings:
 
     def __post_init__(self):
         if self.detect_every < 1:
-            raise UserError("--detect-every must be at least 1")
+            raise UserError("--detect-every must be at least 1.")
 
 
 @dataclass(frozen=True)
@@ -86,10 +86,10 @@ class OutputSettings:
     def __post_init__(self):
         if self.plot_joint is not None:
             if not self.plot:
-                raise UserError("--plot-joint needs --plot PATH")
+                raise UserError("--plot-joint needs --plot PATH.")
             if self.plot_joint not in JOINT_INDEX:
                 raise UserError(f"unknown joint '{self.plot_joint}' for --plot-joint: use one of "
-                                f"{', '.join(JOINT_INDEX)}")
+                                f"{', '.join(JOINT_INDEX)}.")
 
     @property
     def plot_joint_index(self) -> int | None:
@@ -122,4 +122,4 @@ class Settings:
 
     def __post_init__(self):
         if not 0.0 <= self.overlay.min_confidence <= 1.0:
-            raise UserError("--joint-threshold must be between 0 and 1")
+            raise UserError("--joint-threshold must be between 0 and 1.")
