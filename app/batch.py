@@ -7,19 +7,22 @@ cores and GPUs or on a Ray cluster.
 
 Each video runs through the single run's frame loop (frame_loop.py, built by run.py) in a worker that keeps its
 model loaded. The manifest (OUT/batch.csv) says what happened to each video; a later run skips
-the finished ones. Exit status: 0 all done, 1 some failed (listed), 2 bad arguments, 130 Ctrl-C.
+the finished ones. Exit status: 0 all done, 1 some failed (listed), 2 bad arguments, 128 + the
+signal's number when stopped (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP).
 """
 from __future__ import annotations
 
 import argparse
 import logging
 import os
+import signal
 import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
-from .batch_manifest import VideoResult, is_finished, read_manifest, write_manifest
+from .batch_manifest import (FINISHED, NotAManifest, VideoResult, is_finished, read_manifest,
+                             write_manifest)
 from .batch_plan import VideoJob, find_videos, plan_jobs
 from .batch_worker import WorkerConfig
 from .cli import OneLineParser, add_processing_options, processing_settings
@@ -27,6 +30,7 @@ from .errors import UserError
 from .formats import READABLE_VIDEO_EXTENSIONS
 from .command_scope import command_scope
 from .settings import InputSettings, Settings, ViewSettings
+from .signals import exit_code_for
 from models.cores import usable_cores
 
 log = logging.getLogger(__name__)
@@ -52,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-video", dest="video", action="store_false", help="only the joints, no annotated video")
     p.add_argument("--ext", metavar="LIST", help="video extensions to look for in folders and globs, "
                                                  "e.g. mp4,mov (default: every video type OpenCV reads)")
-    p.add_argument("--force", action="store_true", help="redo videos that an earlier run finished")
+    p.add_argument("--force", action="store_true", help="redo videos that an earlier run finished, and replace "
+                                                            "existing files where outputs go")
     p.add_argument("--dry-run", action="store_true",
                    help="list the videos that would be processed, and where their outputs go; process nothing")
     p.add_argument("--workers", type=int, metavar="N",
@@ -148,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         except UserError as error:
             log.error("%s", error)
             return 2
+        except KeyboardInterrupt as error:   # a stop signal before or after the workers ran
+            return exit_code_for(error)
 
 
 def _check_counts(args) -> None:
@@ -190,7 +197,13 @@ def run_batch(args, processing: dict) -> int:
     model = resolve_model(args.model)
 
     # What an earlier run finished is skipped; rows of videos not in this batch are kept.
-    previous = read_manifest(out_dir)
+    try:
+        previous = read_manifest(out_dir)
+    except NotAManifest as error:
+        if not (args.force and error.replaceable):
+            raise UserError(f"{error}" + (": move it away, choose another --out-dir, or pass --force "
+                                          "to replace it." if error.replaceable else "")) from None
+        previous = {}   # --force: the user's file is replaced by this batch's manifest
     results: dict[str, VideoResult] = dict(previous)
     todo: list[VideoJob] = []
     skipped = 0
@@ -203,9 +216,10 @@ def run_batch(args, processing: dict) -> int:
         else:
             results[job.input] = VideoResult(job.input, "pending")
             todo.append(job)
+    if not args.force:
+        _refuse_to_overwrite(todo, previous)
     if args.dry_run:
-        for job in todo:
-            print(f"{job.input} -> {', '.join(job.outputs)}")
+        _print_lines(f"{job.input} -> {', '.join(job.outputs)}" for job in todo)
         log.info(f"{len(jobs)} video{'s' if len(jobs) != 1 else ''}: {len(todo)} to process, {skipped} "
                  "already done (dry run: nothing processed)")
         return 0
@@ -234,12 +248,22 @@ def run_batch(args, processing: dict) -> int:
              f"already done; {where}, {threads} thread{'s' if threads != 1 else ''} each; "
              f"outputs in {out_dir}")
 
+    runner = None
+    manifest_error: list[str] = []
+
     def record(job: VideoJob, result: VideoResult) -> None:
         results[job.input] = result
-        write_manifest(out_dir, list(results.values()))
+        try:
+            write_manifest(out_dir, list(results.values()))
+        except UserError as error:   # a full disk: stop giving out videos, end as a fatal error
+            if not manifest_error:
+                manifest_error.append(str(error))
+            if runner is not None and runner.fatal_error is None:
+                runner.fatal_error = str(error)
 
     started = time.monotonic()
     interrupted = False
+    stop_code = 128 + signal.SIGINT
     fatal = None
     if todo:
         progress = BatchProgress(len(todo), args.progress, record)
@@ -250,23 +274,64 @@ def run_batch(args, processing: dict) -> int:
             runner = LocalRunner(config, workers, gpus=list(range(gpus)))
         try:
             runner.run(todo, progress)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as error:
             interrupted = True
+            runner.exit_code = exit_code_for(error)
         finally:
             progress.close()
             if ray is not None:
                 ray.shutdown()
         interrupted = interrupted or runner.interrupted
+        stop_code = runner.exit_code
         fatal = runner.fatal_error
-    manifest = write_manifest(out_dir, list(results.values()))
+    try:
+        manifest = write_manifest(out_dir, list(results.values()))
+    except UserError as error:
+        fatal = fatal or str(error)
+    if manifest_error:
+        fatal = manifest_error[0]
     if fatal is not None:
         log.error("%s", fatal)
         return 2
-    return _report(jobs, results, manifest, time.monotonic() - started, interrupted)
+    return _report(jobs, results, manifest, time.monotonic() - started, interrupted, stop_code)
+
+
+def _refuse_to_overwrite(todo: list[VideoJob], previous: dict[str, VideoResult]) -> None:
+    """Nothing the user has is replaced without --force: an output a job would write that
+    exists already is refused, unless an earlier batch left this very video unfinished
+    (interrupted, failed, or pending when a killed batch's worker closed it: this check found
+    its outputs absent when that row was made, so they are the batch's; redoing them is what
+    resuming means). A finished video's outputs in another form (the .mp4 beside an old .json,
+    then --export-format csv) count as the user's."""
+    for job in todo:
+        earlier = previous.get(job.input)
+        unfinished = earlier is not None and earlier.status not in FINISHED
+        ours = set(earlier.outputs) | set(job.outputs) if unfinished else set()
+        for path in job.outputs:
+            if os.path.lexists(path) and path not in ours:
+                raise UserError(f"'{path}' exists already (an output of '{job.relative}'): pass --force "
+                                "to replace it, or choose another --out-dir.")
+
+
+def _print_lines(lines) -> None:
+    """The dry run's list on stdout; a stdout that cannot take it (a full disk, /dev/full) is
+    one line, not a traceback, and the exit does not try to flush it again."""
+    try:
+        for line in lines:
+            print(line)
+        sys.stdout.flush()
+    except OSError as error:
+        try:   # what is left in the buffer would fail again at exit
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError):
+            pass
+        raise UserError(f"cannot write the list to stdout: {error.strerror or error}.") from None
 
 
 def _report(jobs: list[VideoJob], results: dict[str, VideoResult], manifest: Path,
-            seconds: float, interrupted: bool) -> int:
+            seconds: float, interrupted: bool, stop_code: int = 130) -> int:
     mine = [results[job.input] for job in jobs]
     counts = {status: sum(r.status == status for r in mine)
               for status in ("ok", "skipped", "failed", "interrupted", "pending")}
@@ -280,7 +345,7 @@ def _report(jobs: list[VideoJob], results: dict[str, VideoResult], manifest: Pat
     for job, result in failed:
         log.info("failed: %s: %s", job.input, result.error)
     if interrupted:
-        return 130
+        return stop_code
     return 1 if failed else 0
 
 

@@ -4,7 +4,11 @@ at a time. No Ray needed.
 A worker process that dies (killed, out of memory, a crash in native code) costs only the video
 it held: that video is given to a fresh worker up to MAX_ATTEMPTS times in all, then reported
 failed; the other workers carry on. Workers ignore SIGINT: a terminal's Ctrl-C reaches the whole
-process group, and the driver alone decides how the batch stops (by setting `stop`).
+process group, and the driver alone decides how the batch stops (by setting `stop`). SIGTERM and
+SIGHUP (which `timeout`, systemd and `kill -- -PGID` send to the whole group) are not left to
+kill a worker: they stop its current video as a stop from the driver does (outputs closed
+complete with the frames done), and the worker then exits. A worker whose driver is gone (killed
+with -9) does the same: it never outlives its batch.
 """
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ from dataclasses import dataclass
 from .batch_manifest import VideoResult
 from .batch_plan import VideoJob
 from .batch_worker import VideoWorker, WorkerConfig
+from .signals import exit_code_for
 
 log = logging.getLogger(__name__)
 
@@ -26,9 +31,30 @@ MAX_ATTEMPTS = 3       # per video, when its worker process dies under it
 POLL_S = 0.2
 
 
+PARENT_CHECK_S = 1.0   # how often an idle worker checks that its driver is still there
+
+
+class _WorkerState:
+    """What a worker process knows of its own end: a stop signal it received, or a driver gone."""
+
+    def __init__(self):
+        self.parent = os.getppid()
+        self.signalled = False
+
+    def on_signal(self, signum, frame) -> None:
+        self.signalled = True
+
+    def orphaned(self) -> bool:
+        return os.getppid() != self.parent
+
+    def ending(self) -> bool:
+        return self.signalled or self.orphaned()
+
+
 class _QueueChannel:
-    def __init__(self, events, stop, slot: int):
+    def __init__(self, events, stop, slot: int, state: _WorkerState | None = None):
         self.events, self.stop, self.slot = events, stop, slot
+        self.state = state
 
     def started(self, job: VideoJob, frame_count: int | None) -> None:
         self.events.put(("started", self.slot, job.index, frame_count))
@@ -37,18 +63,25 @@ class _QueueChannel:
         self.events.put(("frames", self.slot, job.index, count))
 
     def stop_requested(self) -> bool:
-        return self.stop.is_set()
+        return self.stop.is_set() or (self.state is not None and self.state.ending())
 
 
 def _worker_main(config: WorkerConfig, slot: int, gpu: int | None, inbox, events, stop) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    state = _WorkerState()
+    for name in ("SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), state.on_signal)
     if gpu is not None:   # before torch starts CUDA: this worker sees its GPU as cuda:0
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
     worker = VideoWorker(config)
-    channel = _QueueChannel(events, stop, slot)
+    channel = _QueueChannel(events, stop, slot, state)
     try:
-        while True:
-            job = inbox.get()
+        while not state.ending():
+            try:
+                job = inbox.get(timeout=PARENT_CHECK_S)
+            except queue.Empty:
+                continue
             if job is None:
                 return
             events.put(("result", slot, job.index, worker.process(job, channel)))
@@ -77,6 +110,7 @@ class LocalRunner:
         self._stop = self._ctx.Event()
         self.fatal_error: str | None = None
         self.interrupted = False
+        self.exit_code = 128 + signal.SIGINT   # once interrupted: 128 + the stop signal's number
 
     def _start(self, index: int) -> _Slot:
         gpu = self.gpus[index % len(self.gpus)] if self.gpus else None
@@ -107,6 +141,8 @@ class LocalRunner:
                     for i, slot in enumerate(slots):
                         if slot.process.is_alive():
                             continue
+                        if slot.job is not None:   # its last result may have come after the wait above
+                            self._handle_events(slots, by_index, listener, wait=False)
                         if slot.job is not None:
                             job, slot.job = slot.job, None
                             attempts[job.index] = attempts.get(job.index, 0) + 1
@@ -121,10 +157,11 @@ class LocalRunner:
                                           f"(last exit code {slot.process.exitcode})"))
                         if pending and not stopping:
                             slots[i] = self._start(i)
-                except KeyboardInterrupt:
+                except KeyboardInterrupt as error:
                     if stopping:
                         raise   # a second Ctrl-C: do not wait any longer
                     stopping = self.interrupted = True
+                    self.exit_code = exit_code_for(error)
                     self._stop.set()
                 if self.fatal_error is not None and not stopping:
                     stopping = True
@@ -134,9 +171,9 @@ class LocalRunner:
         for job in pending:
             listener.finished(job, VideoResult(job.input, "pending"))
 
-    def _handle_events(self, slots, by_index, listener) -> None:
+    def _handle_events(self, slots, by_index, listener, wait: bool = True) -> None:
         try:
-            event = self._events.get(timeout=POLL_S)
+            event = self._events.get(timeout=POLL_S) if wait else self._events.get_nowait()
         except queue.Empty:
             return
         while True:

@@ -17,6 +17,8 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .errors import UserError
+
 MANIFEST_NAME = "batch.csv"
 COLUMNS = ("input", "status", "frames", "seconds", "fps", "outputs", "error")
 FINISHED = ("ok", "skipped")
@@ -39,22 +41,46 @@ class VideoResult:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
 
 
+class NotAManifest(UserError):
+    """OUT/batch.csv is something else: the user's own file (replaceable with --force) or a
+    folder (never)."""
+
+    def __init__(self, message: str, replaceable: bool = True):
+        super().__init__(message)
+        self.replaceable = replaceable
+
+
 def read_manifest(out_dir: Path) -> dict[str, VideoResult]:
-    """The rows of an earlier run's manifest by input path; {} when there is none."""
+    """The rows of an earlier run's manifest by input path; {} when there is none. Raises
+    NotAManifest when OUT/batch.csv is not one (a folder, another CSV, not UTF-8 text)."""
     path = out_dir / MANIFEST_NAME
-    if not path.is_file():
+    if not os.path.lexists(path):
         return {}
+    if not path.is_file():
+        raise NotAManifest(f"'{path}' is not a file, and the batch writes its manifest there: move it away "
+                           "or choose another --out-dir.", replaceable=False)
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            table = list(csv.reader(f))
+    except UnicodeDecodeError:
+        raise NotAManifest(f"'{path}' is not a batch manifest (it is not UTF-8 text)") from None
+    except (OSError, csv.Error) as error:
+        raise NotAManifest(f"cannot read the manifest '{path}': "
+                           f"{getattr(error, 'strerror', None) or error}", replaceable=False) from None
+    if not table or tuple(table[0]) != COLUMNS:
+        raise NotAManifest(f"'{path}' is not a batch manifest (its first line is not "
+                           f"{','.join(COLUMNS)})")
     rows: dict[str, VideoResult] = {}
-    with open(path, newline="", encoding="utf-8") as f:
-        for row in csv.DictReader(f):
-            try:
-                rows[row["input"]] = VideoResult(
-                    input=row["input"], status=row["status"], frames=int(row["frames"] or 0),
-                    seconds=float(row["seconds"] or 0.0),
-                    outputs=[str(out_dir / p) for p in (row["outputs"] or "").split(";") if p],
-                    error=row.get("error") or "")
-            except (KeyError, ValueError, TypeError):
-                continue   # a row damaged by hand: that video is simply done again
+    for values in table[1:]:
+        row = dict(zip(COLUMNS, values))
+        try:
+            rows[row["input"]] = VideoResult(
+                input=row["input"], status=row["status"], frames=int(row["frames"] or 0),
+                seconds=float(row["seconds"] or 0.0),
+                outputs=[str(out_dir / p) for p in (row["outputs"] or "").split(";") if p],
+                error=row.get("error") or "")
+        except (KeyError, ValueError, TypeError):
+            continue   # a row damaged by hand: that video is simply done again
     return rows
 
 
@@ -66,9 +92,18 @@ def is_finished(previous: VideoResult | None, expected_outputs: list[str]) -> bo
 
 
 def write_manifest(out_dir: Path, results: list[VideoResult]) -> Path:
-    """Write every row to a temporary file beside the manifest, then move it into place."""
+    """Write every row to a temporary file beside the manifest, then move it into place. A
+    failure (a full disk) is a UserError saying so in one line; the old manifest stays."""
     path = out_dir / MANIFEST_NAME
     temp = out_dir / f".{MANIFEST_NAME}.part-{secrets.token_hex(4)}"
+    try:
+        _write_rows(out_dir, path, temp, results)
+    except OSError as error:
+        raise UserError(f"cannot write the manifest '{path}': {error.strerror or error}.") from None
+    return path
+
+
+def _write_rows(out_dir: Path, path: Path, temp: Path, results: list[VideoResult]) -> None:
     try:
         with open(temp, "w", newline="", encoding="utf-8") as f:
             writer = csv.writer(f)
@@ -82,5 +117,7 @@ def write_manifest(out_dir: Path, results: list[VideoResult]) -> Path:
         os.replace(temp, path)
     finally:
         if temp.exists():
-            temp.unlink()
-    return path
+            try:
+                temp.unlink()
+            except OSError:
+                pass

@@ -86,9 +86,11 @@ def find_videos(inputs: list[str], extensions: frozenset[str] = READABLE_VIDEO_E
         path = Path(text).expanduser()
         if path.is_dir():
             root = path.resolve()
-            videos = sorted(p.resolve() for p in root.rglob("*") if _is_video(p, extensions))
+            # a video is named by its path in the folder, not resolved: a symlink in it to a
+            # video elsewhere is that video, under the link's name
+            videos = sorted(p for p in root.rglob("*") if _is_video(p, extensions))
             videos = [v for v in videos if not any(part.startswith(".") for part in v.relative_to(root).parts)]
-            searched = [v for v in videos if not _inside(v, exclude)]
+            searched = [v for v in videos if not _inside(v, exclude) and not _inside(v.resolve(), exclude)]
             if videos and not searched:   # every one lies in the output folder, whose files are outputs
                 raise UserError(f"the videos in folder '{text}' lie inside --out-dir, which is not searched "
                                 "(its files are outputs): give an --out-dir outside the inputs.")
@@ -101,9 +103,13 @@ def find_videos(inputs: list[str], extensions: frozenset[str] = READABLE_VIDEO_E
         elif path.is_file():
             named.append(path.resolve())
         elif _is_glob(text):
-            root = _glob_root(str(path)).resolve()
-            videos = sorted(Path(p).resolve() for p in glob.glob(str(path), recursive=True))
-            videos = [v for v in videos if _is_video(v, extensions) and not _inside(v, exclude)]
+            written_root = os.path.abspath(_glob_root(str(path)))
+            root = Path(written_root).resolve()
+            # each match by its path below the glob's folder, like a folder's videos (symlinks kept)
+            videos = sorted(root / os.path.relpath(os.path.abspath(p), written_root)
+                            for p in glob.glob(str(path), recursive=True))
+            videos = [v for v in videos if _is_video(v, extensions) and not _inside(v, exclude)
+                      and not _inside(v.resolve(), exclude)]
             if not videos:
                 raise UserError(f"'{text}' matches no videos.")
             found += [(v, root) for v in videos]
@@ -116,8 +122,8 @@ def find_videos(inputs: list[str], extensions: frozenset[str] = READABLE_VIDEO_E
     seen: set[Path] = set()
     unique = []
     for video, root in found:
-        if video not in seen:
-            seen.add(video)
+        if video.resolve() not in seen:   # a video and a symlink to it: once
+            seen.add(video.resolve())
             unique.append((video, root))
     return unique
 

@@ -20,6 +20,7 @@ from .batch_manifest import VideoResult
 from .batch_plan import VideoJob
 from .batch_worker import REPORT_EVERY_S, VideoWorker, WorkerConfig
 from .errors import UserError
+from .signals import exit_code_for
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +38,32 @@ def import_ray():
     return ray
 
 
+CONNECT_TIMEOUT_S = 5.0   # for something to answer at a given HOST:PORT before Ray tries (for minutes)
+
+
+def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """A given HOST:PORT (or ray://HOST:PORT) must answer a TCP connection within `timeout`:
+    otherwise ray.init would wait silently for minutes."""
+    text = address.split("://", 1)[1] if "://" in address else address
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit():
+        return   # not HOST:PORT: Ray says what is wrong with it
+    host = host.strip("[]") or "127.0.0.1"
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except (OSError, ValueError, OverflowError) as error:
+        reason = "nothing answered in time" if isinstance(error, socket.timeout) else \
+            (getattr(error, "strerror", None) or str(error) or type(error).__name__)
+        raise UserError(f"cannot connect to the Ray cluster at '{address}': {reason} (is Ray "
+                        "running there? start it with `ray start --head`, or use --ray auto).") from None
+
+
 def connect(address: str):
     """Join the cluster at `address`; 'auto': the cluster this machine is part of (`ray start`),
     else a Ray instance started here for this batch."""
     ray = import_ray()
+    if address != "auto":
+        check_reachable(address)
     options = dict(runtime_env={"py_modules": [str(PROJECT / "app"), str(PROJECT / "models")]},
                    logging_level=logging.ERROR, log_to_driver=True)
     try:
@@ -171,6 +194,7 @@ class RayRunner:
         self.gpus_per_worker = gpus_per_worker
         self.fatal_error: str | None = None
         self.interrupted = False
+        self.exit_code = 130   # once interrupted: 128 + the stop signal's number
 
     def _new_actor(self, coordinator_name: str):
         # By name, not by handle: an actor that Ray may restart must not take object-store
@@ -215,13 +239,17 @@ class RayRunner:
                         stopping = True
                         continue
                     listener.finished(job, result)
-            except KeyboardInterrupt:
+                if self.fatal_error is not None and not stopping:   # e.g. the manifest cannot be written
+                    stopping = True
+                    coordinator.request_stop.remote()
+            except KeyboardInterrupt as error:
                 if stopping and self.interrupted:   # a second Ctrl-C: do not wait any longer
                     for _, job in inflight.values():
                         listener.finished(job, VideoResult(job.input, "interrupted",
                                                            error="stopped by a second Ctrl-C"))
                     raise
                 stopping = self.interrupted = True
+                self.exit_code = exit_code_for(error)
                 coordinator.request_stop.remote()
         self._relay(ray.get(coordinator.take_events.remote()), by_index, listener)
         for job in pending:

@@ -285,3 +285,225 @@ def test_inputs_by_folder_glob_and_list_keep_relative_paths(tmp_path):
     listed = find_videos([str(listing)])
     assert [str(v.relative_to(r)) for v, r in listed] == ["a/x.mp4", "c/z.avi", "missing.mp4"]
     assert [j.video_output for j in plan_jobs(listed, tmp_path / "o", "json", write_video=False)] == [None] * 3
+
+
+# ---- SIGTERM / SIGHUP, and a driver killed with -9 ----
+
+def start_batch(*args) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(ROOT / "run_demo.py"), "batch", *map(str, args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, cwd=ROOT)
+
+
+def wait_for_writing(out: Path, process: subprocess.Popen, deadline_s: float = 120) -> None:
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline and not list(out.glob(".*.part-*")) and process.poll() is None:
+        time.sleep(0.05)
+    assert process.poll() is None, process.communicate()
+    time.sleep(0.5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum, to_group", [(signal.SIGTERM, True), (signal.SIGHUP, True),
+                                               (signal.SIGTERM, False)],
+                         ids=["SIGTERM-group", "SIGHUP-group", "SIGTERM-parent"])
+def test_sigterm_and_sighup_stop_the_batch_like_ctrl_c_with_their_own_exit_code(tmp_path, signum, to_group):
+    """`timeout`, systemd and `kill -- -PGID` signal the whole group: the worker must not be
+    killed by it but close its video complete with the frames done; the exit code is 128 + N."""
+    videos, out = tmp_path / "videos", tmp_path / "out"
+    make_clip(videos / "clip.mp4", DATA / "group.jpg", frames=60)
+    process = start_batch(videos, "--out-dir", out, "--workers", "1", "--model", "blazepose")
+    wait_for_writing(out, process)
+    if to_group:
+        os.killpg(process.pid, signum)
+    else:
+        os.kill(process.pid, signum)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 128 + signum, stderr
+    row = read_manifest(out)["clip.mp4"]
+    assert row["status"] == "interrupted", row
+    frames = int(row["frames"])
+    assert 0 < frames < 60
+    assert len(json.loads((out / "clip_pose.json").read_text())["frames"]) == frames
+    assert decoded_frames(out / "clip_pose.mp4") == frames
+    assert hidden_files(out) == []
+    assert "Batch stopped" in stderr
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the worker process through /proc (Linux)")
+def test_a_worker_does_not_outlive_a_driver_killed_with_minus_9(tmp_path):
+    videos, out = tmp_path / "videos", tmp_path / "out"
+    make_clip(videos / "clip.mp4", DATA / "group.jpg", frames=60)
+    process = start_batch(videos, "--out-dir", out, "--workers", "1", "--model", "blazepose")
+    wait_for_writing(out, process)
+    workers = processes_whose_command_has("spawn_main", parent=process.pid)
+    assert len(workers) == 1
+    os.kill(process.pid, signal.SIGKILL)
+    try:
+        process.wait(timeout=30)   # not communicate(): a worker left running holds its pipes
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and Path(f"/proc/{workers[0]}").exists():
+            time.sleep(0.1)
+        assert not Path(f"/proc/{workers[0]}").exists(), "the worker outlived its driver"
+    finally:
+        if Path(f"/proc/{workers[0]}").exists():
+            os.kill(workers[0], signal.SIGKILL)
+        process.stdout.close()
+        process.stderr.close()
+    # it stopped its video as a stop request would: the outputs hold the frames done
+    frames = len(json.loads((out / "clip_pose.json").read_text())["frames"])
+    assert 0 < frames <= 60 and decoded_frames(out / "clip_pose.mp4") == frames
+
+
+# ---- nothing the user has is replaced without --force ----
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    return err[0]
+
+
+def test_existing_outputs_and_a_foreign_batch_csv_are_refused_without_force(tmp_path, capsys):
+    videos, out = tmp_path / "videos", tmp_path / "out"
+    make_clip(videos / "a.mp4", DATA / "group.jpg", frames=1)
+    out.mkdir()
+    base = [str(videos), "--out-dir", str(out), "--model", "blazepose", "--dry-run"]
+
+    # no manifest, but a file named like an output (the user's, or an earlier run's)
+    (out / "a_pose.json").write_text("mine")
+    assert main(base) == 2
+    line = one_line_error(capsys)
+    assert f"'{out / 'a_pose.json'}' exists already" in line and "--force" in line
+    assert main(base + ["--force"]) == 0
+    capsys.readouterr()
+
+    # a finished video's .mp4 beside its .json; another export format would redo it and replace the .mp4
+    (out / "a_pose.mp4").write_text("mine")
+    rows = "input,status,frames,seconds,fps,outputs,error\n" \
+           f"{videos / 'a.mp4'},ok,1,0.10,10.00,a_pose.mp4;a_pose.json,\n"
+    (out / "batch.csv").write_text(rows)
+    assert main(base) == 0 and "0 to process, 1 already done" in capsys.readouterr().err
+    assert main(base + ["--export-format", "csv"]) == 2
+    assert f"'{out / 'a_pose.mp4'}' exists already" in one_line_error(capsys)
+
+    # an interrupted video's own outputs are redone on resume: no --force needed
+    (out / "batch.csv").write_text(rows.replace(",ok,", ",interrupted,"))
+    assert main(base) == 0 and "1 to process" in capsys.readouterr().err
+    # pending, yet its outputs there: a batch killed with -9 whose worker closed them
+    (out / "batch.csv").write_text(rows.replace(",ok,1,0.10,10.00,a_pose.mp4;a_pose.json,", ",pending,0,0,0,,"))
+    assert main(base) == 0 and "1 to process" in capsys.readouterr().err
+
+    # OUT/batch.csv that is not a manifest: another CSV, not UTF-8, a folder
+    for content in (b"name,age\nann,3\n", b"\xff\xfe\x00junk", b""):
+        (out / "batch.csv").write_bytes(content)
+        assert main(base) == 2
+        line = one_line_error(capsys)
+        assert "batch.csv' is not a batch manifest" in line and "--force" in line, line
+    assert main(base + ["--force"]) == 0
+    capsys.readouterr()
+    (out / "batch.csv").unlink()
+    (out / "batch.csv").mkdir()
+    for extra in ([], ["--force"]):
+        assert main(base + extra) == 2
+        assert "batch.csv' is not a file" in one_line_error(capsys)
+
+
+@pytest.mark.slow
+def test_a_rerun_without_manifest_does_not_replace_outputs_then_force_does(tmp_path):
+    videos, out = tmp_path / "videos", tmp_path / "out"
+    make_clip(videos / "a.mp4", DATA / "group.jpg", frames=3)
+    args = [videos, "--out-dir", out, "--model", "blazepose", "--no-progress"]
+    assert run_batch(*args).returncode == 0
+    (out / "batch.csv").unlink()
+    (out / "a_pose.mp4").write_bytes(b"the user's own")
+    result = run_batch(*args)
+    assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert "Traceback" not in result.stderr
+    assert (out / "a_pose.mp4").read_bytes() == b"the user's own"
+    assert run_batch(*args, "--force").returncode == 0
+    assert decoded_frames(out / "a_pose.mp4") == 3
+
+
+# ---- no tracebacks ----
+
+def test_a_symlink_in_a_folder_is_its_video_named_by_the_link(tmp_path):
+    elsewhere = tmp_path / "elsewhere" / "clip.mp4"
+    elsewhere.parent.mkdir()
+    elsewhere.write_bytes(b"")
+    folder = tmp_path / "sl"
+    folder.mkdir()
+    (folder / "x.mp4").symlink_to(elsewhere)
+    for inputs in ([str(folder)], [str(folder / "*.mp4")]):
+        found = find_videos(inputs)
+        jobs = plan_jobs(found, tmp_path / "out", "json", write_video=True)
+        assert [j.relative for j in jobs] == ["x.mp4"], inputs
+        assert jobs[0].input == str(folder.resolve() / "x.mp4")
+        assert jobs[0].export_output == str((tmp_path / "out").resolve() / "x_pose.json")
+    # the video and a link to it, both in the folder: processed once
+    (folder / "y.mp4").symlink_to(folder / "x.mp4")
+    assert len(find_videos([str(folder)])) == 1
+
+
+def test_a_full_disk_or_stdout_is_one_line_not_a_traceback(tmp_path, capsys, monkeypatch):
+    from app import batch_manifest
+    make_clip(tmp_path / "v" / "a.mp4", DATA / "group.jpg", frames=1)
+    argv = [str(tmp_path / "v"), "--out-dir", str(tmp_path / "out"), "--model", "blazepose"]
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(batch_manifest.os, "fsync", full)
+    assert main(argv) == 2
+    line = one_line_error(capsys)
+    assert "cannot write the manifest" in line and "No space left on device" in line
+    assert [p.name for p in (tmp_path / "out").iterdir()] == []   # no temporary left behind
+    monkeypatch.undo()
+
+    if Path("/dev/full").exists():   # --dry-run's list to a full stdout: a real process, /dev/full
+        with open("/dev/full", "w") as full_stdout:
+            result = subprocess.run([sys.executable, str(ROOT / "run_demo.py"), "batch", *argv, "--dry-run"],
+                                    stdout=full_stdout, stderr=subprocess.PIPE, text=True, cwd=ROOT, timeout=60)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.strip().splitlines() == ["error: cannot write the list to stdout: No space left on device."]
+
+
+@pytest.mark.slow
+def test_a_manifest_that_cannot_be_written_mid_batch_stops_it_cleanly(tmp_path, capsys, monkeypatch):
+    from app import batch_manifest
+    videos, out = tmp_path / "videos", tmp_path / "out"
+    for i in range(3):
+        make_clip(videos / f"clip{i}.mp4", DATA / "group.jpg", frames=3)
+    real_fsync = os.fsync
+    calls = []
+
+    def fsync_until_full(fd):   # this process writes only the manifest (the workers the outputs)
+        calls.append(1)
+        if len(calls) > 1:   # the first write (before any video) succeeds
+            raise OSError(28, "No space left on device")
+        return real_fsync(fd)
+
+    monkeypatch.setattr(batch_manifest.os, "fsync", fsync_until_full)
+    code = main([str(videos), "--out-dir", str(out), "--model", "blazepose", "--workers", "1", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == f"error: cannot write the manifest '{out.resolve() / 'batch.csv'}': " \
+                                           "No space left on device."
+    assert not (out / "clip2_pose.json").exists()   # no video given out after the failure
+    assert hidden_files(out) == []
+
+
+def test_ray_address_where_nothing_answers_is_a_quick_one_line_error(tmp_path, capsys):
+    pytest.importorskip("ray")
+    import socket
+    with socket.socket() as s:   # a port that was free a moment ago: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    make_clip(tmp_path / "v" / "a.mp4", DATA / "group.jpg", frames=1)
+    started = time.monotonic()
+    assert main([str(tmp_path / "v"), "--out-dir", str(tmp_path / "out"), "--model", "blazepose",
+                 "--ray", f"127.0.0.1:{port}"]) == 2
+    assert time.monotonic() - started < 15
+    line = one_line_error(capsys)
+    assert line.startswith(f"error: cannot connect to the Ray cluster at '127.0.0.1:{port}'"), line
