@@ -25,7 +25,7 @@ from .batch_manifest import (FINISHED, NotAManifest, VideoResult, is_finished, r
                              write_manifest)
 from .batch_plan import VideoJob, find_videos, plan_jobs
 from .batch_worker import WorkerConfig
-from .cli import OneLineParser, add_processing_options, processing_settings
+from .cli import OneLineParser, add_processing_options, print_report, processing_settings
 from .errors import UserError
 from .formats import READABLE_VIDEO_EXTENSIONS
 from .command_scope import command_scope
@@ -219,7 +219,8 @@ def run_batch(args, processing: dict) -> int:
     if not args.force:
         _refuse_to_overwrite(todo, previous)
     if args.dry_run:
-        _print_lines(f"{job.input} -> {', '.join(job.outputs)}" for job in todo)
+        if todo:
+            print_report("\n".join(f"{job.input} -> {', '.join(job.outputs)}" for job in todo), "the list")
         log.info(f"{len(jobs)} video{'s' if len(jobs) != 1 else ''}: {len(todo)} to process, {skipped} "
                  "already done (dry run: nothing processed)")
         return 0
@@ -311,23 +312,6 @@ def _refuse_to_overwrite(todo: list[VideoJob], previous: dict[str, VideoResult])
             if os.path.lexists(path) and path not in ours:
                 raise UserError(f"'{path}' exists already (an output of '{job.relative}'): pass --force "
                                 "to replace it, or choose another --out-dir.")
-
-
-def _print_lines(lines) -> None:
-    """The dry run's list on stdout; a stdout that cannot take it (a full disk, /dev/full) is
-    one line, not a traceback, and the exit does not try to flush it again."""
-    try:
-        for line in lines:
-            print(line)
-        sys.stdout.flush()
-    except OSError as error:
-        try:   # what is left in the buffer would fail again at exit
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-            os.close(devnull)
-        except (OSError, ValueError, AttributeError):
-            pass
-        raise UserError(f"cannot write the list to stdout: {error.strerror or error}.") from None
 
 
 def _report(jobs: list[VideoJob], results: dict[str, VideoResult], manifest: Path,

@@ -128,15 +128,15 @@ def main(argv: list[str] | None = None, *, process_exits_after: bool = False) ->
             return 2
 
 
-def print_report(line: str) -> None:
-    """The report on standard output, or a UserError saying why it could not be written there
-    (a full disk, a reader that went away: `... --benchmark | head -c 10`)."""
+def print_report(text: str, what: str = "the report") -> None:
+    """`text` (the report, or the batch's dry-run list) on standard output, or a UserError saying
+    why it could not be written there (a full disk, a reader that went away: `... | head -c 10`)."""
     try:
-        print(line, flush=True)
+        print(text, flush=True)
     except OSError as error:
         # what is still buffered would fail again when Python flushes stdout at exit
         with contextlib.suppress(OSError, ValueError), open(os.devnull, "w") as devnull:
             os.dup2(devnull.fileno(), sys.stdout.fileno())
         reason = "its reader has closed it" if isinstance(error, BrokenPipeError) else \
             (error.strerror or str(error)).lower()
-        raise UserError(f"cannot write the report to standard output: {reason}.") from None
+        raise UserError(f"cannot write {what} to standard output: {reason}.") from None

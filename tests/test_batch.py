@@ -465,7 +465,7 @@ def test_a_full_disk_or_stdout_is_one_line_not_a_traceback(tmp_path, capsys, mon
             result = subprocess.run([sys.executable, str(ROOT / "run_demo.py"), "batch", *argv, "--dry-run"],
                                     stdout=full_stdout, stderr=subprocess.PIPE, text=True, cwd=ROOT, timeout=60)
         assert result.returncode == 2, result.stderr
-        assert result.stderr.strip().splitlines() == ["error: cannot write the list to stdout: No space left on device."]
+        assert result.stderr.strip().splitlines() == ["error: cannot write the list to standard output: no space left on device."]
 
 
 @pytest.mark.slow
