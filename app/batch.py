@@ -164,18 +164,31 @@ def _check_counts(args) -> None:
         raise UserError("--cpus-per-worker must be at least 1.")
 
 
-def _prepare_out_dir(text: str) -> Path:
+def _check_out_dir(text: str) -> Path:
+    """The --out-dir, checked without making it: a refused batch (or a dry run) leaves no empty
+    folder behind. Where it does not exist yet, its nearest existing parent must take files."""
     out_dir = Path(text).expanduser()
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"--out-dir '{text}' exists and is not a folder.")
+    existing = out_dir.resolve()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"cannot make --out-dir '{text}': '{existing}' is not a folder.")
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        probe = out_dir / f".batch-write-test-{os.getpid()}"
+        probe = existing / f".batch-write-test-{os.getpid()}"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as error:
         raise UserError(f"cannot write to --out-dir '{text}': {error.strerror or error}.") from None
     return out_dir.resolve()
+
+
+def _make_out_dir(out_dir: Path) -> None:
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(f"cannot make --out-dir '{out_dir}': {error.strerror or error}.") from None
 
 
 def run_batch(args, processing: dict) -> int:
@@ -191,7 +204,7 @@ def run_batch(args, processing: dict) -> int:
     if args.ray:
         from .batch_ray import import_ray
         import_ray()   # a missing Ray is said before anything else is done
-    out_dir = _prepare_out_dir(args.out_dir)
+    out_dir = _check_out_dir(args.out_dir)
     jobs = plan_jobs(find_videos(args.inputs, extensions, exclude=out_dir), out_dir,
                      args.export_format, args.video)
     model = resolve_model(args.model)
@@ -224,6 +237,7 @@ def run_batch(args, processing: dict) -> int:
         log.info(f"{len(jobs)} video{'s' if len(jobs) != 1 else ''}: {len(todo)} to process, {skipped} "
                  "already done (dry run: nothing processed)")
         return 0
+    _make_out_dir(out_dir)
     write_manifest(out_dir, list(results.values()))
 
     cores = usable_cores()
@@ -240,7 +254,8 @@ def run_batch(args, processing: dict) -> int:
         gpus = local_gpus(model, args.device)
         workers = args.workers or (gpus if gpus else max(1, cores // (args.cpus_per_worker or CORES_PER_WORKER)))
         threads = args.cpus_per_worker or max(1, cores // workers)
-        where = f"{min(workers, max(1, len(todo)))} local worker{'s' if min(workers, len(todo)) != 1 else ''}"
+        running = min(workers, max(1, len(todo)))
+        where = f"{running} local worker{'s' if running != 1 else ''}"
     pose = replace(processing["pose"], model=model)
     template = Settings(input=InputSettings(max_frames=max_frames), view=ViewSettings(window=False, progress=False),
                         **dict(processing, pose=pose))
@@ -323,7 +338,7 @@ def _report(jobs: list[VideoJob], results: dict[str, VideoResult], manifest: Pat
     parts = [f"{n} {status}" for status, n in counts.items() if n or status in ("ok", "failed")]
     fps = frames / seconds if seconds > 0 else 0.0
     head = "Batch stopped" if interrupted else "Batch done"
-    log.info(f"{head}: {', '.join(parts)} of {len(jobs)} videos; {frames} frames in {seconds:.1f} s "
+    log.info(f"{head}: {', '.join(parts)} of {len(jobs)} video{'s' if len(jobs) != 1 else ''}; {frames} frames in {seconds:.1f} s "
              f"({fps:.1f} fps); manifest {manifest}")
     failed = [(job, results[job.input]) for job in jobs if results[job.input].status == "failed"]
     for job, result in failed:

@@ -12,12 +12,15 @@ folder videos/, writes OUT/a/b/clip_pose.mp4 and OUT/a/b/clip_pose.json.
 from __future__ import annotations
 
 import glob
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UserError
 from .formats import READABLE_VIDEO_EXTENSIONS
+
+log = logging.getLogger(__name__)
 
 LIST_EXTENSIONS = (".txt", ".lst", ".list")
 OUTPUT_SUFFIX = "_pose"
@@ -63,7 +66,7 @@ def _inside(path: Path, folder: Path | None) -> bool:
 
 def _read_list(path: Path) -> list[Path]:
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8-sig").splitlines()   # -sig: a BOM (Notepad) is no part of a path
     except (OSError, UnicodeDecodeError) as error:
         raise UserError(f"cannot read the list of videos '{path}': {error}") from None
     entries = [line.strip() for line in lines]
@@ -94,6 +97,9 @@ def find_videos(inputs: list[str], extensions: frozenset[str] = READABLE_VIDEO_E
             if videos and not searched:   # every one lies in the output folder, whose files are outputs
                 raise UserError(f"the videos in folder '{text}' lie inside --out-dir, which is not searched "
                                 "(its files are outputs): give an --out-dir outside the inputs.")
+            if len(searched) < len(videos):
+                log.info("%d video(s) in '%s' lie inside --out-dir and are left out (its files are outputs).",
+                         len(videos) - len(searched), text)
             videos = searched
             if not videos:
                 raise UserError(f"folder '{text}' holds no videos ({', '.join(sorted(extensions))}).")

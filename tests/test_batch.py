@@ -256,6 +256,23 @@ def test_bad_arguments_are_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
     assert main([str(tmp_path / "v"), "--out-dir", str(tmp_path / "out"), "--ray", "auto"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["error: --ray needs Ray, which is not installed: pip install -r requirements-cluster.txt"]
+    assert not (tmp_path / "out").exists(), "a refused batch leaves no empty --out-dir behind"
+    assert main([str(tmp_path / "v"), "--out-dir", str(tmp_path / "out"), "--dry-run"]) == 0
+    assert not (tmp_path / "out").exists(), "nor does a dry run"
+
+
+def test_a_list_saved_with_a_bom_and_videos_inside_out_dir(tmp_path, capsys):
+    """A list file Notepad saved (UTF-8 with a BOM) names its first video as written; videos of
+    an input folder that lie inside --out-dir are left out, and the run says so."""
+    make_clip(tmp_path / "v" / "a.mp4", DATA / "group.jpg", frames=1)
+    make_clip(tmp_path / "v" / "out" / "b.mp4", DATA / "group.jpg", frames=1)
+    (tmp_path / "list.txt").write_text("v/a.mp4\n", encoding="utf-8-sig")
+    assert main([str(tmp_path / "list.txt"), "--out-dir", str(tmp_path / "o"), "--dry-run"]) == 0
+    assert capsys.readouterr().out.startswith(str(tmp_path / "v" / "a.mp4") + " -> ")
+    assert main([str(tmp_path / "v"), "--out-dir", str(tmp_path / "v" / "out"), "--dry-run"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.count(" -> ") == 1
+    assert "1 video(s) in '" + str(tmp_path / "v") + "' lie inside --out-dir and are left out" in captured.err
 
 
 def test_inputs_by_folder_glob_and_list_keep_relative_paths(tmp_path):
