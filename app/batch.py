@@ -88,6 +88,12 @@ def resolve_model(model: str | None) -> str:
     path = Path(model).expanduser()
     if not path.is_file():
         raise UserError(f"model '{model}' does not exist.")
+    # checked here, as a single run checks it, not first by a worker after the plan is printed
+    from models import CheckpointError, load_convnextpose
+    try:
+        load_convnextpose(path)
+    except CheckpointError as error:
+        raise UserError(str(error)) from None
     return str(path.resolve())
 
 

@@ -240,7 +240,10 @@ def test_a_worker_killed_mid_video_costs_a_retry_not_the_video(tmp_path):
 
 def test_bad_arguments_are_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
     make_clip(tmp_path / "v" / "a.mp4", DATA / "group.jpg", frames=1)
+    (tmp_path / "cut.tar").write_bytes((DATA / "ConvNeXtPose_TINY.tar").read_bytes()[:100_000])
     cases = [([str(tmp_path / "nothing")], "does not exist"),
+             # said before the plan, as a single run says it, not by the first worker
+             ([str(tmp_path / "v"), "--model", str(tmp_path / "cut.tar")], "'cut.tar' is a truncated or corrupt archive"),
              ([str(tmp_path / "v" / "*.avi")], "matches no videos"),
              ([str(tmp_path / "v"), "--workers", "0"], "--workers must be at least 1"),
              ([str(tmp_path / "v"), "--model", str(tmp_path / "missing.tar")], "does not exist"),
