@@ -15,7 +15,7 @@ import pytest
 from app.errors import UserError
 from app.sources import (READ_AHEAD_FRAMES, ImageFilesSource, LiveSource, VideoFileSource,
                          redact_url, open_source)
-from support import DATA, FakeCamera, frame_number, write_video
+from support import DATA, FakeCamera, frame_number, video_frames, write_video
 
 GROUP = DATA / "group.jpg"               # real photo, 640x392, five people
 PEDESTRIANS = DATA / "pedestrians.mp4"   # 30 real frames of OpenCV's vtest.avi, 384x288, 10 fps
@@ -139,18 +139,6 @@ def test_numbered_frames_of_another_size_say_which_file(tmp_path, group):
                                          "on) are 320x240: numbered frames of different sizes are not one sequence")
 
 
-def _decode_all(path: Path) -> list:
-    capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
-    frames = []
-    while True:
-        ok, image = capture.read()
-        if not ok:
-            break
-        frames.append(image)
-    capture.release()
-    return frames
-
-
 def _damage(source: Path, target: Path, fraction: float, size: int) -> Path:
     """A copy of `source` with `size` bytes at `fraction` of its length overwritten with random
     ones (a fixed seed), its length kept."""
@@ -161,9 +149,14 @@ def _damage(source: Path, target: Path, fraction: float, size: int) -> Path:
     return target
 
 
-def _check_positions(frames: list, lost: int, count: int, fps: float) -> list[int]:
-    """The frames of a video damaged in the middle: indices increase, a gap as long as what
-    was lost lies inside (the end still decodes), times follow the indices. The missing ones."""
+def _damaged_frames(path: Path, count: int) -> tuple[list, list[int]]:
+    """The frames of a video of `count` frames damaged in the middle, checked: indices increase,
+    a gap as long as what was lost lies inside (the end still decodes), times follow the
+    indices. The frames, and the positions missing."""
+    with open_source(str(path)) as source:
+        frames = list(source)
+        lost = source.frames_unreadable
+        fps = source.fps
     indices = [f.index for f in frames]
     assert lost >= 1, "the damage makes some frames undecodable"
     assert len(frames) + lost == count
@@ -171,21 +164,16 @@ def _check_positions(frames: list, lost: int, count: int, fps: float) -> list[in
     missing = sorted(set(range(count)) - set(indices))
     assert len(missing) == lost, (indices, lost)
     assert np.allclose([f.time for f in frames], np.array(indices) / fps)
-    return missing
+    return frames, missing
 
 
 def test_damaged_video_frames_keep_their_position_in_the_file(tmp_path):
     """pedestrians.mp4 (MPEG-4 part 2, a keyframe every 12 frames) with 6 KB of random bytes in
     its middle: the frames that cannot be decoded leave a gap, and every frame after it is
     numbered by its position in the file, not by how many frames decoded before it."""
-    good = _decode_all(PEDESTRIANS)
+    good = list(video_frames(PEDESTRIANS))
     assert len(good) == 30
-    damaged = _damage(PEDESTRIANS, tmp_path / "damaged.mp4", 0.5, 6000)
-    with open_source(str(damaged)) as source:
-        frames = list(source)
-        lost = source.frames_unreadable
-        fps = source.fps
-    missing = _check_positions(frames, lost, 30, fps)
+    frames, missing = _damaged_frames(_damage(PEDESTRIANS, tmp_path / "damaged.mp4", 0.5, 6000), 30)
     for frame in frames:   # a frame identical to one of the file is that one
         same = [i for i, image in enumerate(good) if np.array_equal(frame.image, image)]
         assert not same or frame.index in same, (frame.index, same)
@@ -217,14 +205,9 @@ def test_damaged_h264_frames_come_in_order_at_their_position(tmp_path):
     clip = tmp_path / "h264.mp4"
     subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-i", str(PEDESTRIANS), "-c:v",
                     "libx264", "-pix_fmt", "yuv420p", "-g", "10", str(clip)], check=True, timeout=60)
-    good = [image.astype(np.int16) for image in _decode_all(clip)]
+    good = [image.astype(np.int16) for image in video_frames(clip)]
     assert len(good) == 30
-    damaged = _damage(clip, tmp_path / "damaged.mp4", 0.6, 6000)
-    with open_source(str(damaged)) as source:
-        frames = list(source)
-        lost = source.frames_unreadable
-        fps = source.fps
-    _check_positions(frames, lost, 30, fps)
+    frames, _ = _damaged_frames(_damage(clip, tmp_path / "damaged.mp4", 0.6, 6000), 30)
     for frame in frames:
         diffs = [np.mean(np.abs(frame.image.astype(np.int16) - image)) for image in good]
         assert int(np.argmin(diffs)) == frame.index, (frame.index, int(np.argmin(diffs)))
