@@ -7,7 +7,8 @@ cores and GPUs or on a Ray cluster.
 
 Each video runs through the single run's frame loop (frame_loop.py, built by run.py) in a worker that keeps its
 model loaded. The manifest (OUT/batch.csv) says what happened to each video; a later run skips
-the finished ones. Exit status: 0 all done, 1 some failed (listed), 2 bad arguments, 128 + the
+the ones finished with the same settings, and refuses (without --force) to redo those finished
+with other settings or from a video changed since. Exit status: 0 all done, 1 some failed (listed), 2 bad arguments, 128 + the
 signal's number when stopped (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP).
 """
 from __future__ import annotations
@@ -21,8 +22,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from .batch_manifest import (FINISHED, NotAManifest, VideoResult, is_finished, read_manifest,
-                             write_manifest)
+from .batch_manifest import (FINISHED, MANIFEST_NAME, NotAManifest, VideoResult, changed_since,
+                             input_stamp, is_finished, made_with, read_manifest, write_manifest)
 from .batch_plan import VideoJob, find_videos, plan_jobs
 from .batch_worker import WorkerConfig
 from .cli import OneLineParser, add_processing_options, print_report, processing_settings
@@ -47,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="run_demo.py batch",
         description="Process many videos: per video, the joints export and the annotated video, "
                     "under --out-dir with the inputs' relative paths. Finished videos are skipped "
-                    "on the next run; the manifest OUT/batch.csv lists every video's outcome.")
+                    "on the next run with the same settings; the manifest OUT/batch.csv lists every video's outcome.")
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="a folder (searched recursively), a quoted glob ('videos/**/*.mp4'), a "
                         "text file listing videos (.txt, one path per line), or a video")
@@ -197,8 +198,49 @@ def _make_out_dir(out_dir: Path) -> None:
         raise UserError(f"cannot make --out-dir '{out_dir}': {error.strerror or error}.") from None
 
 
+class OutDirLock:
+    """One batch at a time per --out-dir: an advisory lock (flock) on the folder itself, so
+    nothing is left behind in it and a killed batch's lock goes with its process. Two batches
+    on one folder would otherwise redo each other's videos and interleave their manifests.
+    Where flock does not exist (Windows) nothing is locked."""
+
+    def __init__(self):
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def take(self, out_dir: Path) -> None:
+        try:
+            import fcntl
+        except ImportError:
+            return
+        fd = os.open(out_dir, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise UserError(f"another batch is writing to '{out_dir}': wait for it to end, "
+                            "or choose another --out-dir.") from None
+        self._fd = fd
+
+    def __enter__(self) -> "OutDirLock":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
 def run_batch(args, processing: dict) -> int:
     """processing: the parts of Settings the processing options made (cli.processing_settings)."""
+    with OutDirLock() as lock:
+        return _run_batch(args, processing, lock)
+
+
+def _run_batch(args, processing: dict, lock: OutDirLock) -> int:
     _check_counts(args)
     max_frames = InputSettings(max_frames=args.max_frames).max_frames   # checked as a single run's
     extensions = READABLE_VIDEO_EXTENSIONS
@@ -211,11 +253,19 @@ def run_batch(args, processing: dict) -> int:
         from .batch_ray import import_ray
         import_ray()   # a missing Ray is said before anything else is done
     out_dir = _check_out_dir(args.out_dir)
+    if not args.dry_run and out_dir.is_dir():
+        lock.take(out_dir)   # before its manifest is read
     jobs = plan_jobs(find_videos(args.inputs, extensions, exclude=out_dir), out_dir,
                      args.export_format, args.video)
     model = resolve_model(args.model)
+    pose = replace(processing["pose"], model=model)
+    template = Settings(input=InputSettings(max_frames=max_frames), view=ViewSettings(window=False, progress=False),
+                        **dict(processing, pose=pose))
+    settings = made_with(template, model)
+    stamps = {job.input: input_stamp(job.input) for job in jobs}
 
-    # What an earlier run finished is skipped; rows of videos not in this batch are kept.
+    # What an earlier run finished with these settings is skipped; rows of videos not in this
+    # batch are kept.
     try:
         previous = read_manifest(out_dir)
     except NotAManifest as error:
@@ -225,17 +275,22 @@ def run_batch(args, processing: dict) -> int:
         previous = {}   # --force: the user's file is replaced by this batch's manifest
     results: dict[str, VideoResult] = dict(previous)
     todo: list[VideoJob] = []
+    changed: list[tuple[VideoJob, str]] = []   # finished, but with other settings or from another file
     skipped = 0
     for job in jobs:
         earlier = previous.get(job.input)
-        if not args.force and is_finished(earlier, job.outputs):
-            results[job.input] = VideoResult(job.input, "skipped", earlier.frames, earlier.seconds,
-                                             earlier.outputs, earlier.error)
+        done = not args.force and is_finished(earlier, job.outputs)
+        what = changed_since(earlier, settings, stamps[job.input]) if done else None
+        if done and what is None:
+            results[job.input] = replace(earlier, status="skipped")
             skipped += 1
         else:
             results[job.input] = VideoResult(job.input, "pending")
             todo.append(job)
+            if what is not None:
+                changed.append((job, what))
     if not args.force:
+        _refuse_to_redo(changed, out_dir)
         _refuse_to_overwrite(todo, previous)
     if args.dry_run:
         if todo:
@@ -243,7 +298,12 @@ def run_batch(args, processing: dict) -> int:
         log.info(f"{len(jobs)} video{'s' if len(jobs) != 1 else ''}: {len(todo)} to process, {skipped} "
                  "already done (dry run: nothing processed)")
         return 0
-    _make_out_dir(out_dir)
+    if not lock.held:   # a new folder: made now, then locked
+        _make_out_dir(out_dir)
+        lock.take(out_dir)
+        if (out_dir / MANIFEST_NAME).exists():
+            raise UserError(f"another batch started writing to '{out_dir}' meanwhile: run this one "
+                            "again when it has ended, or choose another --out-dir.")
     write_manifest(out_dir, list(results.values()))
 
     cores = usable_cores()
@@ -262,9 +322,6 @@ def run_batch(args, processing: dict) -> int:
         threads = args.cpus_per_worker or max(1, cores // workers)
         running = min(workers, max(1, len(todo)))
         where = f"{running} local worker{'s' if running != 1 else ''}"
-    pose = replace(processing["pose"], model=model)
-    template = Settings(input=InputSettings(max_frames=max_frames), view=ViewSettings(window=False, progress=False),
-                        **dict(processing, pose=pose))
     config = WorkerConfig(template=template, threads=threads)
     log.info(f"{len(jobs)} video{'s' if len(jobs) != 1 else ''}: {len(todo)} to process, {skipped} "
              f"already done; {where}, {threads} thread{'s' if threads != 1 else ''} each; "
@@ -274,7 +331,7 @@ def run_batch(args, processing: dict) -> int:
     manifest_error: list[str] = []
 
     def record(job: VideoJob, result: VideoResult) -> None:
-        results[job.input] = result
+        results[job.input] = replace(result, settings=settings, input_stamp=stamps[job.input])
         try:
             write_manifest(out_dir, list(results.values()))
         except UserError as error:   # a full disk: stop giving out videos, end as a fatal error
@@ -316,6 +373,21 @@ def run_batch(args, processing: dict) -> int:
         log.error("%s", fatal)
         return 2
     return _report(jobs, results, manifest, time.monotonic() - started, interrupted, stop_code)
+
+
+def _refuse_to_redo(changed: list[tuple[VideoJob, str]], out_dir: Path) -> None:
+    """A video an earlier batch finished is not redone silently when this batch's settings (or
+    the video) differ from that run's: its outputs are results the user has."""
+    if not changed:
+        return
+    job, what = changed[0]
+    reason = (f"'{job.relative}' was finished in '{out_dir}' with other settings (the processing "
+              "options or the model file)" if what == "settings"
+              else f"'{job.relative}' has changed since an earlier batch finished it in '{out_dir}'")
+    more = len(changed) - 1
+    also = f", and {more} more video{'s' if more != 1 else ''} likewise" if more else ""
+    raise UserError(f"{reason}{also}: pass --force to redo {'them' if more else 'it'}, "
+                    "or choose another --out-dir.")
 
 
 def _refuse_to_overwrite(todo: list[VideoJob], previous: dict[str, VideoResult]) -> None:

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from app import batch_manifest
 from app.batch import main
+from app.batch_manifest import COLUMNS
 from app.batch_plan import find_videos, plan_jobs
 from app.errors import UserError
 
@@ -430,6 +432,75 @@ def test_existing_outputs_and_a_foreign_batch_csv_are_refused_without_force(tmp_
 
 
 @pytest.mark.slow
+def test_a_finished_video_is_redone_only_with_force_when_settings_or_the_video_changed(tmp_path, capsys):
+    videos, out = tmp_path / "videos", tmp_path / "out"
+    make_clip(videos / "a.mp4", DATA / "group.jpg", frames=3)
+    args = [str(videos), "--out-dir", str(out), "--model", "blazepose", "--no-progress", "--no-video"]
+    assert main(args) == 0
+    made = (out / "a_pose.json").read_bytes()
+    assert len(json.loads(made)["frames"]) == 3
+    capsys.readouterr()
+    assert main(args) == 0 and "0 to process, 1 already done" in capsys.readouterr().err
+
+    # other settings: the finished video is not passed off as done, nor redone silently
+    for extra in (["--max-frames", "2"], ["--detect-every", "3"], ["--no-smooth"]):
+        assert main(args + extra) == 2, extra
+        line = one_line_error(capsys)
+        assert "'a.mp4' was finished in" in line and "with other settings" in line and "--force" in line, line
+        assert (out / "a_pose.json").read_bytes() == made
+    assert main(args + ["--max-frames", "2", "--force"]) == 0
+    assert len(json.loads((out / "a_pose.json").read_text())["frames"]) == 2
+    capsys.readouterr()
+    assert main(args + ["--max-frames", "2"]) == 0 and "1 already done" in capsys.readouterr().err
+
+    # the video replaced by another one since
+    make_clip(videos / "a.mp4", DATA / "basketball1.jpg", frames=2)
+    assert main(args + ["--max-frames", "2"]) == 2
+    assert "'a.mp4' has changed since an earlier batch finished it" in one_line_error(capsys)
+    assert main(args + ["--max-frames", "2", "--force"]) == 0
+    assert main(args + ["--max-frames", "2"]) == 0 and "1 already done" in capsys.readouterr().err
+
+
+def test_a_manifest_of_an_earlier_version_and_semicolons_in_names_are_read(tmp_path, capsys):
+    videos, out = tmp_path / "videos", tmp_path / "out"
+    make_clip(videos / "a;b%3B.mp4", DATA / "group.jpg", frames=1)
+    out.mkdir()
+    for name in ("a;b%3B_pose.mp4", "a;b%3B_pose.json"):
+        (out / name).write_text("made by an earlier batch")
+    base = [str(videos), "--out-dir", str(out), "--model", "blazepose", "--dry-run"]
+    # an earlier version's manifest: no settings, no stamp, outputs joined by ';' unescaped
+    (out / "batch.csv").write_text("input,status,frames,seconds,fps,outputs,error\n"
+                                   f"{videos / 'a;b%3B.mp4'},ok,1,0.10,10.00,a;b%3B_pose.mp4;a;b%3B_pose.json,\n")
+    assert main(base) == 2   # ambiguous there: read as four paths, so not finished, and its outputs exist
+    capsys.readouterr()
+    # this version's: the names escaped, so the finished video is recognised
+    (out / "batch.csv").write_text(",".join(COLUMNS) + "\n" + f"{videos / 'a;b%3B.mp4'},ok,1,0.10,10.00,"
+                                   "a%3Bb%253B_pose.mp4;a%3Bb%253B_pose.json,,,\n")
+    assert main(base) == 0 and "0 to process, 1 already done" in capsys.readouterr().err
+    rows = batch_manifest.read_manifest(out)
+    assert rows[str(videos / "a;b%3B.mp4")].outputs == [str(out / "a;b%3B_pose.mp4"), str(out / "a;b%3B_pose.json")]
+
+
+def test_two_batches_on_one_out_dir_do_not_run_at_once(tmp_path, capsys):
+    pytest.importorskip("fcntl")
+    import fcntl
+    videos, out = tmp_path / "videos", tmp_path / "out"
+    make_clip(videos / "a.mp4", DATA / "group.jpg", frames=1)
+    out.mkdir()
+    held = os.open(out, os.O_RDONLY)   # as a running batch holds it
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        assert main([str(videos), "--out-dir", str(out), "--model", "blazepose", "--no-progress"]) == 2
+        assert one_line_error(capsys) == f"error: another batch is writing to '{out.resolve()}': wait for it " \
+                                         "to end, or choose another --out-dir."
+        assert list(out.iterdir()) == []
+        # a dry run changes nothing, so it is not held up
+        assert main([str(videos), "--out-dir", str(out), "--model", "blazepose", "--dry-run"]) == 0
+    finally:
+        os.close(held)
+
+
+@pytest.mark.slow
 def test_a_rerun_without_manifest_does_not_replace_outputs_then_force_does(tmp_path):
     videos, out = tmp_path / "videos", tmp_path / "out"
     make_clip(videos / "a.mp4", DATA / "group.jpg", frames=3)
@@ -466,7 +537,6 @@ def test_a_symlink_in_a_folder_is_its_video_named_by_the_link(tmp_path):
 
 
 def test_a_full_disk_or_stdout_is_one_line_not_a_traceback(tmp_path, capsys, monkeypatch):
-    from app import batch_manifest
     make_clip(tmp_path / "v" / "a.mp4", DATA / "group.jpg", frames=1)
     argv = [str(tmp_path / "v"), "--out-dir", str(tmp_path / "out"), "--model", "blazepose"]
 
@@ -490,7 +560,6 @@ def test_a_full_disk_or_stdout_is_one_line_not_a_traceback(tmp_path, capsys, mon
 
 @pytest.mark.slow
 def test_a_manifest_that_cannot_be_written_mid_batch_stops_it_cleanly(tmp_path, capsys, monkeypatch):
-    from app import batch_manifest
     videos, out = tmp_path / "videos", tmp_path / "out"
     for i in range(3):
         make_clip(videos / f"clip{i}.mp4", DATA / "group.jpg", frames=3)
