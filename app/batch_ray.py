@@ -8,13 +8,17 @@ file and --out-dir must be on storage every node sees, which is checked before a
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
+import signal
 import socket
+import threading
 import time
 from collections import deque
 from pathlib import Path
+from typing import Iterator
 
 from .batch_manifest import VideoResult
 from .batch_plan import VideoJob
@@ -66,18 +70,52 @@ def connect(address: str):
         check_reachable(address)
     options = dict(runtime_env={"py_modules": [str(PROJECT / "app"), str(PROJECT / "models")]},
                    logging_level=logging.ERROR, log_to_driver=True)
+    ours = _stop_handlers()
     try:
         if address == "auto":
             try:
                 ray.init(address="auto", **options)
             except ConnectionError:
-                ray.init(include_dashboard=False, **options)
+                with _deaf_to_group_stops():
+                    ray.init(include_dashboard=False, **options)
         else:
             ray.init(address=address, **options)
     except (ConnectionError, ValueError, RuntimeError) as error:
         raise UserError(f"cannot connect to the Ray cluster at '{address}': "
                         f"{str(error).splitlines()[0] if str(error) else type(error).__name__}") from None
+    # ray.init puts handlers of its own on SIGTERM in the driver (Python's: stop Ray's processes
+    # and exit 1; its core worker's: log and abort): the command's go back (app/signals.py),
+    # so that SIGTERM and SIGHUP stop the batch as Ctrl-C does
+    for sig, handler in ours.items():
+        signal.signal(sig, handler)
     return ray
+
+
+def _stop_handlers() -> dict:
+    """The handlers of SIGTERM and SIGHUP now (the command's), where they can be put back."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    handlers = {getattr(signal, name): signal.getsignal(getattr(signal, name))
+                for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)}
+    return {sig: handler for sig, handler in handlers.items() if handler is not None}
+
+
+@contextlib.contextmanager
+def _deaf_to_group_stops() -> Iterator[None]:
+    """SIGTERM and SIGHUP blocked on this thread while it starts a Ray instance here: its
+    processes (GCS, raylet, and through the raylet the workers) inherit the signal mask, so a
+    stop sent to the whole process group (`timeout`, systemd, a closed terminal) reaches only
+    the driver, which stops the workers after their frame, as Ctrl-C does (Ray blocks SIGINT
+    in them itself). Unblocked, the signal killed Ray under the running video: its outputs lost,
+    the driver aborted. A signal to the driver meanwhile waits until the block ends."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGHUP})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _probe_node(marker: str, token: str, model: str | None) -> tuple[str, str | None]:
@@ -194,7 +232,7 @@ class RayRunner:
         self.gpus_per_worker = gpus_per_worker
         self.fatal_error: str | None = None
         self.interrupted = False
-        self.exit_code = 130   # once interrupted: 128 + the stop signal's number
+        self.exit_code = 128 + signal.SIGINT   # once interrupted: 128 + the stop signal's number
 
     def _new_actor(self, coordinator_name: str):
         # By name, not by handle: an actor that Ray may restart must not take object-store

@@ -43,7 +43,11 @@ _state = _State()
 
 
 def exit_code_for(error: BaseException) -> int:
-    return error.exit_code if isinstance(error, Interrupted) else 128 + signal.SIGINT
+    """128 + the stop signal's number. A KeyboardInterrupt that a library raised in place of
+    ours (Ray's ray.wait turns Interrupted into a plain one) gets the signal this run received."""
+    if isinstance(error, Interrupted):
+        return error.exit_code
+    return 128 + (_state.signum or signal.SIGINT)
 
 
 def stop_requested() -> bool:

@@ -3,9 +3,11 @@ as a user runs it (a subprocess), locally with 2 workers and on a real local Ray
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -350,6 +352,42 @@ def test_sigterm_and_sighup_stop_the_batch_like_ctrl_c_with_their_own_exit_code(
     assert decoded_frames(out / "clip_pose.mp4") == frames
     assert hidden_files(out) == []
     assert "Batch stopped" in stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("to_group", [True, False], ids=["group", "parent"])
+def test_sigterm_stops_a_batch_on_a_ray_instance_it_started_like_ctrl_c(tmp_path, to_group):
+    """--ray auto with no cluster running starts Ray here, in the batch's process group. Before,
+    a SIGTERM to the group killed Ray's processes under the running video (its outputs lost,
+    the driver aborted with 134), and one to the driver alone made Ray's own handler exit 1."""
+    pytest.importorskip("ray", reason="Ray is the optional extra: pip install -r requirements-cluster.txt")
+    videos, out = tmp_path / "videos", tmp_path / "out"
+    make_clip(videos / "clip.mp4", DATA / "group.jpg", frames=150)
+    # a Ray temp folder of its own, so that 'auto' finds no cluster (the module's ray_cluster)
+    # and starts one; short, as Ray's socket paths must fit 107 characters
+    ray_tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
+    try:
+        process = subprocess.Popen(
+            [sys.executable, str(ROOT / "run_demo.py"), "batch", str(videos), "--out-dir", str(out),
+             "--model", "blazepose", "--ray", "auto", "--no-progress"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True, cwd=ROOT,
+            env=dict(os.environ, RAY_TMPDIR=ray_tmp))
+        wait_for_writing(out, process, deadline_s=180)
+        if to_group:
+            os.killpg(process.pid, signal.SIGTERM)
+        else:
+            os.kill(process.pid, signal.SIGTERM)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert process.returncode == 143, stderr
+    row = read_manifest(out)["clip.mp4"]
+    assert row["status"] == "interrupted", row
+    frames = int(row["frames"])
+    assert 0 < frames < 150
+    assert len(json.loads((out / "clip_pose.json").read_text())["frames"]) == frames
+    assert decoded_frames(out / "clip_pose.mp4") == frames
+    assert hidden_files(out) == []
 
 
 @pytest.mark.slow
