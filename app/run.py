@@ -129,7 +129,9 @@ def build_loop(settings: Settings, source, window: bool, opened: list,
         sinks.add(make_media_sink(outputs.video, source.fps, follow_time=source.is_live,
                                   name_for_index=name_for_index))
     if outputs.export:
-        if stills:   # each frame names its photo and the focal of its size; no fps (PhotoFrames)
+        # photos (a folder of them, or one): each frame names its photo and the focal of its
+        # size; no fps (PhotoFrames)
+        if stills or getattr(source, "mode", None) == "image":
             names = photo_names(source.paths)
             photos = PhotoFrames(photo_of=lambda i: names[source.path_of(i)],
                                  focal_for=lambda w, h: settings.camera.camera(w, h).fx)

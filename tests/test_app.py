@@ -13,6 +13,7 @@ import pytest
 
 from app.backends import find_checkpoint
 from app.cli import main
+from app.settings import CameraSettings
 from app.skeleton import BONES, JOINT_INDEX, JOINT_NAMES
 
 from support import (DATA, ROOT, SHARED_CONVNEXTPOSE, BlankVideo, FakeCamera, drifting_clip, frame_number,
@@ -41,6 +42,12 @@ def test_fallback_on_a_real_photo_gives_plausible_3d_joints(tmp_path, capsys):
     assert data["meta"]["model"] == "BlazePose GHUM (fallback)"
     assert data["meta"]["joints"] == list(JOINT_NAMES)
     assert data["meta"]["skeleton"] == [list(b) for b in BONES] and data["meta"]["units"] == "mm"
+    # a picture has no frame rate: no made-up fps or time; the frame names its photo and focal
+    height, width = cv2.imread(str(DATA / "group.jpg")).shape[:2]
+    assert data["meta"]["fps"] is None and data["meta"]["focal"] is None
+    assert {k: data["frames"][0][k] for k in ("index", "time", "photo")} == {"index": 0, "time": None,
+                                                                             "photo": "group.jpg"}
+    assert data["frames"][0]["focal"] == pytest.approx(CameraSettings().camera(width, height).fx)
     people = data["frames"][0]["people"]
     assert len(people) >= 3, "the tiled detector finds at least 3 of the 5 skiers"
     assert len({p["id"] for p in people}) == len(people)

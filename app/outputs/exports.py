@@ -2,10 +2,11 @@
 frame and joint), NPZ (arrays, written at close). Floats are written as the shortest text that
 reads back to the very same float32, so an export round-trips exactly.
 
-A folder of unrelated photos ("stills": each processed on its own, at its own size) is exported
-differently in three ways, the same in every format: each frame names its photo and the focal
-length used for it (the intrinsics follow each photo's size), and nothing claims a frame rate
-(see PhotoFrames). Videos, cameras, streams and single pictures are exported as they always were."""
+Photos (a folder of unrelated ones, each processed on its own at its own size, or a single
+picture) are exported differently in three ways, the same in every format: each frame names its
+photo and the focal length used for it (the intrinsics follow each photo's size), and nothing
+claims a frame rate (see PhotoFrames). Videos, cameras, streams and numbered frames are exported
+with a frame rate and one focal length."""
 from __future__ import annotations
 
 import contextlib
