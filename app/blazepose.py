@@ -67,6 +67,7 @@ class BlazePoseBackend(PoseBackend):
 
     def estimate(self, image_bgr: np.ndarray, boxes: list[Box],
                  camera: Camera) -> list[Person | None]:
+        self.last_model_ms = 0.0
         if not boxes:
             return []
         return [self._estimate_one(image_bgr, box, camera) for box in boxes]
@@ -97,6 +98,9 @@ class BlazePoseBackend(PoseBackend):
             cx, cy = clipped.x + clipped.w / 2.0, clipped.y + clipped.h / 2.0
             side, rotation = max(clipped.w, clipped.h) * self.roi_scale, 0.0
         result = self._model.estimate(image_bgr, Roi(cx, cy, side, side, rotation), bgr=True)
+        # the network's own time, as ConvNeXtPose reports its network's: the crop's resampling
+        # and the decoding of the outputs are time spent around it
+        self.last_model_ms += self._model.last_network_ms
         if not result.present:
             return None   # the model's own presence score said: nobody in this region
         image_lm = result.image[:, :2]

@@ -152,8 +152,9 @@ class PoseBackend:
 
     name: str = "?"       # e.g. "ConvNeXtPose-L" or "BlazePose GHUM (fallback)"
     device: str = "cpu"
-    # ms the model itself took in the last estimate() (benchmarks weigh the rest against it);
-    # None where it cannot be told apart from the rest of estimate()
+    # ms the network itself took in the last estimate(), without preparing its input or decoding
+    # its output (benchmarks weigh the rest against it); None where it cannot be told apart
+    # from the rest of estimate()
     last_model_ms: float | None = None
 
     def estimate(self, image_bgr: np.ndarray, boxes: list[Box], camera: Camera) -> list[Person | None]:

@@ -79,6 +79,26 @@ def test_root_positions_on_group_match_ground_truth(blazepose, group_boxes):
     assert np.argmin(xs) == 4 and np.argmax(xs) == 2      # leftmost and rightmost people
 
 
+def test_the_model_time_reported_is_the_networks_alone(blazepose, group_boxes):
+    """The fallback reports its landmark network's time per estimate() (the benchmarks weigh
+    the rest of the frame against it, as against ConvNeXtPose's network): each person's run,
+    not the crop's resampling nor the decoding, and nothing for a box too small to run on."""
+    import time
+    image = cv2.imread(str(DATA / "group.jpg"))
+    camera = Camera(*group_boxes["focal"], *group_boxes["princpt"])
+    boxes = [Box(*b) for b in group_boxes["bboxes"]]
+    spans = []
+    for some in (boxes[:1], boxes):
+        start = time.perf_counter()
+        blazepose.estimate(image, some, camera)
+        spans.append(((time.perf_counter() - start) * 1000.0, blazepose.last_model_ms))
+    (one_wall, one_model), (all_wall, all_model) = spans
+    assert 0 < one_model < one_wall and 0 < all_model < all_wall
+    assert all_model > 3 * one_model   # five people: five runs of the network, summed
+    blazepose.estimate(image, [Box(10, 10, 5, 5)], camera)   # below the smallest box it runs on
+    assert blazepose.last_model_ms == 0.0
+
+
 def test_detected_people_each_get_their_own_skeleton(blazepose, detector, group_boxes):
     """In group.jpg the skiers overlap: a box centred between two people made the model fit the
     clearer one twice (the front skier got the skier behind him). Cropping on the detector's

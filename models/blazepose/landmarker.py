@@ -101,6 +101,12 @@ class PoseLandmarker:
             world=world,
             auxiliary=image_xyz[NUM_LANDMARKS:NUM_LANDMARKS + 2, :2].copy())
 
+    @property
+    def last_network_ms(self) -> float:
+        """How long the network itself took in the last estimate(): its input set, the model
+        run, its outputs taken (not the resampling before it nor the decoding after)."""
+        return self._model.last_run_ms
+
     def close(self) -> None:
         self._model.close()
 

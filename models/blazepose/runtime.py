@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +51,7 @@ class TfliteModel:
         self._outputs = self._interpreter.get_output_details()
         self._lock = threading.Lock()
         self._closed = False
+        self.last_run_ms = 0.0   # the last run(): input in, network, outputs out (benchmarks)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -65,10 +67,13 @@ class TfliteModel:
         with self._lock:
             if self._closed:
                 raise RuntimeError(f"{self.path.name} used after close()")
+            start = time.perf_counter()
             self._interpreter.set_tensor(self._input["index"], tensor)
             self._interpreter.invoke()
             # get_tensor already copies (the arrays own their data; the next call leaves them)
-            return [self._interpreter.get_tensor(o["index"]) for o in self._outputs]
+            outputs = [self._interpreter.get_tensor(o["index"]) for o in self._outputs]
+            self.last_run_ms = (time.perf_counter() - start) * 1000.0
+            return outputs
 
     def close(self) -> None:
         with self._lock:
