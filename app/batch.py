@@ -8,8 +8,9 @@ cores and GPUs or on a Ray cluster.
 Each video runs through the single run's frame loop (frame_loop.py, built by run.py) in a worker that keeps its
 model loaded. The manifest (OUT/batch.csv) says what happened to each video; a later run skips
 the ones finished with the same settings, and refuses (without --force) to redo those finished
-with other settings or from a video changed since. Exit status: 0 all done, 1 some failed (listed), 2 bad arguments, 128 + the
-signal's number when stopped (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP).
+with other settings or from a video changed since. Exit status: 0 all done, 1 some failed
+(listed), 2 bad arguments, 128 + the signal's number when stopped (130 Ctrl-C, 143 SIGTERM,
+129 SIGHUP).
 """
 from __future__ import annotations
 
@@ -48,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="run_demo.py batch",
         description="Process many videos: per video, the joints export and the annotated video, "
                     "under --out-dir with the inputs' relative paths. Finished videos are skipped "
-                    "on the next run with the same settings; the manifest OUT/batch.csv lists every video's outcome.")
+                    "on the next run with the same settings; the manifest OUT/batch.csv lists "
+                    "every video's outcome.")
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="a folder (searched recursively), a quoted glob ('videos/**/*.mp4'), a "
                         "text file listing videos (.txt, one path per line), or a video")
@@ -212,6 +214,7 @@ class OutDirLock:
         return self._fd is not None
 
     def take(self, out_dir: Path) -> None:
+        """Lock the folder, or say in one line that another batch holds it."""
         try:
             import fcntl
         except ImportError:
@@ -253,7 +256,8 @@ def _run_batch(args, processing: dict, lock: OutDirLock) -> int:
         from .batch_ray import import_ray
         import_ray()   # a missing Ray is said before anything else is done
     out_dir = _check_out_dir(args.out_dir)
-    if not args.dry_run and out_dir.is_dir():
+    existed = out_dir.is_dir()
+    if not args.dry_run and existed:
         lock.take(out_dir)   # before its manifest is read
     jobs = plan_jobs(find_videos(args.inputs, extensions, exclude=out_dir), out_dir,
                      args.export_format, args.video)
@@ -298,10 +302,10 @@ def _run_batch(args, processing: dict, lock: OutDirLock) -> int:
         log.info(f"{len(jobs)} video{'s' if len(jobs) != 1 else ''}: {len(todo)} to process, {skipped} "
                  "already done (dry run: nothing processed)")
         return 0
-    if not lock.held:   # a new folder: made now, then locked
+    if not existed:   # a new folder: made now, then locked
         _make_out_dir(out_dir)
         lock.take(out_dir)
-        if (out_dir / MANIFEST_NAME).exists():
+        if lock.held and (out_dir / MANIFEST_NAME).exists():
             raise UserError(f"another batch started writing to '{out_dir}' meanwhile: run this one "
                             "again when it has ended, or choose another --out-dir.")
     write_manifest(out_dir, list(results.values()))

@@ -127,10 +127,11 @@ def input_stamp(video: str) -> str:
 
 def changed_since(previous: VideoResult, settings: str, stamp: str) -> str | None:
     """What differs from the run that finished this video: "settings", "input", or None (the
-    same, or not recorded: a manifest of an earlier version)."""
+    same, or not known: a manifest of an earlier version, or a video gone since, whose results
+    are kept)."""
     if previous.settings and previous.settings != settings:
         return "settings"
-    if previous.input_stamp and previous.input_stamp != stamp:
+    if previous.input_stamp and stamp and previous.input_stamp != stamp:
         return "input"
     return None
 

@@ -519,6 +519,24 @@ def test_a_manifest_of_an_earlier_version_and_semicolons_in_names_are_read(tmp_p
     assert rows[str(videos / "a;b%3B.mp4")].outputs == [str(out / "a;b%3B_pose.mp4"), str(out / "a;b%3B_pose.json")]
 
 
+def test_a_changed_video_is_refused_and_a_vanished_one_keeps_its_results(tmp_path, capsys):
+    videos, out = tmp_path / "videos", tmp_path / "out"
+    make_clip(videos / "a.mp4", DATA / "group.jpg", frames=1)
+    (videos / "list.txt").write_text("a.mp4\n")
+    out.mkdir()
+    for name in ("a_pose.mp4", "a_pose.json"):
+        (out / name).write_text("made by an earlier batch")
+    # finished from a video of another size and time (the settings not recorded)
+    (out / "batch.csv").write_text(",".join(COLUMNS) + "\n" + f"{(videos / 'a.mp4').resolve()},ok,1,0.10,"
+                                   "10.00,a_pose.mp4;a_pose.json,,1:1,\n")
+    base = [str(videos / "list.txt"), "--out-dir", str(out), "--model", "blazepose", "--dry-run"]
+    assert main(base) == 2
+    assert "'a.mp4' has changed since an earlier batch finished it" in one_line_error(capsys)
+    # the video gone since (a list names it): nothing to compare, its results stay
+    (videos / "a.mp4").unlink()
+    assert main(base) == 0 and "0 to process, 1 already done" in capsys.readouterr().err
+
+
 def test_two_batches_on_one_out_dir_do_not_run_at_once(tmp_path, capsys):
     pytest.importorskip("fcntl")
     import fcntl
