@@ -396,6 +396,10 @@ def test_empty_folder_and_folder_without_images(tmp_path):
     (tmp_path / "b.json").write_text("{}")
     with pytest.raises(UserError, match="holds no image"):
         open_source(str(tmp_path))
+    # a folder of videos: one run takes one; the sentence points to the batch command
+    (tmp_path / "clip.mp4").write_bytes(PEDESTRIANS.read_bytes())
+    with pytest.raises(UserError, match=r"holds videos, not images: .* run_demo.py batch '.*' --out-dir DIR"):
+        open_source(str(tmp_path))
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux") or os.path.exists("/dev/video7"),

@@ -442,6 +442,10 @@ def open_folder(folder: Path, still_fps: float) -> ImageFilesSource:
                      and not p.name.startswith(".")),
                     key=lambda p: natural_key(p.name))
     if not images:
+        videos = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in READABLE_VIDEO_EXTENSIONS]
+        if videos:   # one run takes one video; many are the batch command's
+            raise UserError(f"folder '{folder}' holds videos, not images: give one video as --input, "
+                            f"or process them all with: run_demo.py batch '{folder}' --out-dir DIR")
         raise UserError(f"folder '{folder}' holds no image files (.jpg, .png, .bmp, .tif, "
                         ".webp, ...).")
     mode, why = folder_mode(images)
