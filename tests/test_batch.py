@@ -344,14 +344,19 @@ def test_sigterm_and_sighup_stop_the_batch_like_ctrl_c_with_their_own_exit_code(
         os.kill(process.pid, signum)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 128 + signum, stderr
+    assert_stopped_complete(out, of_frames=60)
+    assert "Batch stopped" in stderr
+
+
+def assert_stopped_complete(out: Path, of_frames: int) -> None:
+    """clip.mp4 was stopped part-way, and both its outputs hold exactly the frames done."""
     row = read_manifest(out)["clip.mp4"]
     assert row["status"] == "interrupted", row
     frames = int(row["frames"])
-    assert 0 < frames < 60
+    assert 0 < frames < of_frames
     assert len(json.loads((out / "clip_pose.json").read_text())["frames"]) == frames
     assert decoded_frames(out / "clip_pose.mp4") == frames
     assert hidden_files(out) == []
-    assert "Batch stopped" in stderr
 
 
 @pytest.mark.slow
@@ -381,13 +386,7 @@ def test_sigterm_stops_a_batch_on_a_ray_instance_it_started_like_ctrl_c(tmp_path
     finally:
         shutil.rmtree(ray_tmp, ignore_errors=True)
     assert process.returncode == 143, stderr
-    row = read_manifest(out)["clip.mp4"]
-    assert row["status"] == "interrupted", row
-    frames = int(row["frames"])
-    assert 0 < frames < 150
-    assert len(json.loads((out / "clip_pose.json").read_text())["frames"]) == frames
-    assert decoded_frames(out / "clip_pose.mp4") == frames
-    assert hidden_files(out) == []
+    assert_stopped_complete(out, of_frames=150)
 
 
 @pytest.mark.slow
