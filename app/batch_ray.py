@@ -70,25 +70,33 @@ def connect(address: str):
         check_reachable(address)
     options = dict(runtime_env={"py_modules": [str(PROJECT / "app"), str(PROJECT / "models")]},
                    logging_level=logging.ERROR, log_to_driver=True)
-    ours = _stop_handlers()
     try:
         if address == "auto":
             try:
-                ray.init(address="auto", **options)
+                _init(ray, address="auto", **options)
             except ConnectionError:
                 with _deaf_to_group_stops():
-                    ray.init(include_dashboard=False, **options)
+                    _init(ray, include_dashboard=False, **options)
         else:
-            ray.init(address=address, **options)
+            _init(ray, address=address, **options)
     except (ConnectionError, ValueError, RuntimeError) as error:
         raise UserError(f"cannot connect to the Ray cluster at '{address}': "
                         f"{str(error).splitlines()[0] if str(error) else type(error).__name__}") from None
-    # ray.init puts handlers of its own on SIGTERM in the driver (Python's: stop Ray's processes
-    # and exit 1; its core worker's: log and abort): the command's go back (app/signals.py),
-    # so that SIGTERM and SIGHUP stop the batch as Ctrl-C does
-    for sig, handler in ours.items():
-        signal.signal(sig, handler)
     return ray
+
+
+def _init(ray, **options) -> None:
+    """ray.init, keeping the command's SIGTERM and SIGHUP handlers (app/signals.py): ray.init
+    puts its own on SIGTERM in the driver (Python's: stop Ray's processes and exit 1; its core
+    worker's: log and abort), and the command's go back even when it fails, before a signal
+    held back meanwhile (_deaf_to_group_stops) is delivered, so that SIGTERM and SIGHUP stop
+    the batch as Ctrl-C does."""
+    ours = _stop_handlers()
+    try:
+        ray.init(**options)
+    finally:
+        for sig, handler in ours.items():
+            signal.signal(sig, handler)
 
 
 def _stop_handlers() -> dict:
