@@ -25,6 +25,7 @@ from pathlib import Path
 
 from .batch_manifest import (FINISHED, MANIFEST_NAME, NotAManifest, VideoResult, changed_since,
                              input_stamp, is_finished, made_with, read_manifest, write_manifest)
+from .batch_lock import OutDirLock
 from .batch_plan import VideoJob, find_videos, plan_jobs
 from .batch_worker import WorkerConfig
 from .cli import OneLineParser, add_processing_options, print_report, processing_settings
@@ -198,43 +199,6 @@ def _make_out_dir(out_dir: Path) -> None:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise UserError(f"cannot make --out-dir '{out_dir}': {error.strerror or error}.") from None
-
-
-class OutDirLock:
-    """One batch at a time per --out-dir: an advisory lock (flock) on the folder itself, so
-    nothing is left behind in it and a killed batch's lock goes with its process. Two batches
-    on one folder would otherwise redo each other's videos and interleave their manifests.
-    Where flock does not exist (Windows) nothing is locked."""
-
-    def __init__(self):
-        self._fd: int | None = None
-
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
-
-    def take(self, out_dir: Path) -> None:
-        """Lock the folder, or say in one line that another batch holds it."""
-        try:
-            import fcntl
-        except ImportError:
-            return
-        fd = os.open(out_dir, os.O_RDONLY)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            raise UserError(f"another batch is writing to '{out_dir}': wait for it to end, "
-                            "or choose another --out-dir.") from None
-        self._fd = fd
-
-    def __enter__(self) -> "OutDirLock":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
 
 
 def run_batch(args, processing: dict) -> int:
