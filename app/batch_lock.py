@@ -26,7 +26,10 @@ class OutDirLock:
             import fcntl
         except ImportError:
             return
-        fd = os.open(out_dir, os.O_RDONLY)
+        try:
+            fd = os.open(out_dir, os.O_RDONLY)
+        except OSError:   # a folder this user may write to but not read: left unlocked
+            return
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
