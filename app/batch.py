@@ -376,7 +376,7 @@ def _refuse_to_overwrite(todo: list[VideoJob], previous: dict[str, VideoResult])
 
 
 def _report(jobs: list[VideoJob], results: dict[str, VideoResult], manifest: Path,
-            seconds: float, interrupted: bool, stop_code: int = 130) -> int:
+            seconds: float, interrupted: bool, stop_code: int) -> int:
     mine = [results[job.input] for job in jobs]
     counts = {status: sum(r.status == status for r in mine)
               for status in ("ok", "skipped", "failed", "interrupted", "pending")}

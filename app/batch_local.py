@@ -52,7 +52,7 @@ class _WorkerState:
 
 
 class _QueueChannel:
-    def __init__(self, events, stop, slot: int, state: _WorkerState | None = None):
+    def __init__(self, events, stop, slot: int, state: _WorkerState):
         self.events, self.stop, self.slot = events, stop, slot
         self.state = state
 
@@ -63,7 +63,7 @@ class _QueueChannel:
         self.events.put(("frames", self.slot, job.index, count))
 
     def stop_requested(self) -> bool:
-        return self.stop.is_set() or (self.state is not None and self.state.ending())
+        return self.stop.is_set() or self.state.ending()
 
 
 def _worker_main(config: WorkerConfig, slot: int, gpu: int | None, inbox, events, stop) -> None:
