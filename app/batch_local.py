@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from .batch_manifest import VideoResult
 from .batch_plan import VideoJob
 from .batch_worker import VideoWorker, WorkerConfig
-from .signals import exit_code_for
+from .signals import TERMINATION_SIGNALS, exit_code_for
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +69,8 @@ class _QueueChannel:
 def _worker_main(config: WorkerConfig, slot: int, gpu: int | None, inbox, events, stop) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     state = _WorkerState()
-    for name in ("SIGTERM", "SIGHUP"):
-        if hasattr(signal, name):
-            signal.signal(getattr(signal, name), state.on_signal)
+    for sig in TERMINATION_SIGNALS:
+        signal.signal(sig, state.on_signal)
     if gpu is not None:   # before torch starts CUDA: this worker sees its GPU as cuda:0
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
     worker = VideoWorker(config)

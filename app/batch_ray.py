@@ -24,7 +24,7 @@ from .batch_manifest import VideoResult
 from .batch_plan import VideoJob
 from .batch_worker import REPORT_EVERY_S, VideoWorker, WorkerConfig
 from .errors import UserError
-from .signals import exit_code_for
+from .signals import TERMINATION_SIGNALS, exit_code_for
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +103,7 @@ def _stop_handlers() -> dict:
     """The handlers of SIGTERM and SIGHUP now (the command's), where they can be put back."""
     if threading.current_thread() is not threading.main_thread():
         return {}
-    handlers = {getattr(signal, name): signal.getsignal(getattr(signal, name))
-                for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)}
+    handlers = {sig: signal.getsignal(sig) for sig in TERMINATION_SIGNALS}
     return {sig: handler for sig, handler in handlers.items() if handler is not None}
 
 
@@ -119,7 +118,7 @@ def _deaf_to_group_stops() -> Iterator[None]:
     if not hasattr(signal, "pthread_sigmask"):
         yield
         return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGHUP})
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, set(TERMINATION_SIGNALS))
     try:
         yield
     finally:

@@ -18,6 +18,8 @@ from typing import Iterator
 
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP")
                      if hasattr(signal, name))
+# the stop signals other than a terminal's Ctrl-C: what `timeout`, systemd or a closed terminal send
+TERMINATION_SIGNALS = tuple(sig for sig in STOP_SIGNALS if sig != signal.SIGINT)
 
 
 class Interrupted(KeyboardInterrupt):
