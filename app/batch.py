@@ -167,6 +167,11 @@ def main(argv: list[str] | None = None) -> int:
             return exit_code_for(error)
 
 
+def _count(n: int, noun: str) -> str:
+    """"1 video", "2 videos"."""
+    return f"{n} {noun}{'s' if n != 1 else ''}"
+
+
 def _check_counts(args) -> None:
     if args.workers is not None and args.workers < 1:
         raise UserError("--workers must be at least 1.")
@@ -229,7 +234,7 @@ def _run_batch(args, processing: dict, lock: OutDirLock) -> int:
     pose = replace(processing["pose"], model=model)
     template = Settings(input=InputSettings(max_frames=max_frames), view=ViewSettings(window=False, progress=False),
                         **dict(processing, pose=pose))
-    settings = made_with(template, model)
+    settings = made_with(template)
     stamps = {job.input: input_stamp(job.input) for job in jobs}
 
     # What an earlier run finished with these settings is skipped; rows of videos not in this
@@ -263,7 +268,7 @@ def _run_batch(args, processing: dict, lock: OutDirLock) -> int:
     if args.dry_run:
         if todo:
             print_report("\n".join(f"{job.input} -> {', '.join(job.outputs)}" for job in todo), "the list")
-        log.info(f"{len(jobs)} video{'s' if len(jobs) != 1 else ''}: {len(todo)} to process, {skipped} "
+        log.info(f"{_count(len(jobs), 'video')}: {len(todo)} to process, {skipped} "
                  "already done (dry run: nothing processed)")
         return 0
     if not existed:   # a new folder: made now, then locked
@@ -283,16 +288,16 @@ def _run_batch(args, processing: dict, lock: OutDirLock) -> int:
         use_gpus = gpus > 0 and model != "blazepose" and args.device != "cpu"
         threads = args.cpus_per_worker or CORES_PER_WORKER
         workers = args.workers or (gpus if use_gpus else max(1, cpus // threads))
-        where = f"Ray ({nodes} node{'s' if nodes != 1 else ''}, {cpus} CPUs, {gpus} GPUs)"
+        where = f"Ray ({_count(nodes, 'node')}, {cpus} CPUs, {gpus} GPUs)"
     else:
         gpus = local_gpus(model, args.device)
         workers = args.workers or (gpus if gpus else max(1, cores // (args.cpus_per_worker or CORES_PER_WORKER)))
         threads = args.cpus_per_worker or max(1, cores // workers)
         running = min(workers, max(1, len(todo)))
-        where = f"{running} local worker{'s' if running != 1 else ''}"
+        where = _count(running, 'local worker')
     config = WorkerConfig(template=template, threads=threads)
-    log.info(f"{len(jobs)} video{'s' if len(jobs) != 1 else ''}: {len(todo)} to process, {skipped} "
-             f"already done; {where}, {threads} thread{'s' if threads != 1 else ''} each; "
+    log.info(f"{_count(len(jobs), 'video')}: {len(todo)} to process, {skipped} "
+             f"already done; {where}, {_count(threads, 'thread')} each; "
              f"outputs in {out_dir}")
 
     runner = None
@@ -353,7 +358,7 @@ def _refuse_to_redo(changed: list[tuple[VideoJob, str]], out_dir: Path) -> None:
               "options or the model file)" if what == "settings"
               else f"'{job.relative}' has changed since an earlier batch finished it in '{out_dir}'")
     more = len(changed) - 1
-    also = f", and {more} more video{'s' if more != 1 else ''} likewise" if more else ""
+    also = f", and {_count(more, 'more video')} likewise" if more else ""
     raise UserError(f"{reason}{also}: pass --force to redo {'them' if more else 'it'}, "
                     "or choose another --out-dir.")
 
@@ -384,7 +389,7 @@ def _report(jobs: list[VideoJob], results: dict[str, VideoResult], manifest: Pat
     parts = [f"{n} {status}" for status, n in counts.items() if n or status in ("ok", "failed")]
     fps = frames / seconds if seconds > 0 else 0.0
     head = "Batch stopped" if interrupted else "Batch done"
-    log.info(f"{head}: {', '.join(parts)} of {len(jobs)} video{'s' if len(jobs) != 1 else ''}; {frames} frames in {seconds:.1f} s "
+    log.info(f"{head}: {', '.join(parts)} of {_count(len(jobs), 'video')}; {frames} frames in {seconds:.1f} s "
              f"({fps:.1f} fps); manifest {manifest}")
     failed = [(job, results[job.input]) for job in jobs if results[job.input].status == "failed"]
     for job, result in failed:

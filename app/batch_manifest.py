@@ -103,13 +103,13 @@ def is_finished(previous: VideoResult | None, expected_outputs: list[str]) -> bo
             and all(Path(p).is_file() for p in expected_outputs))
 
 
-def made_with(settings, model: str) -> str:
+def made_with(settings) -> str:
     """A digest of what a batch processes its videos with: every processing setting (the
-    settings object's fields, less the input and outputs, which are each video's own) and the
-    model file's size and modification time. Two runs with the same digest make the same
-    outputs of the same video."""
+    Settings' fields, less the input and outputs, which are each video's own) and the model
+    file's (settings.pose.model) size and modification time. Two runs with the same digest make
+    the same outputs of the same video."""
     text = repr(settings)
-    path = Path(model)
+    path = Path(settings.pose.model)
     if path.is_absolute() and path.is_file():   # a checkpoint (the fallback's models ship with the code)
         stat = path.stat()
         text += f"|{stat.st_size}:{stat.st_mtime_ns}"
