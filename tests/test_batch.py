@@ -206,11 +206,17 @@ def processes_whose_command_has(text: str, parent: int | None = None) -> list[in
     return found
 
 
+def video_being_written(out: Path) -> bool:
+    """A video's outputs have temporary files in `out` (the manifest's own do not count: it is
+    rewritten before any worker starts)."""
+    return bool(list(out.rglob(".*_pose.part-*")))
+
+
 def kill_when_writing(out: Path, find_worker, deadline_s: float = 120) -> bool:
     """SIGKILL a worker once a video's output is being written; whether one was killed."""
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
-        if list(out.rglob(".*.part-*")):
+        if video_being_written(out):
             for pid in find_worker():
                 os.kill(pid, signal.SIGKILL)
                 return True
@@ -321,7 +327,7 @@ def start_batch(*args) -> subprocess.Popen:
 
 def wait_for_writing(out: Path, process: subprocess.Popen, deadline_s: float = 120) -> None:
     deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline and not list(out.glob(".*.part-*")) and process.poll() is None:
+    while time.monotonic() < deadline and not video_being_written(out) and process.poll() is None:
         time.sleep(0.05)
     assert process.poll() is None, process.communicate()
     time.sleep(0.5)
@@ -651,3 +657,4 @@ def test_ray_address_where_nothing_answers_is_a_quick_one_line_error(tmp_path, c
     assert time.monotonic() - started < 15
     line = one_line_error(capsys)
     assert line.startswith(f"error: cannot connect to the Ray cluster at '127.0.0.1:{port}'"), line
+
