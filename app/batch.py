@@ -282,8 +282,12 @@ def _run_batch(args, processing: dict, lock: OutDirLock) -> int:
     cores = usable_cores()
     if args.ray:
         from .batch_ray import RayRunner, check_shared_storage, cluster_resources, connect
-        ray = connect(args.ray)
-        nodes = check_shared_storage(ray, out_dir, None if model == "blazepose" else model)
+        try:   # Ray's start and the storage check can take a minute: a stop meanwhile is said
+            ray = connect(args.ray)
+            nodes = check_shared_storage(ray, out_dir, None if model == "blazepose" else model)
+        except KeyboardInterrupt:
+            log.warning("Batch stopped while connecting to Ray: no video was started.")
+            raise
         cpus, gpus = cluster_resources(ray)
         use_gpus = gpus > 0 and model != "blazepose" and args.device != "cpu"
         threads = args.cpus_per_worker or CORES_PER_WORKER

@@ -658,3 +658,21 @@ def test_ray_address_where_nothing_answers_is_a_quick_one_line_error(tmp_path, c
     line = one_line_error(capsys)
     assert line.startswith(f"error: cannot connect to the Ray cluster at '127.0.0.1:{port}'"), line
 
+
+def test_a_stop_while_ray_starts_is_said_and_leaves_the_videos_pending(tmp_path, capsys, monkeypatch):
+    """Ray's start can take a minute: a SIGTERM meanwhile ends the batch with 143 and a sentence,
+    and the manifest lists the video as still to do."""
+    pytest.importorskip("ray")
+    from app import batch_ray
+    from app.signals import Interrupted
+
+    def stopped_while_starting(address):
+        raise Interrupted(signal.SIGTERM)
+
+    monkeypatch.setattr(batch_ray, "connect", stopped_while_starting)
+    make_clip(tmp_path / "v" / "a.mp4", DATA / "group.jpg", frames=1)
+    assert main([str(tmp_path / "v"), "--out-dir", str(tmp_path / "out"), "--model", "blazepose",
+                 "--ray", "auto"]) == 143
+    assert capsys.readouterr().err.strip().splitlines()[-1] == \
+        "warning: Batch stopped while connecting to Ray: no video was started."
+    assert [(row["status"], row["frames"]) for row in read_manifest(tmp_path / "out").values()] == [("pending", "0")]
