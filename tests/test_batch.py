@@ -157,7 +157,7 @@ def test_ctrl_c_mid_batch_closes_running_videos_complete_and_says_so(tmp_path):
     the manifest says interrupted / pending, and a second run finishes the job."""
     videos, out = tmp_path / "videos", tmp_path / "out"
     for i, photo in enumerate(["group.jpg", "basketball1.jpg", "messi5.jpg"]):
-        make_clip(videos / f"clip{i}.mp4", DATA / photo, frames=40)
+        make_clip(videos / f"clip{i}.mp4", DATA / photo, frames=120)
     args = [sys.executable, str(ROOT / "run_demo.py"), "batch", str(videos), "--out-dir", str(out),
             "--workers", "2", "--model", "blazepose"]
     process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -176,7 +176,7 @@ def test_ctrl_c_mid_batch_closes_running_videos_complete_and_says_so(tmp_path):
         assert row["status"] in ("interrupted", "pending"), row
         if row["status"] == "interrupted":
             frames = int(row["frames"])
-            assert 0 < frames < 40
+            assert 0 < frames < 120
             stem = Path(row["input"]).stem
             assert len(json.loads((out / f"{stem}_pose.json").read_text())["frames"]) == frames
             assert decoded_frames(out / f"{stem}_pose.mp4") == frames
@@ -341,7 +341,7 @@ def test_sigterm_and_sighup_stop_the_batch_like_ctrl_c_with_their_own_exit_code(
     """`timeout`, systemd and `kill -- -PGID` signal the whole group: the worker must not be
     killed by it but close its video complete with the frames done; the exit code is 128 + N."""
     videos, out = tmp_path / "videos", tmp_path / "out"
-    make_clip(videos / "clip.mp4", DATA / "group.jpg", frames=60)
+    make_clip(videos / "clip.mp4", DATA / "group.jpg", frames=150)
     process = start_batch(videos, "--out-dir", out, "--workers", "1", "--model", "blazepose")
     wait_for_writing(out, process)
     if to_group:
@@ -350,7 +350,7 @@ def test_sigterm_and_sighup_stop_the_batch_like_ctrl_c_with_their_own_exit_code(
         os.kill(process.pid, signum)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 128 + signum, stderr
-    assert_stopped_complete(out, of_frames=60)
+    assert_stopped_complete(out, of_frames=150)
     assert "Batch stopped" in stderr
 
 
@@ -399,7 +399,7 @@ def test_sigterm_stops_a_batch_on_a_ray_instance_it_started_like_ctrl_c(tmp_path
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the worker process through /proc (Linux)")
 def test_a_worker_does_not_outlive_a_driver_killed_with_minus_9(tmp_path):
     videos, out = tmp_path / "videos", tmp_path / "out"
-    make_clip(videos / "clip.mp4", DATA / "group.jpg", frames=60)
+    make_clip(videos / "clip.mp4", DATA / "group.jpg", frames=150)
     process = start_batch(videos, "--out-dir", out, "--workers", "1", "--model", "blazepose")
     wait_for_writing(out, process)
     workers = processes_whose_command_has("spawn_main", parent=process.pid)
@@ -418,7 +418,7 @@ def test_a_worker_does_not_outlive_a_driver_killed_with_minus_9(tmp_path):
         process.stderr.close()
     # it stopped its video as a stop request would: the outputs hold the frames done
     frames = len(json.loads((out / "clip_pose.json").read_text())["frames"])
-    assert 0 < frames <= 60 and decoded_frames(out / "clip_pose.mp4") == frames
+    assert 0 < frames <= 150 and decoded_frames(out / "clip_pose.mp4") == frames
 
 
 # ---- nothing the user has is replaced without --force ----
