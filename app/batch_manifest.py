@@ -81,9 +81,10 @@ def read_manifest(out_dir: Path) -> dict[str, VideoResult]:
     if not table or tuple(table[0]) not in (COLUMNS, EARLIER_COLUMNS):
         raise NotAManifest(f"'{path}' is not a batch manifest (its first line is not "
                            f"{','.join(COLUMNS)})")
+    header = tuple(table[0])   # an earlier version's has no settings and input_stamp columns
     rows: dict[str, VideoResult] = {}
     for values in table[1:]:
-        row = dict(zip(COLUMNS, values))
+        row = dict(zip(header, values))
         try:
             rows[row["input"]] = VideoResult(
                 input=row["input"], status=row["status"], frames=int(row["frames"] or 0),

@@ -516,6 +516,11 @@ def test_a_manifest_of_an_earlier_version_and_semicolons_in_names_are_read(tmp_p
                                    f"{videos / 'a;b%3B.mp4'},ok,1,0.10,10.00,a;b%3B_pose.mp4;a;b%3B_pose.json,\n")
     assert main(base) == 2   # ambiguous there: read as four paths, so not finished, and its outputs exist
     capsys.readouterr()
+    # its columns are read by its own header: a failed video's error stays its error
+    (out / "batch.csv").write_text("input,status,frames,seconds,fps,outputs,error\n"
+                                   "/elsewhere/gone.mp4,failed,0,0.02,0.00,,cannot open video\n")
+    gone = batch_manifest.read_manifest(out)["/elsewhere/gone.mp4"]
+    assert (gone.status, gone.error, gone.settings, gone.input_stamp) == ("failed", "cannot open video", "", "")
     # this version's: the names escaped, so the finished video is recognised
     (out / "batch.csv").write_text(",".join(COLUMNS) + "\n" + f"{videos / 'a;b%3B.mp4'},ok,1,0.10,10.00,"
                                    "a%3Bb%253B_pose.mp4;a%3Bb%253B_pose.json,,,\n")
