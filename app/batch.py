@@ -376,10 +376,10 @@ def _refuse_to_overwrite(todo: list[VideoJob], previous: dict[str, VideoResult])
     then --export-format csv) count as the user's."""
     for job in todo:
         earlier = previous.get(job.input)
-        unfinished = earlier is not None and earlier.status not in FINISHED
-        ours = set(earlier.outputs) | set(job.outputs) if unfinished else set()
+        if earlier is not None and earlier.status not in FINISHED:
+            continue   # left unfinished by a batch here: its outputs are the batch's to redo
         for path in job.outputs:
-            if os.path.lexists(path) and path not in ours:
+            if os.path.lexists(path):
                 raise UserError(f"'{path}' exists already (an output of '{job.relative}'): pass --force "
                                 "to replace it, or choose another --out-dir.")
 

@@ -61,7 +61,10 @@ def _is_video(path: Path, extensions: frozenset[str]) -> bool:
 
 
 def _inside(path: Path, folder: Path | None) -> bool:
-    return folder is not None and (path == folder or folder in path.parents)
+    """Whether `path`, or the file it resolves to (a symlink's target), lies in `folder`."""
+    if folder is None:
+        return False
+    return any(p == folder or folder in p.parents for p in (path, path.resolve()))
 
 
 def _read_list(path: Path) -> list[Path]:
@@ -93,7 +96,7 @@ def find_videos(inputs: list[str], extensions: frozenset[str] = READABLE_VIDEO_E
             # video elsewhere is that video, under the link's name
             videos = sorted(p for p in root.rglob("*") if _is_video(p, extensions))
             videos = [v for v in videos if not any(part.startswith(".") for part in v.relative_to(root).parts)]
-            searched = [v for v in videos if not _inside(v, exclude) and not _inside(v.resolve(), exclude)]
+            searched = [v for v in videos if not _inside(v, exclude)]
             if videos and not searched:   # every one lies in the output folder, whose files are outputs
                 raise UserError(f"the videos in folder '{text}' lie inside --out-dir, which is not searched "
                                 "(its files are outputs): give an --out-dir outside the inputs.")
@@ -114,8 +117,7 @@ def find_videos(inputs: list[str], extensions: frozenset[str] = READABLE_VIDEO_E
             # each match by its path below the glob's folder, like a folder's videos (symlinks kept)
             videos = sorted(root / os.path.relpath(os.path.abspath(p), written_root)
                             for p in glob.glob(str(path), recursive=True))
-            videos = [v for v in videos if _is_video(v, extensions) and not _inside(v, exclude)
-                      and not _inside(v.resolve(), exclude)]
+            videos = [v for v in videos if _is_video(v, extensions) and not _inside(v, exclude)]
             if not videos:
                 raise UserError(f"'{text}' matches no videos.")
             found += [(v, root) for v in videos]
