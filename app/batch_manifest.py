@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import os
 import re
-import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import UserError
+from .outputs.atomic import write_bytes_atomically
 
 MANIFEST_NAME = "batch.csv"
 COLUMNS = ("input", "status", "frames", "seconds", "fps", "outputs", "settings", "input_stamp", "error")
@@ -138,35 +139,21 @@ def changed_since(previous: VideoResult, settings: str, stamp: str) -> str | Non
 
 
 def write_manifest(out_dir: Path, results: list[VideoResult]) -> Path:
-    """Write every row to a temporary file beside the manifest, then move it into place. A
-    failure (a full disk) is a UserError saying so in one line; the old manifest stays."""
+    """Write every row, whole or not at all (app/outputs/atomic.py). A failure (a full disk) is
+    a UserError saying so in one line; the old manifest stays."""
     path = out_dir / MANIFEST_NAME
-    temp = out_dir / f".{MANIFEST_NAME}.part-{secrets.token_hex(4)}"
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(COLUMNS)
+    for r in results:
+        outputs = ";".join(_escape(os.path.relpath(p, out_dir)) for p in r.outputs)
+        writer.writerow([r.input, r.status, r.frames, f"{r.seconds:.2f}", f"{r.fps:.2f}",
+                         outputs, r.settings, r.input_stamp, " ".join(r.error.split())])
     try:
-        _write_rows(out_dir, path, temp, results)
+        write_bytes_atomically(path, text.getvalue().encode("utf-8"))
     except OSError as error:
         raise UserError(f"cannot write the manifest '{path}': {error.strerror or error}.") from None
     return path
-
-
-def _write_rows(out_dir: Path, path: Path, temp: Path, results: list[VideoResult]) -> None:
-    try:
-        with open(temp, "w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
-            writer.writerow(COLUMNS)
-            for r in results:
-                outputs = ";".join(_escape(os.path.relpath(p, out_dir)) for p in r.outputs)
-                writer.writerow([r.input, r.status, r.frames, f"{r.seconds:.2f}", f"{r.fps:.2f}",
-                                 outputs, r.settings, r.input_stamp, " ".join(r.error.split())])
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp, path)
-    finally:
-        if temp.exists():
-            try:
-                temp.unlink()
-            except OSError:
-                pass
 
 
 def _escape(path: str) -> str:
