@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
 import time
 from dataclasses import replace
@@ -33,7 +32,7 @@ from .errors import UserError
 from .formats import READABLE_VIDEO_EXTENSIONS
 from .command_scope import command_scope
 from .settings import InputSettings, Settings, ViewSettings
-from .signals import exit_code_for
+from .signals import exit_code_for, stop_exit_code
 from models.cores import usable_cores
 
 log = logging.getLogger(__name__)
@@ -319,7 +318,6 @@ def _run_batch(args, processing: dict, lock: OutDirLock) -> int:
 
     started = time.monotonic()
     interrupted = False
-    stop_code = 128 + signal.SIGINT
     fatal = None
     if todo:
         progress = BatchProgress(len(todo), args.progress, record)
@@ -330,15 +328,13 @@ def _run_batch(args, processing: dict, lock: OutDirLock) -> int:
             runner = LocalRunner(config, workers, gpus=list(range(gpus)))
         try:
             runner.run(todo, progress)
-        except KeyboardInterrupt as error:
+        except KeyboardInterrupt:
             interrupted = True
-            runner.exit_code = exit_code_for(error)
         finally:
             progress.close()
             if ray is not None:
                 ray.shutdown()
         interrupted = interrupted or runner.interrupted
-        stop_code = runner.exit_code
         fatal = runner.fatal_error
     try:
         manifest = write_manifest(out_dir, list(results.values()))
@@ -349,7 +345,7 @@ def _run_batch(args, processing: dict, lock: OutDirLock) -> int:
     if fatal is not None:
         log.error("%s", fatal)
         return 2
-    return _report(jobs, results, manifest, time.monotonic() - started, interrupted, stop_code)
+    return _report(jobs, results, manifest, time.monotonic() - started, interrupted)
 
 
 def _refuse_to_redo(changed: list[tuple[VideoJob, str]], out_dir: Path) -> None:
@@ -385,7 +381,7 @@ def _refuse_to_overwrite(todo: list[VideoJob], previous: dict[str, VideoResult])
 
 
 def _report(jobs: list[VideoJob], results: dict[str, VideoResult], manifest: Path,
-            seconds: float, interrupted: bool, stop_code: int) -> int:
+            seconds: float, interrupted: bool) -> int:
     mine = [results[job.input] for job in jobs]
     counts = {status: sum(r.status == status for r in mine)
               for status in ("ok", "skipped", "failed", "interrupted", "pending")}
@@ -399,7 +395,7 @@ def _report(jobs: list[VideoJob], results: dict[str, VideoResult], manifest: Pat
     for job, result in failed:
         log.info("failed: %s: %s", job.input, result.error)
     if interrupted:
-        return stop_code
+        return stop_exit_code()   # 128 + the stop signal's number
     return 1 if failed else 0
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from .batch_manifest import VideoResult
 from .batch_plan import VideoJob
 from .batch_worker import VideoWorker, WorkerConfig
-from .signals import TERMINATION_SIGNALS, exit_code_for
+from .signals import TERMINATION_SIGNALS
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,6 @@ class LocalRunner:
         self._stop = self._ctx.Event()
         self.fatal_error: str | None = None
         self.interrupted = False
-        self.exit_code = 128 + signal.SIGINT   # once interrupted: 128 + the stop signal's number
 
     def _start(self, index: int) -> _Slot:
         gpu = self.gpus[index % len(self.gpus)] if self.gpus else None
@@ -156,11 +155,10 @@ class LocalRunner:
                                           f"(last exit code {slot.process.exitcode})"))
                         if pending and not stopping:
                             slots[i] = self._start(i)
-                except KeyboardInterrupt as error:
+                except KeyboardInterrupt:
                     if stopping:
                         raise   # a second Ctrl-C: do not wait any longer
                     stopping = self.interrupted = True
-                    self.exit_code = exit_code_for(error)
                     self._stop.set()
                 if self.fatal_error is not None and not stopping:
                     stopping = True

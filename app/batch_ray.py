@@ -24,7 +24,7 @@ from .batch_manifest import VideoResult
 from .batch_plan import VideoJob
 from .batch_worker import REPORT_EVERY_S, VideoWorker, WorkerConfig
 from .errors import UserError
-from .signals import TERMINATION_SIGNALS, exit_code_for
+from .signals import TERMINATION_SIGNALS
 
 log = logging.getLogger(__name__)
 
@@ -239,7 +239,6 @@ class RayRunner:
         self.gpus_per_worker = gpus_per_worker
         self.fatal_error: str | None = None
         self.interrupted = False
-        self.exit_code = 128 + signal.SIGINT   # once interrupted: 128 + the stop signal's number
 
     def _new_actor(self, coordinator_name: str):
         # By name, not by handle: an actor that Ray may restart must not take object-store
@@ -287,14 +286,13 @@ class RayRunner:
                 if self.fatal_error is not None and not stopping:   # e.g. the manifest cannot be written
                     stopping = True
                     coordinator.request_stop.remote()
-            except KeyboardInterrupt as error:
+            except KeyboardInterrupt:
                 if stopping and self.interrupted:   # a second Ctrl-C: do not wait any longer
                     for _, job in inflight.values():
                         listener.finished(job, VideoResult(job.input, "interrupted",
                                                            error="stopped by a second Ctrl-C"))
                     raise
                 stopping = self.interrupted = True
-                self.exit_code = exit_code_for(error)
                 coordinator.request_stop.remote()
         self._relay(ray.get(coordinator.take_events.remote()), by_index, listener)
         for job in pending:

@@ -49,6 +49,12 @@ def exit_code_for(error: BaseException) -> int:
     ours (Ray's ray.wait turns Interrupted into a plain one) gets the signal this run received."""
     if isinstance(error, Interrupted):
         return error.exit_code
+    return stop_exit_code()
+
+
+def stop_exit_code() -> int:
+    """128 + the number of the first stop signal this command received (130 where none was
+    recorded: a KeyboardInterrupt raised outside handled())."""
     return 128 + (_state.signum or signal.SIGINT)
 
 
