@@ -1,9 +1,10 @@
 """When and where to look for people, frame by frame: `DetectionPlan.request` is asked once per
 frame and answers with a DetectionRequest (the whole frame or not, which sweep tiles, whom not to
 report again). The detector carries it out (`PersonDetector.search`); the tracker matches what it
-finds (`Tracker.boxes`). Where the pose network runs on an accelerator, the frame loop has
-`prepare` make the next frame's thumbnail and change maps on a helper thread meanwhile, and
-hands them to that frame's request: the same answer, off the critical path.
+finds (`Tracker.boxes`). Where the pose backend allows it (an accelerator, or the fallback's
+landmark network: PoseBackend.detects_beside), the frame loop has `prepare` make the next frame's
+thumbnail and change maps on a helper thread meanwhile, and hands them to that frame's request:
+the same answer, off the critical path.
 
 When the whole frame is searched (one detector call, plus verification):
 - while nobody is followed, when a followed person was lost, and every `redetect_every` frames
@@ -278,7 +279,7 @@ class DetectionPlan:
     def prepare(self, frame_index: int, image: np.ndarray) -> _Thumb | None:
         """The next frame's thumbnail and what changed in it since the frames its visit will
         compare it with, made ahead of its request(): the frame loop calls this on a helper thread
-        while the current frame's poses are computed on an accelerator, and hands the result to
+        while the current frame's poses are computed (PoseBackend.detects_beside), and hands the result to
         request(). None when that request will not judge tiles. Reads the plan and changes
         nothing in it, so it may run between two request() calls on another thread."""
         cfg = self.config

@@ -60,9 +60,10 @@ class _Ahead:
 
 
 def overlaps_detection(backend) -> bool:
-    """Whether detection of the next frame runs beside this frame's poses: only when the pose
-    network runs on an accelerator, so the CPU is free to detect meanwhile."""
-    return not str(backend.device).startswith("cpu")
+    """Whether detection of the next frame runs beside this frame's poses: as the backend says
+    (PoseBackend.detects_beside); for a duck-typed backend, when it runs on an accelerator."""
+    beside = getattr(backend, "detects_beside", None)
+    return not str(backend.device).startswith("cpu") if beside is None else bool(beside)
 
 
 class FrameLoop:
@@ -75,8 +76,7 @@ class FrameLoop:
         with the default settings). warm_up: run once on the inferring thread before its first
         frame. overlap_detection:
         detect people in frame t+1 on a helper thread while frame t's poses are computed; by
-        default only when the pose network runs on an accelerator (on the CPU both would share
-        the same cores, and the network already uses all of them)."""
+        default as the backend says (PoseBackend.detects_beside)."""
         self.camera_settings = camera_settings   # CameraSettings: intrinsics for each frame size
         self.warm_up = warm_up
         if overlap_detection is None:

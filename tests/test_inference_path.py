@@ -126,3 +126,45 @@ def test_detecting_the_next_frame_beside_this_frames_poses_changes_no_answer(tmp
         assert [p["id"] for p in a["people"]] == [p["id"] for p in b["people"]]
         for pa, pb in zip(a["people"], b["people"]):
             np.testing.assert_allclose(pa["joints_3d"], pb["joints_3d"], atol=1e-3)
+
+
+def _fallback_export(tmp_path, clip_path, name):
+    export = tmp_path / name
+    assert main(["--input", str(clip_path), "--model", "blazepose", "--no-display",
+                 "--max-frames", "20", "--export", str(export)]) == 0
+    return json.loads(export.read_text())["frames"]
+
+
+def test_the_fallback_detects_the_next_frame_beside_its_poses_with_the_same_answers(tmp_path, monkeypatch):
+    """On the CPU the fallback's landmark network leaves room for the helper thread (measured
+    faster), so the loop uses it by default; the answers are those of detecting in line."""
+    from support import drifting_clip
+    from app.detection_plan import DetectionPlan
+    clip_path = drifting_clip(tmp_path / "clip.mp4", frames=20)
+    on_helper = []
+    real_prepare = DetectionPlan.prepare
+
+    def prepare(self, *args, **kwargs):
+        on_helper.append(threading.current_thread().name.startswith("detect"))
+        return real_prepare(self, *args, **kwargs)
+    monkeypatch.setattr(DetectionPlan, "prepare", prepare)
+    beside = _fallback_export(tmp_path, clip_path, "beside.json")
+    assert sum(on_helper) >= 5, "the plan's thumbnails were made on the helper thread"
+    monkeypatch.setattr(frame_loop, "overlaps_detection", lambda backend: False)
+    on_helper.clear()
+    in_line = _fallback_export(tmp_path, clip_path, "in_line.json")
+    assert not any(on_helper)
+    assert [f["index"] for f in beside] == [f["index"] for f in in_line] == list(range(20))
+    assert sum(len(f["people"]) for f in beside) >= 60   # the photo's people, found and followed
+    for a, b in zip(in_line, beside):
+        assert [p["id"] for p in a["people"]] == [p["id"] for p in b["people"]]
+        for pa, pb in zip(a["people"], b["people"]):
+            np.testing.assert_allclose(pa["joints_3d"], pb["joints_3d"], atol=1e-3)
+
+
+def test_convnextpose_detects_beside_its_poses_only_on_an_accelerator():
+    network = load_convnextpose(TINY)
+    backend = estimator.ConvNeXtPoseBackend(network)
+    assert backend.device == "cpu" and not frame_loop.overlaps_detection(backend)
+    backend.device = "cuda:0"
+    assert frame_loop.overlaps_detection(backend)
