@@ -54,9 +54,10 @@ class BlazePoseBackend(PoseBackend):
 
     name = "BlazePose GHUM (fallback)"
     device = "cpu"
-    # Detecting the next frame on a helper thread beside the landmark network was measured
-    # faster on 2 cores (Intel Xeon, one-person clip, 900 frames, 5 alternated pairs: 77.5 ->
-    # 80.0 FPS, never slower), where ConvNeXtPose-L's network was slowed more than it gained.
+    # Detecting the next frame on a helper thread beside the landmark network: slightly faster
+    # on 2 cores (Intel Xeon, one-person clip, 900 frames, 12 runs in ABBA order: 87.2 -> 88.3
+    # FPS mean, faster in each block), where ConvNeXtPose-L's network was slowed more than it
+    # gained (docs/benchmarks.md).
     detects_beside = True
 
     def __init__(self, roi_scale: float = _ROI_SCALE, min_box_side: float = _MIN_BOX_SIDE_PX,
