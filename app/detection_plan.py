@@ -279,8 +279,8 @@ class DetectionPlan:
     def prepare(self, frame_index: int, image: np.ndarray) -> _Thumb | None:
         """The next frame's thumbnail and what changed in it since the frames its visit will
         compare it with, made ahead of its request(): the frame loop calls this on a helper thread
-        while the current frame's poses are computed (PoseBackend.detects_beside), and hands the result to
-        request(). None when that request will not judge tiles. Reads the plan and changes
+        while the current frame's poses are computed (PoseBackend.detects_beside), and hands the
+        result to request(). None when that request will not judge tiles. Reads the plan and changes
         nothing in it, so it may run between two request() calls on another thread."""
         cfg = self.config
         if self._size is None or image.shape[1::-1] != self._size or cfg.stills or not cfg.skip_unchanged:

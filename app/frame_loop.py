@@ -61,9 +61,8 @@ class _Ahead:
 
 def overlaps_detection(backend) -> bool:
     """Whether detection of the next frame runs beside this frame's poses: as the backend says
-    (PoseBackend.detects_beside); for a duck-typed backend, when it runs on an accelerator."""
-    beside = getattr(backend, "detects_beside", None)
-    return not str(backend.device).startswith("cpu") if beside is None else bool(beside)
+    (PoseBackend.detects_beside); a duck-typed backend that does not say detects in line."""
+    return bool(getattr(backend, "detects_beside", False))
 
 
 class FrameLoop:

@@ -161,9 +161,8 @@ class PoseBackend:
     def detects_beside(self) -> bool:
         """Whether the frame loop detects people in frame t+1 on a helper thread while this
         backend estimates frame t's poses: on an accelerator, yes (the CPU is free meanwhile);
-        on the CPU only for a backend measured faster so (docs/benchmarks.md): ConvNeXtPose-L's
-        network was slower with a helper thread beside it (22.3 -> 21.5-21.8 FPS), both want
-        both cores."""
+        on the CPU only for a backend measured faster so (docs/benchmarks.md: ConvNeXtPose-L
+        ran slower with a helper thread beside its network, both want both cores)."""
         return not str(self.device).startswith("cpu")
 
     def estimate(self, image_bgr: np.ndarray, boxes: list[Box], camera: Camera) -> list[Person | None]:

@@ -170,6 +170,7 @@ class _CountingBackend:
     def __init__(self, backend, cost: Cost):
         self._backend, self._cost = backend, cost
         self.name, self.device = backend.name, backend.device
+        self.detects_beside = backend.detects_beside   # detect where the real run does
 
     def estimate(self, image, boxes, camera):
         self._cost.landmark_calls += len(boxes)
