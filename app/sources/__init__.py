@@ -40,8 +40,8 @@ from .probe import not_a_regular_file, redact_url, sniff  # noqa: E402
 from .wrappers import FrameLimit, LoopingSource  # noqa: E402
 
 __all__ = ["Capture", "FrameLimit", "ImageFilesSource", "LiveSource", "LoopingSource", "READ_AHEAD_FRAMES",
-           "ReadAhead", "input_path", "STILL_FPS", "Source", "VideoFileSource", "folder_mode", "open_source", "read_image",
-           "redact_url", "sniff"]
+           "ReadAhead", "STILL_FPS", "Source", "VideoFileSource", "folder_mode", "input_path", "open_source",
+           "read_image", "redact_url", "sniff"]
 
 
 def input_path(spec: str) -> Path | None:
