@@ -54,10 +54,10 @@ class BlazePoseBackend(PoseBackend):
 
     name = "BlazePose GHUM (fallback)"
     device = "cpu"
-    # Detecting the next frame on a helper thread beside the landmark network: slightly faster
-    # on 2 cores (Intel Xeon, one-person clip, 900 frames, 12 runs in ABBA order: 87.2 -> 88.3
-    # FPS mean, faster in each block), where ConvNeXtPose-L's network was slowed more than it
-    # gained (docs/benchmarks.md).
+    # Detecting the next frame on a helper thread beside the landmark network (2-core Xeon,
+    # one-person clip, 900 frames): 5 % faster where a core is left over (the network on one
+    # core: 43.4 -> 45.6 FPS), no slower where the network takes both (77.4 either way; 0 to
+    # +1.3 % over three series). ConvNeXtPose-L on the CPU was slowed by it (docs/benchmarks.md).
     detects_beside = True
 
     def __init__(self, roi_scale: float = _ROI_SCALE, min_box_side: float = _MIN_BOX_SIDE_PX,

@@ -161,8 +161,8 @@ class PoseBackend:
     def detects_beside(self) -> bool:
         """Whether the frame loop detects people in frame t+1 on a helper thread while this
         backend estimates frame t's poses: on an accelerator, yes (the CPU is free meanwhile);
-        on the CPU only for a backend measured faster so (docs/benchmarks.md: ConvNeXtPose-L
-        ran slower with a helper thread beside its network, both want both cores)."""
+        on the CPU only for a backend whose frame rate was measured no lower so
+        (docs/benchmarks.md: the fallback's was not, ConvNeXtPose-L's fell)."""
         return not str(self.device).startswith("cpu")
 
     def estimate(self, image_bgr: np.ndarray, boxes: list[Box], camera: Camera) -> list[Person | None]:
