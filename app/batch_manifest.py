@@ -113,13 +113,13 @@ def made_with(settings) -> str:
     text = repr(settings)
     path = Path(settings.pose.model)
     if path.is_absolute() and path.is_file():   # a checkpoint (the fallback's models ship with the code)
-        stat = path.stat()
-        text += f"|{stat.st_size}:{stat.st_mtime_ns}"
+        text += f"|{input_stamp(path)}"
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def input_stamp(video: str) -> str:
-    """The video's size and modification time: a stamp that changes when the file does."""
+def input_stamp(video: str | Path) -> str:
+    """The file's size and modification time: a stamp that changes when the file does ("" when
+    it cannot be read)."""
     try:
         stat = os.stat(video)
     except OSError:
