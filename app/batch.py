@@ -304,15 +304,15 @@ def _run_batch(args, processing: dict, lock: OutDirLock) -> int:
              f"outputs in {out_dir}")
 
     runner = None
-    manifest_error: list[str] = []
+    manifest_error: str | None = None   # the first failure to write the manifest: said at the end
 
     def record(job: VideoJob, result: VideoResult) -> None:
+        nonlocal manifest_error
         results[job.input] = replace(result, settings=settings, input_stamp=stamps[job.input])
         try:
             write_manifest(out_dir, list(results.values()))
         except UserError as error:   # a full disk: stop giving out videos, end as a fatal error
-            if not manifest_error:
-                manifest_error.append(str(error))
+            manifest_error = manifest_error or str(error)
             if runner is not None and runner.fatal_error is None:
                 runner.fatal_error = str(error)
 
@@ -340,8 +340,8 @@ def _run_batch(args, processing: dict, lock: OutDirLock) -> int:
         manifest = write_manifest(out_dir, list(results.values()))
     except UserError as error:
         fatal = fatal or str(error)
-    if manifest_error:
-        fatal = manifest_error[0]
+    if manifest_error is not None:
+        fatal = manifest_error
     if fatal is not None:
         log.error("%s", fatal)
         return 2
