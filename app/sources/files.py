@@ -436,14 +436,16 @@ def folder_mode(images: list[Path]) -> tuple[str, str | None]:
     return ("stills", None) if first is None else ("sequence", None)
 
 
+def _files_in(folder: Path, extensions: frozenset[str]) -> list[Path]:
+    """The folder's files (not hidden ones) with one of these extensions."""
+    return [p for p in folder.iterdir()
+            if p.is_file() and p.suffix.lower() in extensions and not p.name.startswith(".")]
+
+
 def open_folder(folder: Path, still_fps: float) -> ImageFilesSource:
-    images = sorted((p for p in folder.iterdir()
-                     if p.is_file() and p.suffix.lower() in READABLE_IMAGE_EXTENSIONS
-                     and not p.name.startswith(".")),
-                    key=lambda p: natural_key(p.name))
+    images = sorted(_files_in(folder, READABLE_IMAGE_EXTENSIONS), key=lambda p: natural_key(p.name))
     if not images:
-        videos = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in READABLE_VIDEO_EXTENSIONS]
-        if videos:   # one run takes one video; many are the batch command's
+        if _files_in(folder, READABLE_VIDEO_EXTENSIONS):   # one run takes one video; many are the batch command's
             raise UserError(f"folder '{folder}' holds videos, not images: give one video as --input, "
                             f"or process them all with: run_demo.py batch '{folder}' --out-dir DIR")
         raise UserError(f"folder '{folder}' holds no image files (.jpg, .png, .bmp, .tif, "
