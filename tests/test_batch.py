@@ -158,14 +158,8 @@ def test_ctrl_c_mid_batch_closes_running_videos_complete_and_says_so(tmp_path):
     videos, out = tmp_path / "videos", tmp_path / "out"
     for i, photo in enumerate(["group.jpg", "basketball1.jpg", "messi5.jpg"]):
         make_clip(videos / f"clip{i}.mp4", DATA / photo, frames=120)
-    args = [sys.executable, str(ROOT / "run_demo.py"), "batch", str(videos), "--out-dir", str(out),
-            "--workers", "2", "--model", "blazepose"]
-    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True, cwd=ROOT)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not list(out.glob(".*.json")) and process.poll() is None:
-        time.sleep(0.1)
-    time.sleep(0.5)
+    process = start_batch(videos, "--out-dir", out, "--workers", "2", "--model", "blazepose")
+    wait_for_writing(out, process)
     os.killpg(process.pid, signal.SIGINT)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
