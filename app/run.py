@@ -131,7 +131,7 @@ def build_loop(settings: Settings, source, window: bool, opened: list,
     if outputs.export:
         # photos (a folder of them, or one): each frame names its photo and the focal of its
         # size; no fps (PhotoFrames)
-        if stills or getattr(source, "mode", None) == "image":
+        if source.is_still:
             names = photo_names(source.paths)
             photos = PhotoFrames(photo_of=lambda i: names[source.path_of(i)],
                                  focal_for=lambda w, h: settings.camera.camera(w, h).fx)
