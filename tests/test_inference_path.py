@@ -90,12 +90,25 @@ def test_warm_up_runs_on_the_thread_that_infers(tmp_path, monkeypatch):
     assert calls.blank[0] and not calls.blank[-1], calls.blank
 
 
-def _export(tmp_path, clip_path, name):
+# on the CPU, whose answers repeat to the bit (cuDNN's autotuning may pick other kernels per run)
+TINY_ON_CPU = ("--model", TINY, "--detect-every", "2", "--device", "cpu")
+
+
+def _export(tmp_path, clip_path, name, model_options=TINY_ON_CPU):
+    """The joints of the clip's 20 frames, as exported."""
     export = tmp_path / name
-    # on the CPU, whose answers repeat to the bit (cuDNN's autotuning may pick other kernels per run)
-    assert main(["--input", str(clip_path), "--model", TINY, "--no-display", "--max-frames", "20",
-                 "--detect-every", "2", "--device", "cpu", "--export", str(export)]) == 0
+    assert main(["--input", str(clip_path), *model_options, "--no-display", "--max-frames", "20",
+                 "--export", str(export)]) == 0
     return json.loads(export.read_text())["frames"]
+
+
+def _assert_same_answers(expected, got):
+    """The same frames, the same people in the same order, the same 3D joints."""
+    assert [f["index"] for f in got] == [f["index"] for f in expected] == list(range(20))
+    for a, b in zip(expected, got):
+        assert [p["id"] for p in a["people"]] == [p["id"] for p in b["people"]]
+        for pa, pb in zip(a["people"], b["people"]):
+            np.testing.assert_allclose(pa["joints_3d"], pb["joints_3d"], atol=1e-3)
 
 
 def test_detecting_the_next_frame_beside_this_frames_poses_changes_no_answer(tmp_path, monkeypatch):
@@ -121,18 +134,7 @@ def test_detecting_the_next_frame_beside_this_frames_poses_changes_no_answer(tmp
     overlapped = _export(tmp_path, clip_path, "overlapped.json")
     assert ahead["candidates"] >= 5, "whole-frame passes were started ahead"
     assert ahead["prepared"] >= 5, "the plan's thumbnails were made ahead"
-    assert [f["index"] for f in overlapped] == [f["index"] for f in serial] == list(range(20))
-    for a, b in zip(serial, overlapped):
-        assert [p["id"] for p in a["people"]] == [p["id"] for p in b["people"]]
-        for pa, pb in zip(a["people"], b["people"]):
-            np.testing.assert_allclose(pa["joints_3d"], pb["joints_3d"], atol=1e-3)
-
-
-def _fallback_export(tmp_path, clip_path, name):
-    export = tmp_path / name
-    assert main(["--input", str(clip_path), "--model", "blazepose", "--no-display",
-                 "--max-frames", "20", "--export", str(export)]) == 0
-    return json.loads(export.read_text())["frames"]
+    _assert_same_answers(serial, overlapped)
 
 
 def test_the_fallback_detects_the_next_frame_beside_its_poses_with_the_same_answers(tmp_path, monkeypatch):
@@ -148,18 +150,14 @@ def test_the_fallback_detects_the_next_frame_beside_its_poses_with_the_same_answ
         on_helper.append(threading.current_thread().name.startswith("detect"))
         return real_prepare(self, *args, **kwargs)
     monkeypatch.setattr(DetectionPlan, "prepare", prepare)
-    beside = _fallback_export(tmp_path, clip_path, "beside.json")
+    beside = _export(tmp_path, clip_path, "beside.json", ("--model", "blazepose"))
     assert sum(on_helper) >= 5, "the plan's thumbnails were made on the helper thread"
     monkeypatch.setattr(frame_loop, "overlaps_detection", lambda backend: False)
     on_helper.clear()
-    in_line = _fallback_export(tmp_path, clip_path, "in_line.json")
+    in_line = _export(tmp_path, clip_path, "in_line.json", ("--model", "blazepose"))
     assert not any(on_helper)
-    assert [f["index"] for f in beside] == [f["index"] for f in in_line] == list(range(20))
     assert sum(len(f["people"]) for f in beside) >= 60   # the photo's people, found and followed
-    for a, b in zip(in_line, beside):
-        assert [p["id"] for p in a["people"]] == [p["id"] for p in b["people"]]
-        for pa, pb in zip(a["people"], b["people"]):
-            np.testing.assert_allclose(pa["joints_3d"], pb["joints_3d"], atol=1e-3)
+    _assert_same_answers(in_line, beside)
 
 
 def test_convnextpose_detects_beside_its_poses_only_on_an_accelerator():
